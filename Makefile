@@ -1,0 +1,33 @@
+# Two entry points, each self-contained on a fresh machine:
+#   make demo   - virtual environment + pseudo3d, then `pseudo3d demo`
+#   make test   - virtual environment + pseudo3d[dev], then the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed-run
+	$(VENV)/bin/pseudo3d demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed-dev
+	$(PY) bench/bench_build.py
+
+clean:
+	rm -rf $(VENV) pseudo3d-demo .pytest_cache

@@ -1,0 +1,223 @@
+"""Typed build configuration.
+
+Every option lives in a frozen dataclass that checks itself in ``__post_init__`` and raises a
+:class:`~pseudo3d.errors.ConfigError` naming the option. A YAML file (``--config build.yaml``)
+maps onto :class:`BuildConfig` section by section; unknown keys are refused by name, so a typo
+never silently falls back to a default. ``configs/build.yaml`` in the repository lists every
+option with its default and is tested against this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from pseudo3d.errors import ConfigError
+from pseudo3d.reconstruction import BACKENDS
+from pseudo3d.smoothing.config import SmoothingSpec
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How source videos are turned into frames and audio."""
+
+    fps: float = 25.0
+    """Output frame rate; source frames are picked by timestamp (nearest), so 29.97 fps and
+    variable frame rate sources land on an exact grid."""
+    sample_rate: int = 16000
+    """Output audio sample rate in Hz (mono)."""
+    max_side: int = 1280
+    """Frames whose longer side exceeds this many pixels are downscaled before tracking.
+    Landmarks are still reported in source-resolution pixels."""
+    require_audio: bool = True
+    """A source without an audio stream becomes a failure row (stage ``probe``)."""
+
+    def __post_init__(self):
+        _check(1.0 <= self.fps <= 240.0, f"fps must be in [1, 240], got {self.fps}")
+        _check(8000 <= self.sample_rate <= 96000, f"sample_rate must be in [8000, 96000] Hz, got {self.sample_rate}")
+        _check(self.max_side >= 64, f"max_side must be >= 64 pixels, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Face tracking, clip segmentation and face crops."""
+
+    min_detection_confidence: float = 0.5
+    """Face detector score needed to start (or restart) a track."""
+    min_tracking_confidence: float = 0.5
+    """Landmark-model face presence below which the track counts as lost and the next frame
+    runs the detector again."""
+    min_clip_s: float = 2.0
+    """Clips shorter than this are dropped, each recorded as a failure row (``clip_too_short``)."""
+    max_clip_s: float = 60.0
+    """Longer face tracks are split into equal parts no longer than this."""
+    max_gap_s: float = 0.2
+    """Gaps in a track up to this long are interpolated and flagged; longer gaps split clips."""
+    cut_threshold: float = 0.35
+    """Colour-histogram (Bhattacharyya) distance between consecutive frames above which a shot
+    cut is declared and the clip is split."""
+    max_jump: float = 0.35
+    """A face whose centre moves more than this fraction of its size in one frame is treated as
+    a different track (a cut the histogram missed, or a switch to another face)."""
+    crop_size: int = 224
+    """Side of the square face crops in pixels (DECA's input size)."""
+    crop_scale: float = 1.25
+    """Crop side relative to the landmark bounding box (DECA's convention)."""
+
+    def __post_init__(self):
+        for name in ("min_detection_confidence", "min_tracking_confidence"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        _check(self.min_clip_s > 0, f"min_clip_s must be > 0 seconds, got {self.min_clip_s}")
+        _check(self.max_clip_s >= self.min_clip_s,
+               f"max_clip_s ({self.max_clip_s}) must be >= min_clip_s ({self.min_clip_s})")
+        _check(self.max_gap_s >= 0, f"max_gap_s must be >= 0 seconds, got {self.max_gap_s}")
+        _check(0 < self.cut_threshold <= 1, f"cut_threshold must be in (0, 1], got {self.cut_threshold}")
+        _check(self.max_jump > 0, f"max_jump must be > 0, got {self.max_jump}")
+        _check(32 <= self.crop_size <= 1024, f"crop_size must be in [32, 1024] pixels, got {self.crop_size}")
+        _check(0.5 <= self.crop_scale <= 4.0, f"crop_scale must be in [0.5, 4], got {self.crop_scale}")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Savitzky–Golay settings per parameter group (window in seconds, polynomial order)."""
+
+    mesh: SmoothingSpec = SmoothingSpec(window_s=0.28, polyorder=2)
+    """The head-pose-free 3D landmark mesh (``mesh_*.npy``). 0.28 s is 7 frames at 25 fps: it
+    halves the jitter (RMS second difference) while lip motion at syllable rate survives; see
+    docs/smoothing.md for the measured trade-off."""
+    landmarks_2d: SmoothingSpec = SmoothingSpec(window_s=0.28, polyorder=2)
+    """Image-space landmarks (``landmarks_2d_*.npy``)."""
+    head_rotation: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
+    """Head rotation, smoothed as continuous unit quaternions."""
+    head_translation: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
+    head_scale: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """WebDataset shard sizes and optional members."""
+
+    max_samples: int = 200
+    """A shard is closed before it would hold more clips than this."""
+    max_bytes: int = 1_000_000_000
+    """A shard is closed before it would grow past this many bytes (a single source larger than
+    this gets a shard of its own; sources are never split across shards)."""
+    write_crops: bool = False
+    """Also store the 224x224 face crops (``crops.npy``, uint8, about 150 kB per frame)."""
+
+    def __post_init__(self):
+        _check(self.max_samples >= 1, f"max_samples must be >= 1, got {self.max_samples}")
+        _check(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides the content of a dataset. Runner settings (workers, Ray address)
+    are not part of it: they change how fast a dataset is built, never what is in it."""
+
+    backend: str = "mediapipe"
+    """Reconstruction backend: ``mediapipe`` (no licensed assets needed)."""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+
+    def __post_init__(self):
+        _check(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of the content-deciding options; a dataset refuses a resume under a
+        different fingerprint."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BuildConfig":
+        return _from_mapping(cls, data, prefix="")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "BuildConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"--config: no such file: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"--config {path}: expected a mapping of sections, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> "BuildConfig":
+        """A copy with some options replaced, e.g. ``with_overrides(decode={"fps": 30})``;
+        top-level scalars are passed directly (``backend="mediapipe"``)."""
+        merged = self.to_dict()
+        for name, value in sections.items():
+            if isinstance(value, Mapping):
+                merged.setdefault(name, {}).update(value)
+            else:
+                merged[name] = value
+        return BuildConfig.from_dict(merged)
+
+
+def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str):
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types by name."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option {prefix}{unknown[0]!s}; the options of "
+            f"{prefix.rstrip('.') or 'the build config'} are: {', '.join(sorted(known))}")
+    values = {}
+    for name, raw in data.items():
+        kind = hints[name]
+        path = f"{prefix}{name}"
+        if dataclasses.is_dataclass(kind):
+            values[name] = _from_mapping(kind, raw, prefix=f"{path}.")
+        else:
+            values[name] = _coerce(raw, kind, path)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}" if prefix else str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from None
+
+
+def _coerce(value: Any, kind: type, path: str):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path} must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path} must be a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{path} must be a string, got {value!r}")
+    return value

@@ -1,0 +1,55 @@
+"""Opening sources with PyAV, locally or through fsspec, and mapping PyAV errors to stage errors."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import av
+import fsspec
+import numpy as np
+
+from pseudo3d.errors import StageError
+from pseudo3d.pipelines.sources import local_path
+
+
+@contextlib.contextmanager
+def open_container(uri: str, stage: str) -> Iterator[av.container.InputContainer]:
+    """Open ``uri`` for reading; any failure to open becomes a ``StageError`` of ``stage``."""
+    path = local_path(uri)
+    with contextlib.ExitStack() as stack:
+        try:
+            if path is not None:
+                container = av.open(str(path), mode="r")
+            else:
+                handle = stack.enter_context(fsspec.open(uri, "rb"))
+                container = av.open(handle, mode="r")
+        except FileNotFoundError:
+            raise StageError(stage, "missing", f"file not found: {uri}") from None
+        except av.error.FFmpegError as exc:
+            raise StageError(stage, "not_a_video", f"cannot open as a media file: {_describe(exc)}") from None
+        stack.callback(container.close)
+        yield container
+
+
+def _describe(exc: Exception) -> str:
+    """FFmpeg's reason without PyAV's errno prefix and file name."""
+    reason = getattr(exc, "strerror", None)
+    return str(reason) if reason else (str(exc) or type(exc).__name__)
+
+
+def describe_av_error(exc: Exception) -> str:
+    return _describe(exc)
+
+
+def rotate_image(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation (degrees counter-clockwise, a multiple of 90) to an HxWxC image."""
+    turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+def normalise_rotation(degrees: float | int | None) -> int:
+    """Round a display-matrix angle to 0/90/180/270."""
+    if degrees is None:
+        return 0
+    return int(round(float(degrees) / 90.0)) % 4 * 90

@@ -1,0 +1,188 @@
+"""Resolve build inputs (directories, globs, files, list files; local or fsspec URLs) to sources.
+
+Rules, in the order they are tried for each INPUT:
+
+* a list file (``.csv``, ``.tsv``, ``.parquet``, ``.txt``): one source per row. CSV/TSV/Parquet
+  need a ``path`` column; relative paths are resolved against the list file's folder; an ``id``
+  column, if present, names the source (keys then survive moving the corpus); every other
+  column is carried into the manifest as metadata. A ``.txt`` list holds one path per line.
+* a directory: every video file below it (by extension, see :data:`VIDEO_EXTENSIONS`), recursively;
+* a glob pattern: the matching video files;
+* any other existing file: taken as a source as it is (a file that is not a video becomes a
+  failure row later, not an error now).
+
+A path that does not exist, or a directory or glob without videos, is an error naming it.
+
+Each source gets an *identity* (the path relative to its input root, prefixed by the root's
+name; the path as written in a list file; or the list file's ``id``) and a ``source_id`` derived
+from it: a readable slug of the file name plus 8 hex digits of its hash. Keys are therefore
+stable across runs and machines as long as the corpus layout is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import fsspec
+
+from pseudo3d.errors import Pseudo3DError
+from pseudo3d.schemas.records import Source
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts",
+    ".flv", ".wmv", ".3gp", ".mxf", ".ogv",
+})
+LIST_EXTENSIONS = frozenset({".csv", ".tsv", ".parquet", ".txt"})
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def resolve_sources(inputs: Iterable[str]) -> list[Source]:
+    """All sources named by ``inputs``, deduplicated by URI and sorted by identity."""
+    entries: list[tuple[str, str, dict[str, Any]]] = []  # (uri, identity, metadata)
+    inputs = list(inputs)
+    if not inputs:
+        raise Pseudo3DError("no INPUT given: name a directory, glob, video file or list file")
+    for raw in inputs:
+        entries.extend(_expand(str(raw)))
+
+    by_uri: dict[str, tuple[str, dict[str, Any]]] = {}
+    for uri, identity, metadata in entries:
+        if uri in by_uri:
+            log.warning("input %s is named more than once; it is processed once", uri)
+            continue
+        by_uri[uri] = (identity, metadata)
+
+    owners: dict[str, list[str]] = {}
+    for uri, (identity, _) in by_uri.items():
+        owners.setdefault(identity, []).append(uri)
+    sources = []
+    for uri, (identity, metadata) in by_uri.items():
+        if len(owners[identity]) > 1:
+            identity = uri  # two inputs would share an identity: fall back to the full location
+        sources.append(Source(uri=uri, identity=identity, source_id=make_source_id(identity),
+                              metadata=metadata))
+    sources.sort(key=lambda source: source.identity)
+    return sources
+
+
+def make_source_id(identity: str) -> str:
+    """``slug-hash8``: readable, unique, and safe as a WebDataset key prefix (no dots)."""
+    stem = posixpath.basename(identity.rstrip("/"))
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_").lower()[:40] or "source"
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def _expand(raw: str) -> list[tuple[str, str, dict[str, Any]]]:
+    if _is_url(raw):
+        fs, path = fsspec.core.url_to_fs(raw)
+        protocol = raw.split("://", 1)[0]
+        to_uri = (lambda p: f"{protocol}://{p}") if protocol != "file" else (lambda p: p)
+    else:
+        fs, path = fsspec.filesystem("file"), os.path.abspath(os.path.expanduser(raw))
+        to_uri = lambda p: p  # noqa: E731 - local paths stay plain paths
+
+    suffix = posixpath.splitext(path)[1].lower()
+    if _GLOB_CHARS.search(path):
+        matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and _is_video(p))
+        if not matches:
+            raise Pseudo3DError(f"input {raw!r}: the glob matched no video files")
+        base = _glob_base(path)
+        root_name = posixpath.basename(base.rstrip("/"))
+        return [(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base)), {}) for p in matches]
+    if not fs.exists(path):
+        raise Pseudo3DError(f"input not found: {raw}")
+    if fs.isdir(path):
+        files = sorted(p for p in fs.find(path) if _is_video(p) and not _is_hidden(p, path))
+        if not files:
+            raise Pseudo3DError(f"input {raw!r}: no video files found below it "
+                                f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+        root_name = posixpath.basename(path.rstrip("/"))
+        return [(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path)), {}) for p in files]
+    if suffix in LIST_EXTENSIONS:
+        return _read_list_file(fs, path, to_uri, raw)
+    return [(to_uri(path), posixpath.basename(path), {})]
+
+
+def _is_video(path: str) -> bool:
+    return posixpath.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _is_hidden(path: str, root: str) -> bool:
+    return any(part.startswith(".") for part in posixpath.relpath(path, root).split("/"))
+
+
+def _glob_base(pattern: str) -> str:
+    parts = pattern.split("/")
+    for index, part in enumerate(parts):
+        if _GLOB_CHARS.search(part):
+            return "/".join(parts[:index]) or "/"
+    return posixpath.dirname(pattern)
+
+
+def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, dict[str, Any]]]:
+    suffix = posixpath.splitext(path)[1].lower()
+    folder = posixpath.dirname(path)
+    if suffix == ".txt":
+        with fs.open(path, "rt") as handle:
+            lines = [line.strip() for line in handle]
+        rows = [{"path": line} for line in lines if line and not line.startswith("#")]
+    else:
+        rows = _read_table_rows(fs, path, suffix, raw)
+    entries = []
+    for number, row in enumerate(rows, start=1):
+        written = row.pop("path", None)
+        if not isinstance(written, str) or not written.strip():
+            raise Pseudo3DError(f"list file {raw}: row {number} has an empty 'path'")
+        written = written.strip()
+        explicit_id = row.pop("id", None)
+        if _is_url(written):
+            uri = written
+        else:
+            local = written if posixpath.isabs(written) else posixpath.join(folder, written)
+            uri = to_uri(posixpath.normpath(local))
+        identity = str(explicit_id) if explicit_id not in (None, "") else written
+        metadata = {str(k): v for k, v in row.items() if v is not None}
+        entries.append((uri, identity, metadata))
+    if not entries:
+        raise Pseudo3DError(f"list file {raw} holds no paths")
+    return entries
+
+
+def _read_table_rows(fs, path: str, suffix: str, raw: str) -> list[dict[str, Any]]:
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    try:
+        with fs.open(path, "rb") as handle:
+            if suffix == ".parquet":
+                table = pyarrow.parquet.read_table(handle)
+            else:
+                options = pyarrow.csv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+                table = pyarrow.csv.read_csv(handle, parse_options=options)
+    except Exception as exc:  # pyarrow raises several types for unreadable tables
+        raise Pseudo3DError(f"list file {raw}: cannot read it as {suffix[1:]}: {exc}") from None
+    if "path" not in table.column_names:
+        raise Pseudo3DError(f"list file {raw}: needs a 'path' column; it has "
+                            f"{', '.join(table.column_names) or 'no columns'}")
+    return table.to_pylist()
+
+
+def local_path(uri: str) -> Path | None:
+    """The local filesystem path of a source, or None for a remote URL."""
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    return None if _is_url(uri) else Path(uri)

@@ -1,0 +1,130 @@
+"""Decode+track stage: one probed source in, its clips (landmarks, crops, audio) out.
+
+Runs on CPU workers. Frames stream from the decoder through shot-cut detection and the face
+tracker and are dropped right away; only per-frame landmarks, scores and (when a backend or the
+output wants them) 224×224 crops are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pseudo3d.config import DecodeConfig, TrackConfig
+from pseudo3d.errors import StageError
+from pseudo3d.pipelines.crops import crop_transform, face_box, warp_crop
+from pseudo3d.pipelines.cuts import ShotCutDetector
+from pseudo3d.pipelines.decode import FrameDecoder, decode_audio, slice_audio
+from pseudo3d.pipelines.face_tracker import N_LANDMARKS, FaceTracker
+from pseudo3d.pipelines.segment import segment_track
+from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
+
+STAGE = "track"
+
+
+@dataclass
+class TrackedSource:
+    clips: list[Clip]
+    failures: list[Failure] = field(default_factory=list)
+    """Rows for what was lost without failing the source: short face tracks, a broken tail."""
+    n_frames: int = 0
+    """Output-grid frames decoded."""
+
+
+class DecodeTrack:
+    """Probed source → clips. Raises ``StageError`` when no face is found at all; returns no
+    clips (and a row per short track) when every face track is too short."""
+
+    def __init__(self, decode: DecodeConfig, track: TrackConfig, want_crops: bool = False):
+        self.decode = decode
+        self.track = track
+        self.want_crops = want_crops
+        self._tracker: FaceTracker | None = None
+
+    @property
+    def tracker(self) -> FaceTracker:
+        if self._tracker is None:
+            self._tracker = FaceTracker(self.track)
+        return self._tracker
+
+    def __call__(self, source: Source, probe: ProbeInfo) -> TrackedSource:
+        fps = self.decode.fps
+        decoder = FrameDecoder(source, probe, self.decode)
+        tracker = self.tracker
+        tracker.reset()
+        cut_detector = ShotCutDetector(self.track.cut_threshold)
+        landmarks, confidence, cut_before, transforms, crops = [], [], [], [], []
+        nan_landmarks = np.full((N_LANDMARKS, 3), np.nan, np.float32)
+        box = None
+        size = self.track.crop_size
+        for frame in decoder:
+            cut = cut_detector(frame.image)
+            if cut:
+                tracker.reset()
+                box = None
+            observation = tracker(frame.image)
+            points = None if observation.landmarks is None else observation.landmarks / frame.scale
+            if points is not None:
+                box = face_box(points)
+            landmarks.append(nan_landmarks if points is None else points)
+            confidence.append(observation.confidence)
+            cut_before.append(cut)
+            if box is None:
+                transforms.append(np.full((2, 3), np.nan))
+                if self.want_crops:
+                    crops.append(np.zeros((size, size, 3), np.uint8))
+                continue
+            transform = crop_transform(*box, scale=self.track.crop_scale, size=size)
+            transforms.append(transform)
+            if self.want_crops:
+                working = transform.copy()
+                working[:, :2] /= frame.scale  # the frame is in working pixels, the box in source pixels
+                crops.append(warp_crop(frame.image, working, size))
+
+        n_frames = len(landmarks)
+        failures = []
+        if decoder.error is not None:
+            failures.append(Failure(source.source_id, source.uri, decoder.error.stage, decoder.error.error,
+                                    decoder.error.message))
+        landmarks = np.stack(landmarks)
+        tracked = ~np.isnan(landmarks[:, 0, 0])
+        if not tracked.any():
+            raise StageError(STAGE, "no_face", f"no face found in any of the {n_frames} frames "
+                                               f"({n_frames / fps:.1f} s)")
+        segmentation = segment_track(
+            landmarks, tracked, np.array(cut_before),
+            max_gap=int(round(self.track.max_gap_s * fps)),
+            min_frames=int(np.ceil(self.track.min_clip_s * fps - 1e-9)),
+            max_frames=int(np.floor(self.track.max_clip_s * fps + 1e-9)),
+            max_jump=self.track.max_jump,
+        )
+        for start, stop in segmentation.too_short:
+            failures.append(Failure(
+                source.source_id, source.uri, STAGE, "clip_too_short",
+                f"face track of {(stop - start) / fps:.2f} s is shorter than track.min_clip_s="
+                f"{self.track.min_clip_s:g} s", clip=f"{start / fps:.2f}-{stop / fps:.2f}s"))
+        if not segmentation.clips:
+            return TrackedSource(clips=[], failures=failures, n_frames=n_frames)
+
+        audio = decode_audio(source, probe, self.decode.sample_rate)
+        confidence = np.asarray(confidence, np.float32)
+        transforms = np.stack(transforms).astype(np.float32)
+        clips = []
+        for index, (start, stop) in enumerate(segmentation.clips):
+            clips.append(Clip(
+                source=source,
+                clip_index=index,
+                start_frame=start,
+                fps=fps,
+                image_size=(probe.width, probe.height),
+                landmarks=segmentation.landmarks[start:stop],
+                confidence=confidence[start:stop],
+                interpolated=segmentation.interpolated[start:stop],
+                crop_transforms=transforms[start:stop],
+                audio=slice_audio(audio, start, stop - start, fps, self.decode.sample_rate),
+                sample_rate=self.decode.sample_rate,
+                crops=np.stack(crops[start:stop]) if self.want_crops else None,
+            ))
+        return TrackedSource(clips=clips, failures=failures, n_frames=n_frames)
+

@@ -1,0 +1,198 @@
+"""Typed records passed between stages.
+
+A runner moves these between stages (and, for the process pool or a cluster, between processes),
+so they hold plain numpy arrays and JSON-able metadata only.
+
+Coordinate conventions used throughout:
+
+* image pixels: x to the right, y down, origin at the top-left corner of the (rotation-corrected)
+  source frame, in source-resolution pixels;
+* MediaPipe depth ``z``: same pixel scale as x, larger is further from the camera;
+* time: seconds from the first video frame of the source; frame ``k`` of the output timeline is
+  at ``k / fps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+SourceStatus = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input video."""
+
+    uri: str
+    """Absolute local path or fsspec URL."""
+    identity: str
+    """What the source id is derived from: the path relative to the input root it was found
+    under (directory or glob), the path as written in a list file, or an explicit ``id``."""
+    source_id: str
+    """Stable id, a prefix of every sample key of this source (no dots, no slashes)."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Extra columns from a list file (speaker, licence, ...), carried into the manifest."""
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What PyAV reports about a source before decoding."""
+
+    container: str
+    size_bytes: int
+    duration_s: float
+    video_codec: str
+    width: int
+    """Displayed width in pixels (after rotation)."""
+    height: int
+    fps: float
+    """Average frame rate of the video stream."""
+    rotation: int
+    """Display rotation in degrees (0, 90, 180, 270) applied to decoded frames."""
+    n_video_streams: int
+    n_audio_streams: int
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
+    video_start_s: float = 0.0
+    """Presentation time of the first video frame; time zero of the output timeline."""
+
+    @property
+    def has_audio(self) -> bool:
+        return self.n_audio_streams > 0
+
+
+@dataclass
+class Clip:
+    """One continuous face track of one source, on the output frame grid, with its audio.
+
+    ``T`` below is ``n_frames``; 478 is MediaPipe's landmark count with irises.
+    """
+
+    source: Source
+    clip_index: int
+    start_frame: int
+    """Index of the clip's first frame on the source's output timeline (at ``fps``)."""
+    fps: float
+    image_size: tuple[int, int]
+    """(width, height) of the source frames in pixels."""
+    landmarks: np.ndarray
+    """(T, 478, 3) float32 MediaPipe landmarks in image pixels (x, y) and pixel-scaled depth z."""
+    confidence: np.ndarray
+    """(T,) float32 face detector score per frame, 0 where the detector found no face."""
+    interpolated: np.ndarray
+    """(T,) bool, true where the tracker lost the face and landmarks were interpolated."""
+    crop_transforms: np.ndarray
+    """(T, 2, 3) float32 similarity transforms mapping image pixels to crop pixels."""
+    audio: np.ndarray
+    """(n_samples,) float32 mono audio in [-1, 1] spanning exactly the clip."""
+    sample_rate: int
+    crops: np.ndarray | None = None
+    """(T, S, S, 3) uint8 RGB face crops, present when a backend or the output asks for them."""
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    @property
+    def start_s(self) -> float:
+        return self.start_frame / self.fps
+
+    @property
+    def end_s(self) -> float:
+        return (self.start_frame + self.n_frames) / self.fps
+
+    @property
+    def key(self) -> str:
+        return clip_key(self.source.source_id, self.clip_index)
+
+
+@dataclass
+class ClipResult:
+    """A reconstructed clip: its per-frame arrays (raw and smoothed) and per-clip metadata."""
+
+    clip: Clip
+    arrays: dict[str, np.ndarray]
+    """Per-frame arrays; the first axis of each is the frame axis (length ``n_frames``)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Backend name, asset hashes, smoothing settings, ... (JSON-able)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Per-clip QA metrics, carried into the manifest."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failure row: which input, which stage, why."""
+
+    source_id: str
+    uri: str
+    stage: str
+    error: str
+    message: str
+    clip: str | None = None
+    """The clip concerned (a key, or a time span for a clip that was never kept), if any."""
+
+    def to_row(self) -> dict[str, Any]:
+        return {"source_id": self.source_id, "uri": self.uri, "clip": self.clip,
+                "stage": self.stage, "error": self.error, "message": self.message}
+
+
+@dataclass
+class EncodedSample:
+    """A clip ready for a shard: member name suffix → bytes, plus its manifest row."""
+
+    key: str
+    members: dict[str, bytes]
+    """E.g. ``{"audio.flac": ..., "meta.json": ..., "mesh_raw.npy": ...}``."""
+    row: dict[str, Any]
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(len(data) for data in self.members.values())
+
+
+@dataclass
+class SourceOutcome:
+    """Everything one source produced: its samples (possibly none) and failure rows."""
+
+    source: Source
+    status: SourceStatus
+    samples: list[EncodedSample] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    probe: ProbeInfo | None = None
+    reason: str = ""
+    """Why the source failed (empty when ok)."""
+    n_frames_decoded: int = 0
+    """Output-grid frames decoded (for throughput figures)."""
+    assets: dict[str, str] = field(default_factory=dict)
+    """Asset name → hash or version of what the backend used (recorded in the card)."""
+
+    def source_row(self) -> dict[str, Any]:
+        probe = self.probe
+        return {
+            "source_id": self.source.source_id,
+            "uri": self.source.uri,
+            "identity": self.source.identity,
+            "status": self.status,
+            "reason": self.reason,
+            "n_clips": len(self.samples),
+            "n_failures": len(self.failures),
+            "duration_s": probe.duration_s if probe else None,
+            "fps": probe.fps if probe else None,
+            "width": probe.width if probe else None,
+            "height": probe.height if probe else None,
+            "has_audio": probe.has_audio if probe else None,
+            "container": probe.container if probe else None,
+            "video_codec": probe.video_codec if probe else None,
+            "size_bytes": probe.size_bytes if probe else None,
+            "clip_seconds": float(sum(s.row["duration_s"] for s in self.samples)),
+        }
+
+
+def clip_key(source_id: str, clip_index: int) -> str:
+    """The WebDataset ``__key__`` of a clip: stable across runs, no dots (WebDataset splits a
+    member name at its first dot)."""
+    return f"{source_id}_{clip_index:03d}"

@@ -1,0 +1,212 @@
+"""A synthetic talking-head corpus with per-frame ground truth, for demos and tests.
+
+:func:`make_corpus` writes ``n_videos`` H.264 MP4 videos. Each animates scikit-image's
+public-domain astronaut portrait: a mouth driven by synthetic speech, blinks, and a smoothly
+turning, drifting head over a studio-like backdrop. Video ``i`` is ``{i:02d}_{scenario}.mp4``,
+the scenarios cycling through :data:`SCENARIOS`:
+
+====================== ============ ========= ==================================================
+scenario               fps          size      what it tests
+====================== ============ ========= ==================================================
+talk_25fps             25           640x480   the plain case
+talk_30fps_portrait    30           480x640   portrait aspect ratio
+talk_2997fps_offset    30000/1001   854x480   NTSC rate; audio lags the mouth by 3 frames
+talk_face_leaves       25           720x720   the face leaves the frame for ~1.5 s mid-video
+talk_noaudio           30           640x360   no audio stream at all
+talk_cut               30000/1001   960x540   a hard shot cut: new backdrop, framing and zoom
+====================== ============ ========= ==================================================
+
+From the second cycle on (``i >= 6``) the frame size is drawn from the seed (keeping the
+orientation), and so is the frame rate of the scenarios whose name does not state one. Lengths
+are ``seconds`` times a factor in [0.8, 1.25] drawn from the seed, at least 3 s;
+``talk_face_leaves`` runs ``max(1.5 * seconds * factor, 8)`` s with the factor in [1, 1.25].
+
+Audio is speech-like (see :mod:`pseudo3d.synth.speech`), 48 kHz AAC stereo with slightly
+different channel gains.
+
+Truth sidecar ``NAME.truth.json``
+---------------------------------
+One JSON object; per-frame lists have one entry per frame of the video at its own frame rate,
+entry ``i`` describing the frame shown at ``i / fps`` seconds after the first frame.
+
+``schema``
+    ``"pseudo3d.synth.truth/1"``.
+``name``, ``scenario``, ``seed``
+    File stem, scenario name, and the corpus seed.
+``fps``, ``fps_fraction``
+    Frame rate as a float and exactly, as ``"num/den"`` (``"30000/1001"``).
+``width``, ``height``, ``n_frames``, ``duration_s``
+    Frame size in pixels, frame count, and ``n_frames / fps`` in seconds.
+``has_audio``, ``audio_sample_rate``
+    Whether the file has an audio stream, and its rate in Hz (``null`` without audio).
+``audio_offset_s``
+    How much later the sound plays than the mouth moves, in seconds; positive = audio lags.
+    ``0.0`` except in ``talk_2997fps_offset`` (3 frames, rounded to a whole sample:
+    4805 / 48000 s).
+``mouth_open``
+    Mouth opening in [0, 1]: 0 = lips together, 1 = the widest opening (a lip gap of half the
+    upper-lip-to-chin height). The inner-lip gap in the image grows in proportion.
+``head_pose``
+    The head layer's pose, per frame, also while the face is out of frame:
+
+    * ``yaw_rad``, ``pitch_rad``, ``roll_rad``: radians, ``R = R_y(yaw) R_x(pitch) R_z(roll)``
+      in camera axes (x right, y down, z away from the camera), as in
+      :func:`pseudo3d.geometry.euler_yxz_to_matrix`. yaw > 0: the nose turns towards image
+      left (the subject's own right); pitch > 0: the head tips down; roll > 0: the head turns
+      clockwise as seen in the image. Zero is the portrait with its eye line levelled.
+    * ``tx_px``, ``ty_px``: where the face centre (midway between the midpoint of the outer eye
+      corners and the mouth centre, the point the head turns about) appears, in pixels from the
+      frame's top-left corner, x right, y down.
+    * ``scale``: frame pixels per pixel of the 512 x 512 source portrait at the face centre
+      (the inter-ocular distance is about 61 portrait pixels).
+``face_visible``
+    Booleans: every Face Mesh face-oval landmark of the face lies inside the frame.
+``cuts``
+    Frame indices where a new shot starts (frame 0 is not listed); ``[]`` without cuts.
+``speech_envelope_fps``
+    RMS of the audio as stored in the file (after the offset; mean of the two channels, full
+    scale = 1), in windows of ``1 / fps`` centred on each frame time. Zeros without audio.
+``eye_closure``
+    Eyelid closure in [0, 1]; 1 = upper lid on the lower lid (blinks).
+``camera_focal_px``
+    Focal length of the pinhole camera that projects the turned head, in pixels.
+``sensor_noise_sigma``
+    Standard deviation of the Gaussian sensor noise added to every frame, in 8-bit levels.
+
+Alongside, ``bad_inputs=True`` writes broken and face-less inputs (see
+:mod:`pseudo3d.synth.bad`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from pseudo3d.synth.bad import BAD_INPUT_COUNT, write_bad_inputs
+from pseudo3d.synth.talking import VideoSpec, random_streams, render_talking_video
+
+ProgressCallback = Callable[[int, int, str], None]
+
+MIN_DURATION_S = 3.0
+MAX_SECONDS = 3600.0
+# Shortest length of the face-leaves video, so both sides of the gap are well over 2.5 s.
+MIN_FACE_LEAVES_S = 8.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What one slot of the corpus cycle looks like."""
+
+    name: str
+    fps: Fraction
+    width: int
+    height: int
+    fps_in_name: bool               # later cycles keep the frame rate the name promises
+    has_audio: bool = True
+    audio_delay_frames: int = 0
+    face_leaves: bool = False
+    shot_cut: bool = False
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("talk_25fps", Fraction(25), 640, 480, fps_in_name=True),
+    Scenario("talk_30fps_portrait", Fraction(30), 480, 640, fps_in_name=True),
+    Scenario("talk_2997fps_offset", Fraction(30000, 1001), 854, 480, fps_in_name=True, audio_delay_frames=3),
+    Scenario("talk_face_leaves", Fraction(25), 720, 720, fps_in_name=False, face_leaves=True),
+    Scenario("talk_noaudio", Fraction(30), 640, 360, fps_in_name=False, has_audio=False),
+    Scenario("talk_cut", Fraction(30000, 1001), 960, 540, fps_in_name=False, shot_cut=True),
+)
+
+_LATER_FPS = (Fraction(24), Fraction(25), Fraction(30), Fraction(30000, 1001))
+_LATER_SIZES = {
+    "landscape": ((640, 360), (640, 480), (768, 432), (854, 480), (960, 540)),
+    "portrait": ((360, 640), (480, 640), (432, 768), (480, 854)),
+    "square": ((540, 540), (640, 640), (720, 720)),
+}
+
+
+def _orientation(width: int, height: int) -> str:
+    if width == height:
+        return "square"
+    return "landscape" if width > height else "portrait"
+
+
+def plan_video(index: int, seconds: float, seed: int) -> VideoSpec:
+    """The spec of video ``index`` of the corpus for ``seed``; independent of the corpus size."""
+    scenario = SCENARIOS[index % len(SCENARIOS)]
+    rng = random_streams(seed, index)["layout"]
+    fps, width, height = scenario.fps, scenario.width, scenario.height
+    if index >= len(SCENARIOS):
+        sizes = _LATER_SIZES[_orientation(width, height)]
+        width, height = sizes[rng.integers(len(sizes))]
+        if not scenario.fps_in_name:
+            fps = _LATER_FPS[rng.integers(len(_LATER_FPS))]
+    if scenario.face_leaves:
+        duration_s = max(1.5 * seconds * rng.uniform(1.0, 1.25), MIN_FACE_LEAVES_S)
+    else:
+        duration_s = max(seconds * rng.uniform(0.8, 1.25), MIN_DURATION_S)
+    return VideoSpec(
+        name=f"{index:02d}_{scenario.name}", scenario=scenario.name, seed=seed, index=index,
+        fps=fps, width=width, height=height, duration_s=duration_s,
+        has_audio=scenario.has_audio, audio_delay_frames=scenario.audio_delay_frames,
+        face_leaves=scenario.face_leaves, shot_cut=scenario.shot_cut,
+    )
+
+
+def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress) -> Path:
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise ValueError(f"out_dir must be a path, got {out_dir!r}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir must be a directory, got the file {out_dir}")
+    if isinstance(n_videos, bool) or not isinstance(n_videos, numbers.Integral) or n_videos < 1:
+        raise ValueError(f"n_videos must be an integer >= 1, got {n_videos!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
+            or not 0 < seconds <= MAX_SECONDS:
+        raise ValueError(f"seconds must be a number in (0, {MAX_SECONDS:g}], got {seconds!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if not isinstance(bad_inputs, bool):
+        raise ValueError(f"bad_inputs must be True or False, got {bad_inputs!r}")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be a callable (done, total, name) or None, got {progress!r}")
+    return out_dir
+
+
+def make_corpus(out_dir: str | os.PathLike, n_videos: int = 6, seconds: float = 8.0, seed: int = 0,
+                bad_inputs: bool = False, progress: ProgressCallback | None = None) -> list[Path]:
+    """Write a synthetic corpus into ``out_dir`` (created if missing).
+
+    Args:
+        out_dir: output directory.
+        n_videos: number of talking-head videos, >= 1; scenarios cycle every 6.
+        seconds: nominal video length in seconds; each video is 0.8-1.25x this, at least 3 s.
+        seed: corpus seed, >= 0; the same arguments give the same truth, frames and audio.
+        bad_inputs: also write ``bad_not_a_video.mp4``, ``bad_truncated.mp4`` and
+            ``bad_no_face.mp4``.
+        progress: called as ``progress(done, total, name)`` after each file is written.
+
+    Returns:
+        The media files written (videos and, if requested, bad inputs; not the truth
+        sidecars), sorted by name.
+    """
+    out_dir = _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = int(n_videos) + (BAD_INPUT_COUNT if bad_inputs else 0)
+    written: list[Path] = []
+
+    def report(path: Path) -> None:
+        written.append(path)
+        if progress is not None:
+            progress(len(written), total, path.name)
+
+    for index in range(int(n_videos)):
+        report(render_talking_video(plan_video(index, float(seconds), int(seed)), out_dir))
+    if bad_inputs:
+        write_bad_inputs(out_dir, int(seed), on_written=report)
+    return sorted(written, key=lambda path: path.name)

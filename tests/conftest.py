@@ -1,0 +1,109 @@
+"""Shared fixtures: small generated media files (no downloads, no committed binaries)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def write_test_video(path: Path, *, n_frames: int = 50, fps: Fraction | int = 25, size=(96, 64),
+                     timestamps_s: list[float] | None = None, audio_s: float | None = None,
+                     audio_start_s: float = 0.0, rotation: int = 0, audio_rate: int = 48000) -> Path:
+    """An H.264 MP4 whose frame ``i`` is a flat grey of level ``min(255, i * 4)`` (so a decoded frame
+    tells its source index), optionally with a 440 Hz AAC tone starting at ``audio_start_s``.
+    ``timestamps_s`` gives explicit (variable) presentation times."""
+    fps = Fraction(fps)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10", "g": "12"}
+        if timestamps_s is not None:
+            stream.codec_context.time_base = Fraction(1, 90000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        audio = None
+        if audio_s is not None:
+            audio = container.add_stream("aac", rate=audio_rate)
+            audio.layout = "mono"
+        for i in range(n_frames):
+            image = np.full((size[1], size[0], 3), min(255, i * 4), np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if timestamps_s is not None:
+                frame.pts = round(timestamps_s[i] * 90000)
+                frame.time_base = Fraction(1, 90000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if audio is not None:
+            t = np.arange(int(audio_s * audio_rate)) / audio_rate
+            samples = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            offset = round(audio_start_s * audio_rate)
+            for start in range(0, samples.size, 1024):
+                chunk = samples[start:start + 1024][None, :]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                frame.sample_rate = audio_rate
+                frame.pts = offset + start
+                for packet in audio.encode(frame):
+                    container.mux(packet)
+            for packet in audio.encode():
+                container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    def make(name: str = "clip.mp4", **kwargs) -> Path:
+        return write_test_video(tmp_path / name, **kwargs)
+
+    return make
+
+
+# --- An end-to-end build of the synthetic corpus, shared by the tests that read it --------------
+
+E2E_VIDEOS = 6
+E2E_SECONDS = 6.0
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    from pseudo3d.logs import native_stderr_silenced
+    from pseudo3d.synth.corpus import make_corpus
+
+    corpus = tmp_path_factory.mktemp("corpus")
+    with native_stderr_silenced():
+        make_corpus(corpus, n_videos=E2E_VIDEOS, seconds=E2E_SECONDS, seed=0, bad_inputs=True)
+    return corpus
+
+
+@pytest.fixture(scope="session")
+def e2e_config():
+    from pseudo3d.config import BuildConfig
+
+    return BuildConfig().with_overrides(shards={"max_samples": 3})
+
+
+@pytest.fixture(scope="session")
+def built_dataset(synthetic_corpus, e2e_config, tmp_path_factory):
+    """(dataset directory, BuildReport) of a 2-worker local build of the synthetic corpus."""
+    from pseudo3d.pipelines.runners.local import build_local
+    from pseudo3d.pipelines.sources import resolve_sources
+
+    out = tmp_path_factory.mktemp("dataset") / "ds"
+    report = build_local(resolve_sources([str(synthetic_corpus)]), out, e2e_config, workers=2, progress=False)
+    return out, report
+
+
+def truth_for_clip(corpus: Path, meta: dict) -> tuple[dict, np.ndarray]:
+    """The clip's truth sidecar and, per clip frame, the index of the source frame it shows."""
+    import json
+
+    name = Path(meta["source"]).stem
+    truth = json.loads((corpus / f"{name}.truth.json").read_text())
+    times = meta["start_s"] + np.arange(meta["n_frames"]) / meta["fps"]
+    return truth, np.minimum(np.round(times * truth["fps"]).astype(int), truth["n_frames"] - 1)

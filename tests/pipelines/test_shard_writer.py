@@ -1,0 +1,99 @@
+import hashlib
+import tarfile
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pseudo3d.config import ShardConfig
+from pseudo3d.pipelines.shard_writer import ShardWriter, committed_shards, remove_uncommitted
+from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
+from pseudo3d.schemas.sample import encode_sample
+
+
+def _outcome(index: int, n_clips: int, payload: int = 1000) -> SourceOutcome:
+    source = Source(uri=f"/v/{index}.mp4", identity=f"v/{index}.mp4", source_id=f"v{index}-00000000")
+    samples = []
+    for clip in range(n_clips):
+        key = f"{source.source_id}_{clip:03d}"
+        members = encode_sample({"x": np.full(payload, clip, np.uint8)}, np.zeros(1600, np.float32), 16000,
+                                {"key": key})
+        samples.append(EncodedSample(key, members, {"key": key, "source_id": source.source_id, "n_frames": 10,
+                                                    "duration_s": 0.4, "fps": 25.0, "clip_index": clip}))
+    if n_clips == 0:
+        return SourceOutcome(source, "failed", failures=[Failure(source.source_id, source.uri, "probe", "x", "y")])
+    return SourceOutcome(source, "ok", samples=samples)
+
+
+def _write(directory, outcomes, taken=(), **config):
+    writer = ShardWriter(directory, ShardConfig(**config), "fp", taken=taken)
+    for outcome in outcomes:
+        writer.add(outcome)
+    writer.close()
+    return writer.committed
+
+
+def _digests(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_sources_are_never_split_and_limits_hold(tmp_path):
+    names = _write(tmp_path, [_outcome(i, n) for i, n in enumerate([2, 2, 0, 3, 1, 5])], max_samples=4)
+    assert names == ["shard-000000", "shard-000001", "shard-000002"]
+    shards = committed_shards(tmp_path)
+    assert [s.stats["n_samples"] for s in shards] == [4, 4, 5]  # a source bigger than the limit stays whole
+    assert [len(s.stats["sources"]) for s in shards] == [3, 2, 1]
+    assert shards[0].stats["failures"][0]["source_id"] == "v2-00000000"
+    table = pq.read_table(tmp_path / "shard-000001.parquet")
+    assert table.column("shard").to_pylist() == ["shard-000001"] * 4
+
+
+def test_byte_identical_and_plain_tar(tmp_path):
+    outcomes = [_outcome(i, 2) for i in range(3)]
+    _write(tmp_path / "a", outcomes)
+    _write(tmp_path / "b", [_outcome(i, 2) for i in range(3)])
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    with tarfile.open(tmp_path / "a" / "shard-000000.tar") as tar:
+        members = tar.getmembers()
+    assert {m.mtime for m in members} == {0} and {m.uname for m in members} == {""}
+    assert members[0].name == "v0-00000000_000.audio.flac"
+
+
+def test_resume_fills_the_lowest_free_index_identically(tmp_path):
+    outcomes = [_outcome(i, n) for i, n in enumerate([2, 2, 1, 3])]
+    _write(tmp_path, outcomes, max_samples=3)
+    before = _digests(tmp_path)
+    shard = committed_shards(tmp_path)[1]
+    lost = [row["source_id"] for row in shard.stats["sources"]]
+    for suffix in (".tar", ".parquet", ".json"):
+        (tmp_path / f"{shard.name}{suffix}").unlink()
+    remaining = {s.index for s in committed_shards(tmp_path)}
+    _write(tmp_path, [o for o in outcomes if o.source.source_id in lost], taken=remaining, max_samples=3)
+    assert _digests(tmp_path) == before
+
+
+def test_byte_limit_closes_shards(tmp_path):
+    _write(tmp_path, [_outcome(i, 1, payload=600_000) for i in range(3)], max_bytes=1_000_000)
+    assert len(committed_shards(tmp_path)) == 3
+
+
+def test_abort_publishes_nothing_and_debris_is_removed(tmp_path):
+    writer = ShardWriter(tmp_path, ShardConfig(), "fp")
+    writer.add(_outcome(0, 2))
+    writer.abort()
+    assert committed_shards(tmp_path) == [] and list(tmp_path.iterdir()) == []
+    (tmp_path / "shard-000004.tar").write_bytes(b"partial")
+    (tmp_path / ".shard-000005.json.tmp").write_bytes(b"{")
+    removed = remove_uncommitted(tmp_path)
+    assert sorted(p.name for p in removed) == [".shard-000005.json.tmp", "shard-000004.tar"]
+
+
+def test_exception_inside_writer_publishes_nothing(tmp_path):
+    writer = ShardWriter(tmp_path, ShardConfig(), "fp")
+    writer.add(_outcome(0, 1))
+    bad = _outcome(1, 1)
+    bad.samples[0].members["x.npy"] = None  # not bytes: tarfile fails mid-shard
+    with pytest.raises(TypeError):
+        writer.add(bad)
+    writer.abort()
+    assert committed_shards(tmp_path) == []

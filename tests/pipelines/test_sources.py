@@ -1,0 +1,93 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pseudo3d.errors import Pseudo3DError
+from pseudo3d.pipelines.sources import make_source_id, resolve_sources
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / "corpus"
+    (root / "spk1").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    for name in ("spk1/a.mp4", "spk1/b.MOV", "c.mkv", ".hidden/d.mp4", "notes.txt", "c.truth.json"):
+        (root / name).write_bytes(b"x")
+    return root
+
+
+def test_directory_finds_videos_recursively(corpus):
+    sources = resolve_sources([str(corpus)])
+    assert [s.identity for s in sources] == ["corpus/c.mkv", "corpus/spk1/a.mp4", "corpus/spk1/b.MOV"]
+    assert all("." not in s.source_id for s in sources)
+
+
+def test_keys_survive_moving_the_corpus(corpus, tmp_path):
+    before = [s.source_id for s in resolve_sources([str(corpus)])]
+    moved = tmp_path / "elsewhere" / "corpus"
+    moved.parent.mkdir()
+    corpus.rename(moved)
+    assert [s.source_id for s in resolve_sources([str(moved)])] == before
+
+
+def test_glob_keeps_videos_relative_to_its_base(corpus):
+    sources = resolve_sources([str(corpus / "spk1" / "*")])
+    assert [s.identity for s in sources] == ["spk1/a.mp4", "spk1/b.MOV"]
+
+
+def test_explicit_non_video_file_is_kept(corpus):
+    path = corpus / "c.truth.json"
+    sources = resolve_sources([str(path)])
+    assert [s.uri for s in sources] == [str(path)]
+
+
+def test_csv_list_with_metadata_and_ids(corpus, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,speaker,licence,id\ncorpus/spk1/a.mp4,7,cc-by,talk-a\ncorpus/c.mkv,8,cc0,\n")
+    sources = resolve_sources([str(listing)])
+    by_identity = {s.identity: s for s in sources}
+    assert set(by_identity) == {"talk-a", "corpus/c.mkv"}
+    assert by_identity["talk-a"].metadata == {"speaker": 7, "licence": "cc-by"}
+    assert by_identity["talk-a"].uri == str(corpus / "spk1" / "a.mp4")
+
+
+def test_parquet_and_txt_lists(corpus, tmp_path):
+    pq.write_table(pa.table({"path": [str(corpus / "c.mkv")], "lang": ["en"]}), tmp_path / "l.parquet")
+    assert resolve_sources([str(tmp_path / "l.parquet")])[0].metadata == {"lang": "en"}
+    (tmp_path / "l.txt").write_text(f"# comment\n{corpus / 'c.mkv'}\n\n")
+    assert len(resolve_sources([str(tmp_path / "l.txt")])) == 1
+
+
+def test_duplicates_are_processed_once(corpus):
+    assert len(resolve_sources([str(corpus), str(corpus / "c.mkv")])) == 3
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda root, tmp: str(tmp / "missing.mp4"), "input not found"),
+    (lambda root, tmp: str(root / "*.webm"), "matched no video files"),
+    (lambda root, tmp: str((tmp / "empty").mkdir() or tmp / "empty"), "no video files found"),
+])
+def test_bad_inputs_are_clear_errors(corpus, tmp_path, make_input, message):
+    with pytest.raises(Pseudo3DError, match=message):
+        resolve_sources([make_input(corpus, tmp_path)])
+
+
+def test_list_file_without_path_column(tmp_path):
+    (tmp_path / "l.csv").write_text("file\na.mp4\n")
+    with pytest.raises(Pseudo3DError, match="needs a 'path' column"):
+        resolve_sources([str(tmp_path / "l.csv")])
+
+
+def test_fsspec_memory_urls():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/videos/a.mp4", b"x")
+    fs.pipe("/bucket/videos/b.webm", b"x")
+    sources = resolve_sources(["memory://bucket/videos"])
+    assert [s.uri for s in sources] == ["memory:///bucket/videos/a.mp4", "memory:///bucket/videos/b.webm"]
+
+
+def test_source_id_is_readable_and_stable():
+    assert make_source_id("corpus/Spk 1/Talk.v2.mp4") == make_source_id("corpus/Spk 1/Talk.v2.mp4")
+    assert make_source_id("corpus/Spk 1/Talk.v2.mp4").startswith("talk-v2-")

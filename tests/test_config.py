@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from pseudo3d.config import BuildConfig
+from pseudo3d.errors import ConfigError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "build.yaml"
+
+
+def test_shipped_yaml_lists_every_default():
+    assert BuildConfig.from_yaml(SHIPPED) == BuildConfig()
+    written = SHIPPED.read_text()
+    for section, values in BuildConfig().to_dict().items():
+        assert f"{section}:" in written
+        if isinstance(values, dict):
+            for option in values:
+                assert f"{option}:" in written, f"configs/build.yaml does not document {section}.{option}"
+
+
+def test_unknown_option_is_named(tmp_path):
+    path = tmp_path / "build.yaml"
+    path.write_text("track:\n  min_clip: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown option track\.min_clip"):
+        BuildConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("text, option", [
+    ("decode:\n  fps: 0\n", "decode.fps"),
+    ("track:\n  min_clip_s: -1\n", "track.min_clip_s"),
+    ("track:\n  min_clip_s: 5\n  max_clip_s: 2\n", "track.max_clip_s"),
+    ("smoothing:\n  mesh: {window_s: -0.1}\n", "smoothing.mesh.window_s"),
+    ("shards:\n  max_samples: many\n", "shards.max_samples"),
+    ("backend: deca-v9\n", "backend"),
+    ("decode:\n  require_audio: 1\n", "decode.require_audio"),
+])
+def test_bad_values_name_the_option(tmp_path, text, option):
+    path = tmp_path / "build.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=option.replace(".", r"\.")):
+        BuildConfig.from_yaml(path)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        BuildConfig.from_yaml(tmp_path / "absent.yaml")
+
+
+def test_fingerprint_follows_content():
+    base = BuildConfig()
+    assert base.fingerprint() == BuildConfig().fingerprint()
+    assert base.with_overrides(decode={"fps": 30}).fingerprint() != base.fingerprint()
+    assert base.with_overrides(decode={"fps": 30}).decode.sample_rate == 16000
