@@ -34,20 +34,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
+def _synthesise(out: Path, *, videos: int, seconds: float, seed: int, bad_inputs: bool, quiet: bool) -> list[Path]:
     from tqdm import tqdm
 
     from pseudo3d.synth.corpus import make_corpus
 
-    start = time.perf_counter()
-    with tqdm(total=None, unit="file", desc="synth", disable=args.quiet) as bar:
+    with tqdm(total=videos + 3 * bad_inputs, unit="file", desc="synth", disable=quiet) as bar:
         def progress(done: int, total: int, name: str) -> None:
-            bar.total = total
             bar.set_postfix_str(name)
             bar.update(done - bar.n)
 
-        paths = make_corpus(args.out, n_videos=args.videos, seconds=args.seconds, seed=args.seed,
-                            bad_inputs=args.bad_inputs, progress=progress)
+        return make_corpus(out, n_videos=videos, seconds=seconds, seed=seed, bad_inputs=bad_inputs,
+                           progress=progress)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    paths = _synthesise(Path(args.out), videos=args.videos, seconds=args.seconds, seed=args.seed,
+                        bad_inputs=args.bad_inputs, quiet=args.quiet)
     print(f"wrote {len(paths)} file(s) to {args.out} in {time.perf_counter() - start:.1f} s "
           "(ground truth beside each video as NAME.truth.json)")
     return 0
@@ -109,20 +113,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pseudo3d.pipelines.runners.local import build_local
     from pseudo3d.pipelines.sources import resolve_sources
     from pseudo3d.summary import summarize
-    from pseudo3d.synth.corpus import make_corpus
 
     root = Path(args.out)
     corpus, dataset = root / "corpus", root / "dataset"
     print(f"[1/3] synthesising {args.videos} talking-head videos (+3 deliberately bad inputs) into {corpus}")
-    make_corpus(corpus, n_videos=args.videos, seconds=args.seconds, seed=args.seed, bad_inputs=True)
+    _synthesise(corpus, videos=args.videos, seconds=args.seconds, seed=args.seed, bad_inputs=True, quiet=args.quiet)
     print(f"[2/3] building the pseudo-3D dataset into {dataset}")
     report = build_local(resolve_sources([str(corpus)]), dataset, BuildConfig(), workers=args.workers,
                          overwrite=True, progress=not args.quiet)
     print(format_report(report))
     print(f"[3/3] what was made:\n{summarize(dataset)}")
-    print(f"\nRead it without pseudo3d, e.g.:\n"
-          f"  python -c \"import webdataset as wds; s = next(iter(wds.WebDataset('{dataset}/shards/shard-000000.tar')));"
-          f" print(sorted(s))\"")
+    print(f"\nThe shards are plain tars (WebDataset layout); list one without pseudo3d:\n"
+          f"  python -c \"import tarfile; print(tarfile.open('{dataset}/shards/shard-000000.tar').getnames()[:15])\"\n"
+          f"Ground truth for each synthetic video is in {corpus}/NAME.truth.json; see README.md for reading\n"
+          "the shards with webdataset, Ray Data or pandas.")
     return 0
 
 

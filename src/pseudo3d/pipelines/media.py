@@ -27,7 +27,8 @@ def open_container(uri: str, stage: str) -> Iterator[av.container.InputContainer
         except FileNotFoundError:
             raise StageError(stage, "missing", f"file not found: {uri}") from None
         except av.error.FFmpegError as exc:
-            raise StageError(stage, "not_a_video", f"cannot open as a media file: {_describe(exc)}") from None
+            raise StageError(stage, "not_a_video", "cannot open as a media file (not a video, or a truncated "
+                                                    f"or corrupt one): {_describe(exc)}") from None
         stack.callback(container.close)
         yield container
 

@@ -77,20 +77,30 @@ def rigid_landmarks(vertices: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def mediapipe_template() -> FaceTemplate:
-    """The template, computed once per process (about 0.2 s)."""
+def portrait_landmarks() -> np.ndarray:
+    """(478, 3) float64 Face Mesh landmarks of scikit-image's astronaut portrait: x, y in pixels of
+    the 512×512 image, z in the same pixel scale (larger is further away). Computed once per
+    process; also what :mod:`pseudo3d.synth` animates."""
     import mediapipe as mp
     from skimage import data
 
+    from pseudo3d.logs import native_stderr_silenced
+
     image = data.astronaut()
     height, width = image.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                         refine_landmarks=True) as mesh:
+    with native_stderr_silenced(), mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         result = mesh.process(image)
     if not result.multi_face_landmarks:
-        raise RuntimeError("MediaPipe found no face in the template portrait; is mediapipe==0.10.21 installed?")
-    points = np.array([(p.x * width, p.y * height, p.z * width)
-                       for p in result.multi_face_landmarks[0].landmark], np.float64)
+        raise RuntimeError("MediaPipe found no face in the astronaut portrait; is mediapipe==0.10.21 installed?")
+    return np.array([(p.x * width, p.y * height, p.z * width)
+                     for p in result.multi_face_landmarks[0].landmark], np.float64)
+
+
+@lru_cache(maxsize=1)
+def mediapipe_template() -> FaceTemplate:
+    """The template, computed once per process (about 0.2 s)."""
+    points = portrait_landmarks()
     axes = head_frame(points)
     vertices = (points - points.mean(axis=0)) @ axes
     vertices, mirror = symmetrise(vertices)

@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from pseudo3d.reconstruction.template import portrait_landmarks
+
 # Base pixels per pixel of the 512 x 512 portrait: the frames show the face at 1.4-2.8x the
 # portrait's size, so the deformations are drawn at 2x to keep lip edges sharp.
 UPSAMPLE = 2.0
@@ -101,19 +103,6 @@ class Portrait:
     face_oval: NDArray[np.float64]      # (K, 2) Face Mesh face-oval landmarks, base pixels
     lips: LipGeometry
     eyes: tuple[EyeGeometry, EyeGeometry]
-
-
-def _detect_landmarks(image_rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
-    """Face Mesh landmarks ``(478, 2)`` in pixels of ``image_rgb``."""
-    import mediapipe as mp
-
-    height, width = image_rgb.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
-        result = mesh.process(image_rgb)
-    if not result.multi_face_landmarks:
-        raise RuntimeError("MediaPipe Face Mesh found no face in the astronaut portrait")
-    points = result.multi_face_landmarks[0].landmark
-    return np.array([[p.x * width, p.y * height] for p in points], dtype=np.float64)
 
 
 def _loop_halves(edges: frozenset[tuple[int, int]], start: int, end: int,
@@ -256,7 +245,7 @@ def load_portrait() -> Portrait:
     from skimage import data
 
     portrait = data.astronaut()
-    found = _detect_landmarks(portrait)
+    found = portrait_landmarks()[:, :2]
     eye_left, eye_right = found[LM_OUTER_EYE_CORNERS[0]], found[LM_OUTER_EYE_CORNERS[1]]
     tilt_deg = np.degrees(np.arctan2(eye_right[1] - eye_left[1], eye_right[0] - eye_left[0]))
     pivot = 0.5 * (eye_left + eye_right)
