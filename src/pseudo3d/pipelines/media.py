@@ -28,19 +28,15 @@ def open_container(uri: str, stage: str) -> Iterator[av.container.InputContainer
             raise StageError(stage, "missing", f"file not found: {uri}") from None
         except av.error.FFmpegError as exc:
             raise StageError(stage, "not_a_video", "cannot open as a media file (not a video, or a truncated "
-                                                    f"or corrupt one): {_describe(exc)}") from None
+                                                    f"or corrupt one): {describe_av_error(exc)}") from None
         stack.callback(container.close)
         yield container
 
 
-def _describe(exc: Exception) -> str:
+def describe_av_error(exc: Exception) -> str:
     """FFmpeg's reason without PyAV's errno prefix and file name."""
     reason = getattr(exc, "strerror", None)
     return str(reason) if reason else (str(exc) or type(exc).__name__)
-
-
-def describe_av_error(exc: Exception) -> str:
-    return _describe(exc)
 
 
 def rotate_image(image: np.ndarray, rotation: int) -> np.ndarray:

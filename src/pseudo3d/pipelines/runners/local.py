@@ -88,8 +88,8 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
             report.clips += len(outcome.samples)
             report.frames += outcome.n_frames_decoded
             elapsed = time.perf_counter() - start
-            bar.set_postfix(clips=report.clips, failed=report.failed,
-                            fps=f"{report.frames / elapsed:.0f}" if elapsed > 0 else "-")
+            bar.set_postfix_str(f"clips={report.clips} failed={report.failed} "
+                                f"{report.frames / elapsed if elapsed > 0 else 0.0:.0f} frames/s")
             bar.update()
         writer.close()
     except BaseException:
