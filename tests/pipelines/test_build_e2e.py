@@ -162,3 +162,18 @@ def test_rerun_resumes_and_rebuild_is_byte_identical(built_dataset, synthetic_co
     partial = build_local(sources, copy, e2e_config, workers=2, progress=False)
     assert partial.processed == len(stats["sources"]) and partial.shards_written == ["shard-000001"]
     assert _digests(copy) == before
+
+
+def test_video_without_audio_is_kept_when_audio_is_optional(synthetic_corpus, e2e_config, tmp_path):
+    config = e2e_config.with_overrides(decode={"require_audio": False})
+    source = resolve_sources([str(synthetic_corpus / "04_talk_noaudio.mp4")])
+    report = build_local(source, tmp_path / "ds", config, workers=1, progress=False)
+    assert report.ok == 1 and report.clips >= 1
+    for sample in _samples(tmp_path / "ds"):
+        meta = sample["meta.json"]
+        audio, _ = sample["audio.flac"]
+        assert abs(audio.shape[0] - meta["n_frames"] / meta["fps"] * 16000) <= 16000 / meta["fps"]
+        assert not audio.any()  # silence stands in for the missing track
+        truth, index = truth_for_clip(synthetic_corpus, meta)
+        r = np.corrcoef(_mouth(sample["mesh_raw.npy"]), np.asarray(truth["mouth_open"])[index])[0, 1]
+        assert r >= 0.9
