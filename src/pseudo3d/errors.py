@@ -35,3 +35,8 @@ class StageError(Exception):
 
     def __reduce__(self):
         return (type(self), (self.stage, self.error, self.message))
+
+
+class AssetError(Pseudo3DError):
+    """A user-supplied asset (FLAME model, landmark embedding, DECA checkpoint) is missing or is
+    not what was expected. The message names the file and what was expected of it."""
