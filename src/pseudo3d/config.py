@@ -10,17 +10,19 @@ option with its default and is tested against this module.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import yaml
 
 from pseudo3d.errors import ConfigError
 from pseudo3d.reconstruction import BACKENDS
+from pseudo3d.reconstruction.asset_files import file_sha256
 from pseudo3d.smoothing.config import SmoothingSpec
 
 
@@ -123,6 +125,51 @@ class ShardConfig:
         _check(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
 
 
+_ASSET = {"asset": True}
+"""Field metadata: a path to a user asset. The fingerprint holds the file's SHA-256, not the path,
+so a dataset can be resumed where the same files live elsewhere."""
+_RUNTIME = {"fingerprint": False}
+"""Field metadata: a setting that changes speed, not content (left out of the fingerprint)."""
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """Assets and settings of the FLAME backends (``deca``, ``flame-fit``). The ``mediapipe``
+    backend uses none of them."""
+
+    flame_model: Optional[str] = field(default=None, metadata=_ASSET)
+    """FLAME model pickle: FLAME 2020 ``generic_model.pkl`` or FLAME 2023 Open
+    ``flame2023_Open.pkl`` (CC-BY-4.0). Needed by ``deca`` and ``flame-fit``."""
+    landmark_embedding: Optional[str] = field(default=None, metadata=_ASSET)
+    """FLAME landmark embedding: MediaPipe layout (``mediapipe_landmark_embedding.npz``), needed by
+    ``flame-fit`` and used by ``deca`` for the reprojection error; or DECA's 68-point
+    ``landmark_embedding.npy``."""
+    deca_checkpoint: Optional[str] = field(default=None, metadata=_ASSET)
+    """DECA's ``deca_model.tar`` (only its coarse encoder ``E_flame`` is used). Needed by ``deca``."""
+    n_shape: int = 100
+    """FLAME identity-shape components kept (FLAME files hold 300)."""
+    n_expression: int = 50
+    """FLAME expression components kept (FLAME files hold 100; DECA predicts 50)."""
+    device: str = field(default="auto", metadata=_RUNTIME)
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    batch_size: int = field(default=256, metadata=_RUNTIME)
+    """Frames per GPU batch; batches span clips and sources."""
+
+    def __post_init__(self):
+        _check(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")
+        _check(1 <= self.n_expression <= 100, f"n_expression must be in [1, 100], got {self.n_expression}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+# Which reconstruct options each backend needs, with the command-line flag that sets each.
+_BACKEND_NEEDS = {
+    "deca": (("flame_model", "--flame-model"), ("deca_checkpoint", "--deca-checkpoint")),
+    "flame-fit": (("flame_model", "--flame-model"), ("landmark_embedding", "--landmark-embedding")),
+}
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Everything that decides the content of a dataset. Runner settings (workers, Ray address)
@@ -133,18 +180,22 @@ class BuildConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
 
     def __post_init__(self):
         _check(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        for option, flag in _BACKEND_NEEDS.get(self.backend, ()):
+            _check(getattr(self.reconstruct, option) is not None,
+                   f"backend {self.backend} needs reconstruct.{option} ({flag} PATH)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A short hash of the content-deciding options; a dataset refuses a resume under a
-        different fingerprint."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A short hash of the content-deciding options (asset files by their SHA-256, runtime
+        settings left out); a dataset refuses a resume under a different fingerprint."""
+        text = json.dumps(_fingerprint_view(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
@@ -176,6 +227,27 @@ class BuildConfig:
         return BuildConfig.from_dict(merged)
 
 
+def _fingerprint_view(config) -> dict[str, Any]:
+    view = {}
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if spec.metadata.get("fingerprint") is False:
+            continue
+        if dataclasses.is_dataclass(value):
+            value = _fingerprint_view(value)
+        elif spec.metadata.get("asset") and value is not None:
+            value = _cached_sha256(str(Path(value).expanduser().resolve()))
+        view[spec.name] = value
+    return view
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_sha256(path: str) -> str:
+    if not Path(path).is_file():
+        return f"missing:{path}"
+    return file_sha256(path)
+
+
 def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str):
     """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types by name."""
     if not isinstance(data, Mapping):
@@ -204,6 +276,11 @@ def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str):
 
 
 def _coerce(value: Any, kind: type, path: str):
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _coerce(value, inner[0], path)
     if kind is bool:
         if isinstance(value, bool):
             return value

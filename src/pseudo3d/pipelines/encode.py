@@ -16,6 +16,7 @@ MANIFEST_COLUMNS = ("key", "source_id", "source", "identity", "clip_index", "sta
 
 def encode_clip(result: ClipResult) -> EncodedSample:
     clip = result.clip
+    per_clip = set(result.meta.get("per_clip_arrays", ()))
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "pseudo3d_version": pseudo3d.__version__,
@@ -32,9 +33,10 @@ def encode_clip(result: ClipResult) -> EncodedSample:
         "n_audio_samples": int(clip.audio.shape[0]),
         "image_size": list(clip.image_size),
         "source_metadata": dict(clip.source.metadata),
-        "arrays": {name: {"shape": list(array.shape), "dtype": str(array.dtype)}
+        "arrays": {name: {"shape": list(array.shape), "dtype": str(array.dtype),
+                          "per_frame": name not in per_clip}
                    for name, array in sorted(result.arrays.items())},
-        **result.meta,
+        **{key: value for key, value in result.meta.items() if key != "per_clip_arrays"},
     }
     row: dict[str, Any] = {
         "key": clip.key,

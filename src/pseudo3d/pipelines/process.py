@@ -1,10 +1,15 @@
-"""The per-source stage chain used by the local runner: probe → decode+track → reconstruct →
-smooth → qa → encode. Every failure becomes data (a :class:`Failure` row); nothing raises out.
+"""The per-source stage chain: probe → decode+track → reconstruct → smooth → qa → encode.
+
+It comes in three steps so a runner can place them: :meth:`SourcePipeline.track` (CPU:
+probe, decode, track, crops), :meth:`SourcePipeline.reconstruct` (batched over the clips of
+several sources, on a GPU when there is one) and :meth:`SourcePipeline.finish` (smooth, measure,
+encode). Every failure becomes data (a :class:`Failure` row); nothing raises out.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,26 +20,50 @@ from pseudo3d.pipelines.probe import Prober
 from pseudo3d.pipelines.smooth import Smooth
 from pseudo3d.pipelines.track import DecodeTrack
 from pseudo3d.qa.metrics import clip_metrics
-from pseudo3d.reconstruction import make_backend
+from pseudo3d.reconstruction import BACKENDS, make_backend
 from pseudo3d.schemas.records import Clip, ClipResult, Failure, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
 
 
-class SourcePipeline:
-    """All stages for one worker; models load once, when the pipeline is built."""
+@dataclass
+class InFlight:
+    """A source between stages: its outcome so far, its clips and their reconstructions."""
 
-    def __init__(self, config: BuildConfig):
+    outcome: SourceOutcome
+    clips: list[Clip] = field(default_factory=list)
+    outputs: list[dict[str, np.ndarray] | None] = field(default_factory=list)
+
+    @property
+    def n_clip_frames(self) -> int:
+        return sum(clip.n_frames for clip in self.clips)
+
+
+class SourcePipeline:
+    """The stages one process needs; models load once, when the pipeline is built.
+
+    ``track=False`` builds only reconstruction and what follows (the GPU side of a split
+    pipeline); ``reconstruct=False`` only probing and tracking (the CPU workers' side).
+    """
+
+    def __init__(self, config: BuildConfig, *, track: bool = True, reconstruct: bool = True):
         self.config = config
-        self.backend = make_backend(config.backend)
-        self.prober = Prober(config.decode)
+        spec = BACKENDS[config.backend]
+        self.backend = make_backend(config) if reconstruct else None
+        self.prober = Prober(config.decode) if track else None
         self.decode_track = DecodeTrack(config.decode, config.track,
-                                        want_crops=self.backend.needs_crops or config.shards.write_crops)
-        self.smooth = Smooth(config.smoothing, self.backend.smoothed)
+                                        want_crops=spec.needs_crops or config.shards.write_crops) if track else None
+        self.smooth = Smooth(config.smoothing, self.backend.smoothed) if reconstruct else None
 
     def __call__(self, source: Source) -> SourceOutcome:
+        item = self.track(source)
+        self.reconstruct([item])
+        return self.finish(item)
+
+    def track(self, source: Source) -> InFlight:
+        item = InFlight(SourceOutcome(source=source, status="failed"))
+        outcome = item.outcome
         stage = "probe"
-        outcome = SourceOutcome(source=source, status="failed", assets=self.backend.asset_hashes())
         try:
             outcome.probe = self.prober(source)
             stage = "track"
@@ -46,23 +75,56 @@ class SourcePipeline:
                 raise StageError("track", "no_usable_clip",
                                  f"{short} face track(s) found, none at least "
                                  f"track.min_clip_s={self.config.track.min_clip_s:g} s long")
-            stage = "reconstruct"
-            outputs = self.backend.reconstruct_batch(tracked.clips)
-            stage = "encode"
-            outcome.samples = [encode_clip(self.finish(clip, arrays)) for clip, arrays in zip(tracked.clips, outputs)]
+            item.clips = tracked.clips
+        except Exception as exc:  # StageError, or a bug / unforeseen input: never stops the build
+            _fail_source(outcome, stage, exc)
+        return item
+
+    def reconstruct(self, items: list[InFlight]) -> None:
+        """Reconstruct the clips of ``items`` in one batch; a clip that fails gets a row."""
+        clips = [clip for item in items for clip in item.clips]
+        if not clips:
+            return
+        try:
+            results = self.backend.reconstruct_batch(clips)
+        except Exception as exc:  # the whole batch failed: every clip in it gets the row
+            log.exception("reconstruction failed for a batch of %d clips", len(clips))
+            results = [exc] * len(clips)
+        position = 0
+        for item in items:
+            item.outputs = []
+            for clip in item.clips:
+                result = results[position]
+                position += 1
+                if isinstance(result, Exception):
+                    error = result if isinstance(result, StageError) else StageError(
+                        "reconstruct", "internal_error", f"{type(result).__name__}: {result}")
+                    item.outcome.failures.append(Failure(clip.source.source_id, clip.source.uri, error.stage,
+                                                         error.error, error.message, clip=clip.key))
+                    item.outputs.append(None)
+                else:
+                    item.outputs.append(result)
+
+    def finish(self, item: InFlight) -> SourceOutcome:
+        """Smooth, measure and encode the reconstructed clips; decide the source's status."""
+        outcome = item.outcome
+        if outcome.reason:  # failed before reconstruction
+            return outcome
+        outcome.assets = self.backend.asset_hashes()
+        try:
+            outcome.samples = [encode_clip(self.finish_clip(clip, arrays))
+                               for clip, arrays in zip(item.clips, item.outputs) if arrays is not None]
+        except Exception as exc:
+            _fail_source(outcome, "encode", exc)
+            outcome.samples = []
+            return outcome
+        if outcome.samples:
             outcome.status = "ok"
-        except StageError as exc:
-            outcome.reason = f"{exc.error}: {exc.message}"
-            outcome.failures.append(Failure(source.source_id, source.uri, exc.stage, exc.error, exc.message))
-        except Exception as exc:  # a bug or an unforeseen input must not stop the build
-            log.exception("unexpected error in stage %s for %s", stage, source.uri)
-            message = f"{type(exc).__name__}: {exc}"
-            outcome.reason = f"internal_error: {message}"
-            outcome.failures.append(Failure(source.source_id, source.uri, stage, "internal_error", message))
+        else:
+            outcome.reason = "reconstruct: every clip failed reconstruction"
         return outcome
 
-    def finish(self, clip: Clip, outputs: dict[str, np.ndarray]) -> ClipResult:
-        """Smooth, add the tracking arrays, measure: everything after reconstruction."""
+    def finish_clip(self, clip: Clip, outputs: dict[str, np.ndarray]) -> ClipResult:
         arrays = self.smooth(outputs, clip.fps)
         arrays["confidence"] = clip.confidence.astype(np.float32)
         arrays["interpolated"] = clip.interpolated.astype(bool)
@@ -74,5 +136,17 @@ class SourcePipeline:
             "assets": self.backend.asset_hashes(),
             "smoothing": self.smooth.describe(clip.fps),
             "crop": {"size": self.config.track.crop_size, "scale": self.config.track.crop_scale},
+            "per_clip_arrays": sorted(self.backend.per_clip),
         }
         return ClipResult(clip=clip, arrays=arrays, meta=meta, metrics=clip_metrics(clip, arrays))
+
+
+def _fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:
+    if isinstance(exc, StageError):
+        error, message, stage = exc.error, exc.message, exc.stage
+    else:
+        log.exception("unexpected error in stage %s for %s", stage, outcome.source.uri)
+        error, message = "internal_error", f"{type(exc).__name__}: {exc}"
+    outcome.status = "failed"
+    outcome.reason = f"{error}: {message}"
+    outcome.failures.append(Failure(outcome.source.source_id, outcome.source.uri, stage, error, message))

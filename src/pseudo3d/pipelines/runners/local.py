@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from tqdm import tqdm
 
@@ -21,8 +21,9 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
 from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.output_dir import prepare_output
-from pseudo3d.pipelines.process import SourcePipeline
+from pseudo3d.pipelines.process import InFlight, SourcePipeline
 from pseudo3d.pipelines.shard_writer import ShardWriter
+from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Source, SourceOutcome
 
 log = logging.getLogger(__name__)
@@ -53,23 +54,46 @@ class BuildReport:
 _WORKER_PIPELINE: SourcePipeline | None = None
 
 
-def _init_worker(config: BuildConfig, log_path: Path) -> None:
+def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads: int) -> None:
     global _WORKER_PIPELINE
     redirect_process_stderr(log_path)
-    _WORKER_PIPELINE = SourcePipeline(config)
+    if BACKENDS[config.backend].gpu_capable:
+        import torch
+
+        torch.set_num_threads(threads)  # workers share the cores; no oversubscription
+    _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
 
 
-def _run_in_worker(source: Source) -> SourceOutcome:
+def _run_source(source: Source) -> SourceOutcome:
     return _WORKER_PIPELINE(source)
+
+
+def _track_source(source: Source) -> InFlight:
+    return _WORKER_PIPELINE.track(source)
 
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def reconstructs_in_parent(config: BuildConfig) -> bool:
+    """GPU work happens once per GPU: a GPU-capable backend on a CUDA device reconstructs in the
+    parent process, in batches spanning sources; everything else runs inside the CPU workers."""
+    if not BACKENDS[config.backend].gpu_capable:
+        return False
+    from pseudo3d.reconstruction.device import resolve_device
+
+    return resolve_device(config.reconstruct.device).type == "cuda"
+
+
 def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, workers: int = 0,
-                overwrite: bool = False, progress: bool = True) -> BuildReport:
-    """Build (or resume) the dataset at ``out_dir`` from ``sources``."""
+                overwrite: bool = False, progress: bool = True,
+                reconstruct_in_parent: bool | None = None) -> BuildReport:
+    """Build (or resume) the dataset at ``out_dir`` from ``sources``.
+
+    ``reconstruct_in_parent`` overrides :func:`reconstructs_in_parent` (None: decide from the
+    backend and device).
+    """
     out_dir = Path(out_dir)
     state = prepare_output(out_dir, config, overwrite=overwrite)
     pending = state.pending(sources)
@@ -77,10 +101,13 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
                          processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
     writer = ShardWriter(out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices)
     n_workers = max(1, min(workers or default_workers(), len(pending)))
+    if reconstruct_in_parent is None:
+        reconstruct_in_parent = reconstructs_in_parent(config)
     start = time.perf_counter()
     bar = tqdm(total=len(pending), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
     try:
-        for outcome in _outcomes(pending, config, n_workers, out_dir / "logs" / "build.log"):
+        outcomes = _outcomes(pending, config, n_workers, out_dir / "logs" / "build.log", reconstruct_in_parent)
+        for outcome in outcomes:
             writer.add(outcome)
             report.processed += 1
             report.ok += outcome.status == "ok"
@@ -103,12 +130,31 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
     return report
 
 
-def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path):
+def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path,
+              reconstruct_in_parent: bool) -> Iterator[SourceOutcome]:
     """Outcomes in input order. Workers are always separate processes (one worker too), so
     native log noise goes to ``log_path`` and the parent stays responsive."""
     if not pending:
         return
+    threads = max(1, default_workers() // n_workers)
     # spawn, not fork: MediaPipe graphs and PyAV/FFmpeg threads do not survive a fork safely.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(n_workers, initializer=_init_worker, initargs=(config, log_path)) as pool:
-        yield from pool.imap(_run_in_worker, pending, chunksize=1)
+    initargs = (config, log_path, not reconstruct_in_parent, threads)
+    with context.Pool(n_workers, initializer=_init_worker, initargs=initargs) as pool:
+        if not reconstruct_in_parent:
+            yield from pool.imap(_run_source, pending, chunksize=1)
+            return
+        parent = SourcePipeline(config, track=False)
+        group: list[InFlight] = []
+        for item in pool.imap(_track_source, pending, chunksize=1):
+            group.append(item)
+            if sum(member.n_clip_frames for member in group) >= config.reconstruct.batch_size:
+                yield from _reconstruct_group(parent, group)
+                group = []
+        yield from _reconstruct_group(parent, group)
+
+
+def _reconstruct_group(parent: SourcePipeline, group: list[InFlight]) -> Iterator[SourceOutcome]:
+    parent.reconstruct(group)
+    for item in group:
+        yield parent.finish(item)

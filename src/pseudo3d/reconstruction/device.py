@@ -1,0 +1,119 @@
+"""Device placement and batching for the GPU backends: the plumbing a batched reconstructor uses.
+
+* :func:`resolve_device` turns the ``reconstruct.device`` option into a :class:`torch.device`.
+* :func:`uint8_crops_to_device` moves face crops to the device as uint8 (4× less traffic than
+  float32) through pinned memory, and converts them to float [0, 1] there.
+* :func:`inference_context` is the one place that decides precision: bfloat16 autocast on CUDA,
+  float32 on CPU, no autograd bookkeeping either way.
+* :func:`concatenate_clips`, :func:`iter_batches` and :func:`split_like` let a backend run
+  fixed-size batches over the frames of many clips and hand each clip its own rows back.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Iterator, Mapping, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from pseudo3d.errors import ConfigError
+
+DEVICE_OPTION = "reconstruct.device"
+"""The configuration option the device name comes from, named in errors."""
+
+Rows = TypeVar("Rows", np.ndarray, torch.Tensor)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → ``cuda`` when CUDA is available, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N``
+    as given. Raises :class:`ConfigError` naming ``reconstruct.device`` for an unknown name, for
+    CUDA on a machine without it, or for a CUDA index that does not exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{DEVICE_OPTION} must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{DEVICE_OPTION} must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{DEVICE_OPTION} is {name!r} but CUDA is not available here "
+                              f"(torch {torch.__version__}); use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{DEVICE_OPTION} is {name!r} but only {torch.cuda.device_count()} "
+                              f"CUDA device(s) exist")
+    return device
+
+
+def uint8_crops_to_device(crops: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """Crops (N, H, W, 3) uint8 RGB on the host → (N, 3, H, W) float32 in [0, 1] on ``device``.
+
+    On CUDA the uint8 bytes are copied into pinned host memory and sent with
+    ``non_blocking=True`` (the copy overlaps host work; the float conversion is queued after it on
+    the same stream), converted on the GPU, and returned in channels_last memory format (the
+    NHWC bytes already are, so no reordering happens). On CPU the result is a contiguous NCHW
+    tensor.
+    """
+    if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[3] != 3:
+        described = (f"{crops.dtype} array of shape {crops.shape}" if isinstance(crops, np.ndarray)
+                     else type(crops).__name__)
+        raise ValueError(f"crops must be a uint8 array of shape (N, H, W, 3), got a {described}")
+    device = torch.device(device)
+    host = torch.from_numpy(np.ascontiguousarray(crops))
+    if device.type == "cuda":
+        on_device = host.pin_memory().to(device, non_blocking=True)
+        images = on_device.permute(0, 3, 1, 2).float().div_(255.0)
+        return images.contiguous(memory_format=torch.channels_last)
+    return host.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+@contextmanager
+def inference_context(device: torch.device | str) -> Iterator[None]:
+    """No-autograd inference (``torch.inference_mode``), with bfloat16 autocast on CUDA; plain
+    float32 on CPU. Outputs made inside are inference tensors: read them, don't train on them."""
+    device = torch.device(device)
+    with ExitStack() as stack:
+        stack.enter_context(torch.inference_mode())
+        if device.type == "cuda":
+            stack.enter_context(torch.autocast(device_type="cuda", dtype=torch.bfloat16))
+        yield
+
+
+def iter_batches(n_items: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices of ``range(n_items)``, each ``batch_size`` long except possibly the last."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if n_items < 0:
+        raise ValueError(f"n_items must be >= 0, got {n_items}")
+    for start in range(0, n_items, batch_size):
+        yield slice(start, min(start + batch_size, n_items))
+
+
+def concatenate_clips(per_clip: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-clip arrays (T_i, ...) → one array (sum T_i, ...), clip after clip, so batches can
+    span clips; :func:`split_like` with ``[len(a) for a in per_clip]`` undoes it."""
+    if not per_clip:
+        raise ValueError("concatenate_clips needs at least one clip")
+    trailing = {tuple(array.shape[1:]) for array in per_clip}
+    if len(trailing) > 1:
+        raise ValueError(f"clips must agree on every axis but the first (frames), got shapes "
+                         f"{sorted({tuple(array.shape) for array in per_clip})[:4]}")
+    return np.concatenate(per_clip, axis=0)
+
+
+def split_like(rows: Rows | Mapping[str, Rows], lengths: Sequence[int]) -> list:
+    """Rows (N, ...) with N = sum(lengths) → one (lengths[i], ...) piece per clip; a mapping of
+    such arrays (e.g. a backend's outputs) → one mapping per clip with the same keys."""
+    lengths = [int(n) for n in lengths]
+    if any(n < 0 for n in lengths):
+        raise ValueError(f"clip lengths must be >= 0, got {lengths}")
+    if isinstance(rows, Mapping):
+        pieces = {name: split_like(value, lengths) for name, value in rows.items()}
+        return [{name: pieces[name][i] for name in rows} for i in range(len(lengths))]
+    if rows.shape[0] != sum(lengths):
+        raise ValueError(f"cannot split {rows.shape[0]} rows into clips of lengths summing to "
+                         f"{sum(lengths)}")
+    bounds = np.cumsum([0] + lengths)
+    return [rows[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
