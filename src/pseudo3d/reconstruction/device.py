@@ -15,7 +15,12 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError("the GPU reconstruction backends need PyTorch; install it with: "
+                      "pip install 'pseudo3d[train]'") from error
 
 from pseudo3d.errors import ConfigError
 

@@ -4,10 +4,12 @@ Tests and demos need a DECA checkpoint without the licensed one. This writes the
 ``{"E_flame": <coarse encoder state dict>, "E_detail": <placeholder>}`` saved by ``torch.save``,
 with random weights shaped so the codes look like DECA's, not like noise:
 
-* the backbone's batch-norm statistics are calibrated on smooth random images (a train-mode
-  pass), so features stay O(1) through the 16 residual blocks instead of growing with depth;
+* the backbone's batch-norm statistics are calibrated on a mix of random images (smooth colour
+  fields, noise, flat colours; one train-mode pass), so features stay O(1) through the 16
+  residual blocks instead of growing with depth;
 * the last Linear layer is rescaled per output and its bias set so that, over those images,
-  each code has the mean and spread in :data:`SYNTHETIC_CODE_STATS`.
+  each code has the mean and spread in :data:`SYNTHETIC_CODE_STATS`. The images are far more
+  varied than face crops, so codes of real crops stay near the means, within a few spreads.
 
 The weights carry no knowledge of faces: codes vary with the image but mean nothing.
 """
@@ -35,7 +37,7 @@ SYNTHETIC_CODE_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 """Target mean and standard deviation of each synthetic code (over calibration images)."""
 
-CALIBRATION_IMAGES = 16
+CALIBRATION_IMAGES = 12
 """Images in the calibration batch (batch-norm statistics and code scales)."""
 
 
@@ -43,58 +45,62 @@ def write_synthetic_deca_checkpoint(path: str | Path, seed: int = 0) -> Path:
     """Write a DECA-layout checkpoint with random weights to ``path`` and return it.
 
     The same ``seed`` gives the same weights on the same machine and torch version (the
-    calibration runs one float32 forward pass on the CPU). The global RNG state is untouched.
+    calibration runs two float32 forward passes on the CPU, ~2 s). The global RNG state is
+    untouched.
     """
     path = Path(path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = DecaEncoder()
-        images = _smooth_random_images(CALIBRATION_IMAGES)
-        _calibrate_batch_norm(encoder, images)
-        _scale_code_head(encoder, images)
+        features = _calibrate_batch_norm(encoder, _calibration_images(CALIBRATION_IMAGES))
+        _scale_code_head(encoder, features)
         detail_placeholder = {"layers.2.weight": torch.zeros(128, 1024), "layers.2.bias": torch.zeros(128)}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"E_flame": encoder.state_dict(), "E_detail": detail_placeholder}, path)
     return path
 
 
-def _smooth_random_images(n: int) -> torch.Tensor:
-    """(n, 3, 224, 224) in [0, 1]: 8×8 random colour fields upsampled bilinearly, image-like
-    (smooth, correlated neighbours) rather than per-pixel noise."""
-    coarse = torch.rand(n, 3, 8, 8)
-    return F.interpolate(coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+def _calibration_images(n: int) -> torch.Tensor:
+    """(n, 3, 224, 224) in [0, 1], a mix of kinds so that real crops fall inside their range:
+    smooth random colour fields (8×8 upsampled), the same with fine noise, per-pixel noise,
+    and flat colours, in turn."""
+    size = (IMAGE_SIZE, IMAGE_SIZE)
+    smooth = F.interpolate(torch.rand(n, 3, 8, 8), size=size, mode="bilinear", align_corners=False)
+    noise = torch.rand(n, 3, *size)
+    flat = torch.rand(n, 3, 1, 1).expand(n, 3, *size)
+    kinds = (smooth, (0.8 * smooth + 0.2 * noise), noise, flat)
+    return torch.stack([kinds[i % len(kinds)][i] for i in range(n)])
 
 
 @torch.no_grad()
-def _calibrate_batch_norm(encoder: DecaEncoder, images: torch.Tensor) -> None:
-    """Set every batch norm's running statistics to the batch statistics of ``images``."""
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average: one pass gives exactly the batch stats
+def _calibrate_batch_norm(encoder: DecaEncoder, images: torch.Tensor) -> torch.Tensor:
+    """Set every batch norm's running statistics to the batch statistics of ``images`` (one
+    train-mode pass), and return the eval-mode backbone features of ``images`` (N, 2048)."""
+    batch_norms = [module for module in encoder.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    for module in batch_norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average: one pass gives exactly the batch statistics
     encoder.train()
     encoder.encoder(images)
     encoder.eval()
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = 0.1  # PyTorch's default, as in a freshly built encoder
+    for module in batch_norms:
+        module.momentum = 0.1  # PyTorch's default, as in a freshly built encoder
+    return encoder.encoder(images)
 
 
 @torch.no_grad()
-def _scale_code_head(encoder: DecaEncoder, images: torch.Tensor) -> None:
+def _scale_code_head(encoder: DecaEncoder, features: torch.Tensor) -> None:
     """Rescale the last Linear layer so each code has its :data:`SYNTHETIC_CODE_STATS` mean and
-    standard deviation over ``images``."""
-    mean = torch.empty(N_CODES)
-    std = torch.empty(N_CODES)
+    standard deviation over the calibration images, given their features (N, 2048)."""
+    target_mean = torch.empty(N_CODES)
+    target_std = torch.empty(N_CODES)
     for name, part in CODE_LAYOUT.items():
-        target_mean, target_std = SYNTHETIC_CODE_STATS[name]
+        mean, std = SYNTHETIC_CODE_STATS[name]
         count = part.stop - part.start  # a one-value target broadcasts over the code's entries
-        mean[part] = torch.tensor(target_mean).expand(count)
-        std[part] = torch.tensor(target_std).expand(count)
+        target_mean[part] = torch.tensor(mean).expand(count)
+        target_std[part] = torch.tensor(std).expand(count)
+    raw = encoder.layers(features)
+    gain = target_std / raw.std(dim=0).clamp_min(1e-6)
     last = encoder.layers[2]
-    raw = encoder.raw_codes(images)
-    spread = raw.std(dim=0).clamp_min(1e-6)
-    last.weight.mul_((std / spread)[:, None])
-    last.bias.mul_(std / spread)
-    raw = encoder.raw_codes(images)
-    last.bias.add_(mean - raw.mean(dim=0))
+    last.weight.mul_(gain[:, None])
+    last.bias.copy_(target_mean - gain * (raw.mean(dim=0) - last.bias))

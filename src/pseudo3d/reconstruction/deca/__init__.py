@@ -9,6 +9,13 @@
 Synthetic checkpoints for tests and demos: :func:`pseudo3d.synth.deca_assets.write_synthetic_deca_checkpoint`.
 """
 
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError("the DECA encoder needs PyTorch; install it with: pip install 'pseudo3d[train]'") from error
+
 from pseudo3d.reconstruction.deca.checkpoint import load_deca_state_dict
 from pseudo3d.reconstruction.deca.codes import CODE_LAYOUT, CODE_SHAPES, N_CODES, split_codes
 from pseudo3d.reconstruction.deca.encoder import IMAGE_SIZE, DecaEncoder

@@ -28,7 +28,7 @@ _SHOWN_KEYS = 5
 
 
 def load_deca_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """``E_flame`` of a DECA checkpoint as a state dict (CPU tensors) that
+    """``E_flame`` of a DECA checkpoint as a state dict (CPU tensors, floating ones as float32) that
     :class:`~pseudo3d.reconstruction.deca.encoder.DecaEncoder` loads with ``strict=True``.
 
     Raises :class:`AssetError` naming the file when it is missing, is not a PyTorch checkpoint,
@@ -53,13 +53,14 @@ def _load_tensors_only(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any parse failure means "not a checkpoint we accept"
-        if "weights only load failed" in str(error).lower():
+        detail = _unpickler_detail(error)
+        # The tensors-only unpickler reports a refused import as "... GLOBAL module.name ..."; any
+        # other failure (a bad opcode, a broken archive, an empty file) means it is not a checkpoint.
+        if "global" in detail.lower():
             raise AssetError(f"{WHAT} holds pickled objects other than tensors, refused for safety "
-                             f"(only tensors and plain containers are loaded): {path}; "
-                             f"{_first_line(error)}") from None
+                             f"(only tensors and plain containers are loaded): {path}; {detail}") from None
         raise AssetError(f"{WHAT} is not a PyTorch checkpoint (an HTML page from a failed download, "
-                         f"a truncated or different file?): {path}; "
-                         f"{type(error).__name__}: {_first_line(error)}") from None
+                         f"a truncated or different file?): {path}; {type(error).__name__}: {detail}") from None
 
 
 def _checked_state(state: Mapping, path: Path) -> dict[str, torch.Tensor]:
@@ -68,7 +69,7 @@ def _checked_state(state: Mapping, path: Path) -> dict[str, torch.Tensor]:
     if not_tensors:
         raise AssetError(f"{WHAT} {COARSE_ENCODER_KEY!r} has non-tensor entries "
                          f"({_few(not_tensors)}): {path}")
-    state = {str(key): value for key, value in state.items()}
+    state = {str(key): value.float() if value.is_floating_point() else value for key, value in state.items()}
     for key in expected.keys() - state.keys():
         if key.endswith(_OPTIONAL_SUFFIX):
             state[key] = torch.zeros((), dtype=torch.long)
@@ -105,6 +106,12 @@ def _few(items: list[str]) -> str:
     return shown + (f" and {len(items) - _SHOWN_KEYS} more" if len(items) > _SHOWN_KEYS else "")
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else "no message"
+_BOILERPLATE = ("weights only load failed", "please file an issue", "check the documentation")
+"""Starts of the generic lines torch wraps around a tensors-only unpickling error."""
+
+
+def _unpickler_detail(error: BaseException) -> str:
+    """The informative line of a ``torch.load`` error, without torch's generic advice."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    informative = [line for line in lines if not line.lower().startswith(_BOILERPLATE)]
+    return (informative or lines or ["no message"])[0]
