@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,17 @@ def _build_config(args: argparse.Namespace):
         overrides["decode"] = {"fps": args.fps}
     if args.min_clip_s is not None:
         overrides["track"] = {"min_clip_s": args.min_clip_s}
+    reconstruct = {name: value for name, value in (
+        ("flame_model", _absolute(args.flame_model)), ("landmark_embedding", _absolute(args.landmark_embedding)),
+        ("deca_checkpoint", _absolute(args.deca_checkpoint)), ("device", args.device), ("batch_size", args.batch_size),
+    ) if value is not None}
+    if reconstruct:
+        overrides["reconstruct"] = reconstruct
     return config.with_overrides(**overrides) if overrides else config
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -132,6 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     import pseudo3d
+    from pseudo3d.reconstruction import BACKENDS
 
     parser = argparse.ArgumentParser(prog="pseudo3d", description=(
         "Turn 2D talking-head videos into pseudo-3D facial motion datasets."))
@@ -154,12 +166,19 @@ def make_parser() -> argparse.ArgumentParser:
                        help="directory, glob, video file or list file (.csv/.tsv/.parquet with a 'path' column, or .txt)")
     build.add_argument("--out", required=True, metavar="DATASET", help="dataset directory (created or resumed)")
     build.add_argument("--runner", choices=["local"], default="local", help="execution engine (default local)")
-    build.add_argument("--backend", choices=["mediapipe"], default=None, help="reconstruction backend (default mediapipe)")
+    build.add_argument("--backend", choices=sorted(BACKENDS), default=None,
+                       help="reconstruction backend (default mediapipe; deca and flame-fit need FLAME assets)")
     build.add_argument("--config", metavar="YAML", help="build configuration file (see configs/build.yaml)")
     build.add_argument("--workers", type=_non_negative_int, default=0, help="worker processes (default: all cores)")
     build.add_argument("--fps", type=_positive_float, default=None, help="output frame rate (overrides decode.fps)")
     build.add_argument("--min-clip-s", type=_positive_float, default=None,
                        help="shortest clip kept, seconds (overrides track.min_clip_s)")
+    build.add_argument("--flame-model", metavar="PKL", help="FLAME model (generic_model.pkl or flame2023_Open.pkl)")
+    build.add_argument("--landmark-embedding", metavar="FILE",
+                       help="FLAME landmark embedding (mediapipe_landmark_embedding.npz, or DECA's landmark_embedding.npy)")
+    build.add_argument("--deca-checkpoint", metavar="TAR", help="DECA's deca_model.tar")
+    build.add_argument("--device", help="reconstruction device: auto (default), cpu, cuda, cuda:N")
+    build.add_argument("--batch-size", type=_positive_int, help="frames per GPU batch (default 256)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset instead of resuming it")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_build)

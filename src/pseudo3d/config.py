@@ -106,6 +106,14 @@ class SmoothingConfig:
     """Head rotation, smoothed as continuous unit quaternions."""
     head_translation: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
     head_scale: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
+    flame_expression: SmoothingSpec = SmoothingSpec(window_s=0.28, polyorder=2)
+    """FLAME expression coefficients (``deca``, ``flame-fit``)."""
+    flame_jaw_pose: SmoothingSpec = SmoothingSpec(window_s=0.28, polyorder=2)
+    """FLAME jaw rotation, smoothed as continuous unit quaternions."""
+    flame_global_pose: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
+    """FLAME global (head) rotation, smoothed as continuous unit quaternions."""
+    flame_camera: SmoothingSpec = SmoothingSpec(window_s=0.3, polyorder=2)
+    """Weak-perspective camera (scale, tx, ty)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +221,12 @@ class BuildConfig:
             raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
         if not isinstance(data, Mapping):
             raise ConfigError(f"--config {path}: expected a mapping of sections, got {type(data).__name__}")
-        return cls.from_dict(data)
+        config = cls.from_dict(data)
+        # Asset paths written in the file are relative to the file, not to where pseudo3d runs.
+        assets = {spec.name: str((path.parent / value).resolve())
+                  for spec in dataclasses.fields(ReconstructConfig) if spec.metadata.get("asset")
+                  for value in [getattr(config.reconstruct, spec.name)] if value and not Path(value).is_absolute()}
+        return config.with_overrides(reconstruct=assets) if assets else config
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> "BuildConfig":
         """A copy with some options replaced, e.g. ``with_overrides(decode={"fps": 30})``;

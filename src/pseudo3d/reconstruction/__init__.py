@@ -29,8 +29,15 @@ def _mediapipe(config: "BuildConfig") -> "Reconstructor":
     return MediaPipeHead()
 
 
+def _deca(config: "BuildConfig") -> "Reconstructor":
+    from pseudo3d.reconstruction.deca_backend import DecaBackend
+
+    return DecaBackend(config)
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "mediapipe": BackendSpec(_mediapipe, needs_crops=False, gpu_capable=False),
+    "deca": BackendSpec(_deca, needs_crops=True, gpu_capable=True),
 }
 
 

@@ -24,7 +24,7 @@ from pseudo3d.pipelines.output_dir import prepare_output
 from pseudo3d.pipelines.process import InFlight, SourcePipeline
 from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.reconstruction import BACKENDS
-from pseudo3d.schemas.records import Source, SourceOutcome
+from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +52,36 @@ class BuildReport:
 
 
 _WORKER_PIPELINE: SourcePipeline | None = None
+_WORKER_ERROR: str | None = None
 
 
 def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads: int) -> None:
-    global _WORKER_PIPELINE
+    """Build the worker's stages once. A failure here must not kill the worker (the pool would
+    respawn it forever): it is kept and reported as every task's failure row instead."""
+    global _WORKER_PIPELINE, _WORKER_ERROR
     redirect_process_stderr(log_path)
-    if BACKENDS[config.backend].gpu_capable:
-        import torch
+    try:
+        if BACKENDS[config.backend].gpu_capable:
+            import torch
 
-        torch.set_num_threads(threads)  # workers share the cores; no oversubscription
-    _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
+            torch.set_num_threads(threads)  # workers share the cores; no oversubscription
+        _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
+    except Exception as exc:  # noqa: BLE001 - reported per task below
+        log.exception("worker set-up failed")
+        _WORKER_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def _setup_failure(source: Source) -> SourceOutcome:
+    failure = Failure(source.source_id, source.uri, "setup", "worker_setup_failed", _WORKER_ERROR)
+    return SourceOutcome(source, "failed", failures=[failure], reason=f"worker_setup_failed: {_WORKER_ERROR}")
 
 
 def _run_source(source: Source) -> SourceOutcome:
-    return _WORKER_PIPELINE(source)
+    return _setup_failure(source) if _WORKER_PIPELINE is None else _WORKER_PIPELINE(source)
 
 
 def _track_source(source: Source) -> InFlight:
-    return _WORKER_PIPELINE.track(source)
+    return InFlight(_setup_failure(source)) if _WORKER_PIPELINE is None else _WORKER_PIPELINE.track(source)
 
 
 def default_workers() -> int:

@@ -1,0 +1,114 @@
+"""The ``deca`` backend: DECA's coarse encoder on the 224×224 face crops, in large batches.
+
+Crops of all the clips handed over (several sources, when the runner batches on a GPU) are
+concatenated and cut into ``reconstruct.batch_size`` batches; uint8 crops travel to the device
+through pinned memory, run channels-last under bf16 autocast on CUDA (fp32 on CPU), and the codes
+come back per clip. FLAME (with the MediaPipe landmark embedding, when given) turns each frame's
+codes into landmarks, projected with DECA's camera for the reprojection error.
+
+Per-frame outputs: ``flame_expression`` (T, 50), ``flame_jaw_pose`` (T, 3) and
+``flame_global_pose`` (T, 3) axis-angle radians, ``flame_camera`` (T, 3) DECA's (s, tx, ty) in
+crop space, ``flame_shape`` (T, 100) as predicted per frame, ``deca_tex`` (T, 50),
+``deca_light`` (T, 9, 3), ``reprojection_error`` (T,) image pixels (NaN without a MediaPipe
+embedding). Per clip: ``flame_shape_clip`` (100,), the median of the per-frame shapes (a robust
+identity).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Mapping
+
+import numpy as np
+import torch
+
+from pseudo3d.config import BuildConfig
+from pseudo3d.errors import ConfigError, StageError
+from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
+from pseudo3d.reconstruction.camera import crop_to_image, project_to_crop, reprojection_error
+from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder
+from pseudo3d.reconstruction.device import (concatenate_clips, inference_context, iter_batches, resolve_device,
+                                            split_like, uint8_crops_to_device)
+from pseudo3d.reconstruction.flame import FlameModel
+from pseudo3d.schemas.records import Clip
+
+FLAME_SMOOTHED: Mapping[str, SmoothingKind] = {
+    "flame_expression": "linear",
+    "flame_jaw_pose": "rotation",
+    "flame_global_pose": "rotation",
+    "flame_camera": "linear",
+}
+
+
+class DecaBackend(Reconstructor):
+    name: ClassVar[str] = "deca"
+    smoothed: ClassVar[Mapping[str, SmoothingKind]] = FLAME_SMOOTHED
+    per_clip: ClassVar[frozenset[str]] = frozenset({"flame_shape_clip"})
+
+    def __init__(self, config: BuildConfig):
+        options = config.reconstruct
+        n_shape, n_expression = CODE_SHAPES["shape"][-1], CODE_SHAPES["exp"][-1]
+        if (options.n_shape, options.n_expression) != (n_shape, n_expression):
+            raise ConfigError(f"backend deca predicts {n_shape} shape and {n_expression} expression components; "
+                              f"reconstruct.n_shape and reconstruct.n_expression must be {n_shape} and {n_expression}")
+        self.device = resolve_device(options.device)
+        self.batch_size = options.batch_size
+        self.crop_size = config.track.crop_size
+        if self.crop_size != 224:
+            raise ConfigError(f"backend deca needs 224-pixel crops; track.crop_size is {self.crop_size}")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.encoder = DecaEncoder.from_checkpoint(options.deca_checkpoint, self.device)
+        self.flame = FlameModel.from_file(options.flame_model, n_shape=n_shape, n_expression=n_expression,
+                                          landmark_embedding=options.landmark_embedding).to(self.device)
+        self.mediapipe_indices = (self.flame.landmark_indices.cpu().numpy()
+                                  if self.flame.landmark_kind == "mediapipe" else None)
+
+    def asset_hashes(self) -> dict[str, str]:
+        return {**self.encoder.asset_hashes, **self.flame.asset_hashes}
+
+    def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
+        result = self.reconstruct_batch([clip])[0]
+        if isinstance(result, StageError):
+            raise result
+        return result
+
+    def reconstruct_batch(self, clips: list[Clip]) -> list[dict[str, np.ndarray] | StageError]:
+        lengths = [clip.n_frames for clip in clips]
+        crops = concatenate_clips([clip.crops for clip in clips])
+        transforms = concatenate_clips([clip.crop_transforms for clip in clips])
+        tracked = (concatenate_clips([clip.landmarks[:, self.mediapipe_indices, :2] for clip in clips])
+                   if self.mediapipe_indices is not None else None)
+        pieces: list[dict[str, np.ndarray]] = []
+        with inference_context(self.device):
+            for batch in iter_batches(len(crops), self.batch_size):
+                codes = self.encoder(uint8_crops_to_device(crops[batch], self.device))
+                error = torch.full((batch.stop - batch.start,), float("nan"))
+                if tracked is not None:
+                    error = self._reprojection(codes, transforms[batch], tracked[batch])
+                pieces.append({
+                    "flame_expression": codes["exp"], "flame_jaw_pose": codes["pose"][:, 3:],
+                    "flame_global_pose": codes["pose"][:, :3], "flame_camera": codes["cam"],
+                    "flame_shape": codes["shape"], "deca_tex": codes["tex"], "deca_light": codes["light"],
+                    "reprojection_error": error,
+                })
+        merged = {name: np.concatenate([piece[name].float().cpu().numpy() for piece in pieces])
+                  for name in pieces[0]}
+        results = split_like(merged, lengths)
+        for arrays in results:
+            arrays["flame_shape_clip"] = np.median(arrays["flame_shape"], axis=0).astype(np.float32)
+        return results
+
+    def _reprojection(self, codes: dict[str, torch.Tensor], transforms: np.ndarray, tracked: np.ndarray) -> torch.Tensor:
+        """Per-frame mean distance (image pixels) between FLAME's embedded landmarks, projected with
+        the predicted camera, and the tracked MediaPipe landmarks they correspond to. FLAME runs in
+        float32 even under the encoder's bf16 autocast (millimetres matter here)."""
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self._reprojection_fp32(codes, transforms, tracked)
+
+    def _reprojection_fp32(self, codes, transforms, tracked) -> torch.Tensor:
+        output = self.flame(shape=codes["shape"].float(), expression=codes["exp"].float(),
+                            global_pose=codes["pose"][:, :3].float(), jaw_pose=codes["pose"][:, 3:].float())
+        in_crop = project_to_crop(output.landmarks.float(), codes["cam"].float(), self.crop_size)
+        transforms = torch.as_tensor(transforms, dtype=torch.float32, device=self.device)
+        in_image = crop_to_image(in_crop, transforms)
+        return reprojection_error(in_image, torch.as_tensor(tracked, dtype=torch.float32, device=self.device))
