@@ -107,3 +107,20 @@ def truth_for_clip(corpus: Path, meta: dict) -> tuple[dict, np.ndarray]:
     truth = json.loads((corpus / f"{name}.truth.json").read_text())
     times = meta["start_s"] + np.arange(meta["n_frames"]) / meta["fps"]
     return truth, np.minimum(np.round(times * truth["fps"]).astype(int), truth["n_frames"] - 1)
+
+
+@pytest.fixture(scope="session")
+def flame_assets(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic FLAME model, both landmark embeddings and a DECA checkpoint (no licensed files)."""
+    pytest.importorskip("torch")
+    from pseudo3d.synth.deca_assets import write_synthetic_deca_checkpoint
+    from pseudo3d.synth.flame_assets import (write_synthetic_flame_model, write_synthetic_landmark_embedding,
+                                             write_synthetic_mediapipe_embedding)
+
+    folder = tmp_path_factory.mktemp("assets")
+    return {
+        "flame_model": write_synthetic_flame_model(folder / "generic_model.pkl"),
+        "mediapipe_embedding": write_synthetic_mediapipe_embedding(folder / "mediapipe_landmark_embedding.npz"),
+        "flame68_embedding": write_synthetic_landmark_embedding(folder / "landmark_embedding.npy"),
+        "deca_checkpoint": write_synthetic_deca_checkpoint(folder / "deca_model.tar"),
+    }

@@ -141,6 +141,34 @@ _RUNTIME = {"fingerprint": False}
 
 
 @dataclass(frozen=True)
+class FitConfig:
+    """The ``flame-fit`` optimisation (per clip, all frames at once, Adam)."""
+
+    iterations: int = 400
+    """Steps with every parameter free, after the rigid start."""
+    rigid_iterations: int = 60
+    """Steps that move only head rotation and camera, first."""
+    learning_rate: float = 0.05
+    """Adam's step size."""
+    depth_weight: float = 0.1
+    """Weight of MediaPipe's depth (less reliable than x, y) relative to the 2D landmark term."""
+    shape_prior: float = 1e-6
+    """Weights of the Gaussian priors, relative to the mean squared landmark error in the crop's
+    normalised units (0.5 px of noise in a 224 crop is about 1e-5): weak by design."""
+    expression_prior: float = 1e-6
+    jaw_prior: float = 1e-5
+    temporal: float = 1e-5
+    """Weight of the second-difference penalty tying consecutive frames."""
+
+    def __post_init__(self):
+        _check(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
+        _check(self.rigid_iterations >= 0, f"rigid_iterations must be >= 0, got {self.rigid_iterations}")
+        _check(0 < self.learning_rate <= 1, f"learning_rate must be in (0, 1], got {self.learning_rate}")
+        for name in ("depth_weight", "shape_prior", "expression_prior", "jaw_prior", "temporal"):
+            _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class ReconstructConfig:
     """Assets and settings of the FLAME backends (``deca``, ``flame-fit``). The ``mediapipe``
     backend uses none of them."""
@@ -162,6 +190,8 @@ class ReconstructConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     batch_size: int = field(default=256, metadata=_RUNTIME)
     """Frames per GPU batch; batches span clips and sources."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """``flame-fit`` optimisation settings."""
 
     def __post_init__(self):
         _check(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")

@@ -54,4 +54,12 @@ def clip_metrics(clip: Clip, arrays: Mapping[str, np.ndarray],
             metrics[f"jitter_{group}_smooth"] = jitter(arrays[f"{group}_smooth"])
     if "head_rotation_smooth" in arrays:
         metrics.update(head_pose_ranges_deg(arrays["head_rotation_smooth"]))
+    if "reprojection_error" in arrays:
+        error = np.asarray(arrays["reprojection_error"], np.float64)
+        finite = error[np.isfinite(error)]
+        metrics["reprojection_error_px"] = float(finite.mean()) if finite.size else float("nan")
+        metrics["reprojection_error_p95_px"] = float(np.percentile(finite, 95)) if finite.size else float("nan")
+    if "flame_expression_raw" in arrays:
+        metrics["jitter_flame_expression_raw"] = jitter(arrays["flame_expression_raw"])
+        metrics["jitter_flame_expression_smooth"] = jitter(arrays["flame_expression_smooth"])
     return metrics

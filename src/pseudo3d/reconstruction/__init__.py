@@ -16,11 +16,17 @@ if TYPE_CHECKING:
     from pseudo3d.reconstruction.base import Reconstructor
 
 
+def _no_assets(config: "BuildConfig") -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     factory: Callable[["BuildConfig"], "Reconstructor"]
     needs_crops: bool
     gpu_capable: bool
+    check_assets: Callable[["BuildConfig"], None] = _no_assets
+    """Loads and checks the backend's asset files (raising AssetError), once, before a build."""
 
 
 def _mediapipe(config: "BuildConfig") -> "Reconstructor":
@@ -35,9 +41,28 @@ def _deca(config: "BuildConfig") -> "Reconstructor":
     return DecaBackend(config)
 
 
+def _check_deca(config: "BuildConfig") -> None:
+    from pseudo3d.reconstruction.asset_checks import check_deca
+
+    check_deca(config)
+
+
+def _flame_fit(config: "BuildConfig") -> "Reconstructor":
+    from pseudo3d.reconstruction.flame_fit import FlameFitBackend
+
+    return FlameFitBackend(config)
+
+
+def _check_flame_fit(config: "BuildConfig") -> None:
+    from pseudo3d.reconstruction.asset_checks import check_flame_fit
+
+    check_flame_fit(config)
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "mediapipe": BackendSpec(_mediapipe, needs_crops=False, gpu_capable=False),
-    "deca": BackendSpec(_deca, needs_crops=True, gpu_capable=True),
+    "deca": BackendSpec(_deca, needs_crops=True, gpu_capable=True, check_assets=_check_deca),
+    "flame-fit": BackendSpec(_flame_fit, needs_crops=False, gpu_capable=True, check_assets=_check_flame_fit),
 }
 
 

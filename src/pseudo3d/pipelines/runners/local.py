@@ -107,6 +107,7 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
     backend and device).
     """
     out_dir = Path(out_dir)
+    BACKENDS[config.backend].check_assets(config)
     state = prepare_output(out_dir, config, overwrite=overwrite)
     pending = state.pending(sources)
     report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
