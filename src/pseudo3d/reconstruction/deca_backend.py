@@ -1,9 +1,9 @@
 """The ``deca`` backend: DECA's coarse encoder on the 224×224 face crops, in large batches.
 
-Crops of all the clips handed over (several sources, when the runner batches on a GPU) are
-concatenated and cut into ``reconstruct.batch_size`` batches; uint8 crops travel to the device
-through pinned memory, run channels-last under bf16 autocast on CUDA (fp32 on CPU), and the codes
-come back per clip. FLAME (with the MediaPipe landmark embedding, when given) turns each frame's
+Frames of all the clips handed over (several sources, when the runner batches on a GPU) are cut
+into ``reconstruct.batch_size`` batches; uint8 crops travel to the device through reusable pinned
+buffers, run channels-last under bf16 autocast on CUDA (fp32 on CPU), and the codes come back per
+clip, with a single device-to-host copy at the end. FLAME (with the MediaPipe landmark embedding, when given) turns each frame's
 codes into landmarks, projected with DECA's camera for the reprojection error.
 
 Per-frame outputs: ``flame_expression`` (T, 50), ``flame_jaw_pose`` (T, 3) and
@@ -26,8 +26,8 @@ from pseudo3d.errors import ConfigError, StageError
 from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, project_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder
-from pseudo3d.reconstruction.device import (concatenate_clips, inference_context, iter_batches, resolve_device,
-                                            split_like, uint8_crops_to_device)
+from pseudo3d.reconstruction.device import (CropUploader, batch_pieces, concatenate_clips, inference_context,
+                                            iter_batches, resolve_device, split_like)
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.schemas.records import Clip
 
@@ -62,6 +62,7 @@ class DecaBackend(Reconstructor):
                                           landmark_embedding=options.landmark_embedding).to(self.device)
         self.mediapipe_indices = (self.flame.landmark_indices.cpu().numpy()
                                   if self.flame.landmark_kind == "mediapipe" else None)
+        self.upload = CropUploader(self.device, self.batch_size, self.crop_size)
 
     def asset_hashes(self) -> dict[str, str]:
         return {**self.encoder.asset_hashes, **self.flame.asset_hashes}
@@ -73,32 +74,34 @@ class DecaBackend(Reconstructor):
         return result
 
     def reconstruct_batch(self, clips: list[Clip]) -> list[dict[str, np.ndarray] | StageError]:
+        """All frames of ``clips`` in ``batch_size`` batches. Results stay on the device until the
+        last batch is queued, so on CUDA the host gathers batch k+1 while the GPU runs batch k."""
         lengths = [clip.n_frames for clip in clips]
-        crops = concatenate_clips([clip.crops for clip in clips])
-        transforms = concatenate_clips([clip.crop_transforms for clip in clips])
-        tracked = (concatenate_clips([clip.landmarks[:, self.mediapipe_indices, :2] for clip in clips])
+        device_array = lambda arrays: torch.as_tensor(concatenate_clips(arrays), dtype=torch.float32,  # noqa: E731
+                                                      device=self.device)
+        transforms = device_array([clip.crop_transforms for clip in clips])
+        tracked = (device_array([clip.landmarks[:, self.mediapipe_indices, :2] for clip in clips])
                    if self.mediapipe_indices is not None else None)
-        pieces: list[dict[str, np.ndarray]] = []
+        pieces: list[dict[str, torch.Tensor]] = []
         with inference_context(self.device):
-            for batch in iter_batches(len(crops), self.batch_size):
-                codes = self.encoder(uint8_crops_to_device(crops[batch], self.device))
-                error = torch.full((batch.stop - batch.start,), float("nan"))
-                if tracked is not None:
-                    error = self._reprojection(codes, transforms[batch], tracked[batch])
+            for batch in iter_batches(sum(lengths), self.batch_size):
+                parts = [clips[index].crops[start:stop] for index, start, stop in batch_pieces(lengths, batch)]
+                codes = self.encoder(self.upload(parts))
+                error = (self._reprojection(codes, transforms[batch], tracked[batch]) if tracked is not None
+                         else torch.full((batch.stop - batch.start,), float("nan"), device=self.device))
                 pieces.append({
                     "flame_expression": codes["exp"], "flame_jaw_pose": codes["pose"][:, 3:],
                     "flame_global_pose": codes["pose"][:, :3], "flame_camera": codes["cam"],
                     "flame_shape": codes["shape"], "deca_tex": codes["tex"], "deca_light": codes["light"],
                     "reprojection_error": error,
                 })
-        merged = {name: np.concatenate([piece[name].float().cpu().numpy() for piece in pieces])
-                  for name in pieces[0]}
+            merged = {name: torch.cat([piece[name] for piece in pieces]).float().cpu().numpy() for name in pieces[0]}
         results = split_like(merged, lengths)
         for arrays in results:
             arrays["flame_shape_clip"] = np.median(arrays["flame_shape"], axis=0).astype(np.float32)
         return results
 
-    def _reprojection(self, codes: dict[str, torch.Tensor], transforms: np.ndarray, tracked: np.ndarray) -> torch.Tensor:
+    def _reprojection(self, codes: dict[str, torch.Tensor], transforms: torch.Tensor, tracked: torch.Tensor) -> torch.Tensor:
         """Per-frame mean distance (image pixels) between FLAME's embedded landmarks, projected with
         the predicted camera, and the tracked MediaPipe landmarks they correspond to. FLAME runs in
         float32 even under the encoder's bf16 autocast (millimetres matter here)."""
@@ -109,6 +112,4 @@ class DecaBackend(Reconstructor):
         output = self.flame(shape=codes["shape"].float(), expression=codes["exp"].float(),
                             global_pose=codes["pose"][:, :3].float(), jaw_pose=codes["pose"][:, 3:].float())
         in_crop = project_to_crop(output.landmarks.float(), codes["cam"].float(), self.crop_size)
-        transforms = torch.as_tensor(transforms, dtype=torch.float32, device=self.device)
-        in_image = crop_to_image(in_crop, transforms)
-        return reprojection_error(in_image, torch.as_tensor(tracked, dtype=torch.float32, device=self.device))
+        return reprojection_error(crop_to_image(in_crop, transforms), tracked)

@@ -122,3 +122,56 @@ def split_like(rows: Rows | Mapping[str, Rows], lengths: Sequence[int]) -> list:
                          f"{sum(lengths)}")
     bounds = np.cumsum([0] + lengths)
     return [rows[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+class CropUploader:
+    """Moves batches of uint8 crops to the device: on CUDA through two reusable pinned buffers, so
+    filling one on the host overlaps the transfer and compute of the other; on CPU by a plain
+    conversion. Call with the pieces of one batch (slices of several clips' crops, each
+    (n_i, H, W, 3) uint8, at most ``batch_size`` frames together); returns (N, 3, H, W) float in
+    [0, 1] (channels_last on CUDA)."""
+
+    def __init__(self, device: torch.device | str, batch_size: int, crop_size: int = 224):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self._buffers: list[torch.Tensor] = []
+        self._events: list[torch.cuda.Event | None] = []
+        if self.device.type == "cuda":
+            self._buffers = [torch.empty((batch_size, crop_size, crop_size, 3), dtype=torch.uint8).pin_memory()
+                             for _ in range(2)]
+            self._events = [None, None]
+        self._turn = 0
+
+    def __call__(self, pieces: Sequence[np.ndarray]) -> torch.Tensor:
+        total = sum(len(piece) for piece in pieces)
+        if total > self.batch_size:
+            raise ValueError(f"{total} crops exceed the uploader's batch size {self.batch_size}")
+        if self.device.type != "cuda":
+            return uint8_crops_to_device(np.concatenate(pieces) if len(pieces) > 1 else pieces[0], self.device)
+        buffer, event = self._buffers[self._turn], self._events[self._turn]
+        if event is not None:
+            event.synchronize()  # the transfer that last read this buffer has finished
+        offset = 0
+        for piece in pieces:
+            buffer[offset:offset + len(piece)].copy_(torch.from_numpy(np.ascontiguousarray(piece)))
+            offset += len(piece)
+        on_device = buffer[:total].to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self._events[self._turn] = done
+        self._turn ^= 1
+        images = on_device.permute(0, 3, 1, 2).float().div_(255.0)
+        return images.contiguous(memory_format=torch.channels_last)
+
+
+def batch_pieces(lengths: Sequence[int], batch: slice) -> list[tuple[int, int, int]]:
+    """The parts of clips (clip index, start, stop) that frames ``batch`` of the clips laid end to
+    end cover, in order; lets a batch be gathered from the clips without concatenating them all."""
+    pieces, start = [], 0
+    for index, length in enumerate(lengths):
+        stop = start + length
+        low, high = max(start, batch.start), min(stop, batch.stop)
+        if low < high:
+            pieces.append((index, low - start, high - start))
+        start = stop
+    return pieces
