@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 import pseudo3d
