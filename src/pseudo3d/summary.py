@@ -55,9 +55,13 @@ def summarize_dataset(path: Path) -> str:
             seconds[source_id] += duration
         for source_id, n in sorted(per_source.items()):
             lines.append(f"  {source_id:<48} {n:>3} clip(s) {seconds[source_id]:7.2f} s")
-        for column in ("confidence_mean", "jitter_mesh_raw", "jitter_mesh_smooth"):
+        for column in ("confidence_mean", "jitter_mesh_raw", "jitter_mesh_smooth", "reprojection_error_px",
+                       "jitter_flame_expression_raw", "jitter_flame_expression_smooth"):
             if column in manifest.column_names:
                 values = np.asarray(manifest.column(column).to_pylist(), float)
+                values = values[np.isfinite(values)]
+                if not values.size:
+                    continue
                 lines.append(f"{column:<22} median {np.median(values):.4g}   min {values.min():.4g}   max {values.max():.4g}")
     return "\n".join(lines)
 
