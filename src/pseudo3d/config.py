@@ -117,6 +117,51 @@ class SmoothingConfig:
 
 
 @dataclass(frozen=True)
+class QAConfig:
+    """Per-clip quality filters. A clip outside a threshold is not written; it becomes a failure
+    row (stage ``qa``, error = the metric) instead. Audio thresholds apply only to sources that
+    have an audio stream; a metric that could not be measured (NaN) never filters. See
+    docs/qa.md for each metric."""
+
+    enabled: bool = True
+    """False keeps every clip (the metrics are still computed and written)."""
+    min_confidence_mean: float = 0.5
+    """Mean face-detector score over the clip."""
+    max_interpolated_fraction: float = 0.25
+    """Share of frames whose landmarks were interpolated across tracking gaps."""
+    min_face_size_px: float = 64.0
+    """Median face size (square root of the landmark box area), source pixels."""
+    max_reprojection_error_px: float = 10.0
+    """Mean FLAME landmark reprojection error, image pixels (FLAME backends)."""
+    min_audio_loudness_dbfs: float = -50.0
+    max_silence_fraction: float = 0.8
+    """Share of frames whose audio RMS is below -45 dBFS."""
+    max_clipping_fraction: float = 0.01
+    """Share of audio samples at full scale."""
+    max_abs_av_offset_s: float = 0.08
+    """Largest audio-visual offset tolerated (2 frames at 25 fps); beyond it lips and speech look
+    out of sync."""
+    min_av_sync_strength: float = 0.2
+    """Smallest peak correlation between mouth opening and speech envelope (dubbed or unrelated
+    audio scores near 0)."""
+    av_max_lag_s: float = 0.5
+    """How far the sync search shifts the audio each way, seconds."""
+
+    def __post_init__(self):
+        _check(0 <= self.min_confidence_mean <= 1, f"min_confidence_mean must be in [0, 1], got {self.min_confidence_mean}")
+        _check(0 <= self.max_interpolated_fraction <= 1,
+               f"max_interpolated_fraction must be in [0, 1], got {self.max_interpolated_fraction}")
+        _check(self.min_face_size_px >= 0, f"min_face_size_px must be >= 0, got {self.min_face_size_px}")
+        _check(self.max_reprojection_error_px > 0, f"max_reprojection_error_px must be > 0, got {self.max_reprojection_error_px}")
+        _check(self.min_audio_loudness_dbfs <= 0, f"min_audio_loudness_dbfs must be <= 0, got {self.min_audio_loudness_dbfs}")
+        for name in ("max_silence_fraction", "max_clipping_fraction"):
+            _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
+        _check(self.max_abs_av_offset_s > 0, f"max_abs_av_offset_s must be > 0 seconds, got {self.max_abs_av_offset_s}")
+        _check(-1 <= self.min_av_sync_strength <= 1, f"min_av_sync_strength must be in [-1, 1], got {self.min_av_sync_strength}")
+        _check(0 < self.av_max_lag_s <= 5, f"av_max_lag_s must be in (0, 5] seconds, got {self.av_max_lag_s}")
+
+
+@dataclass(frozen=True)
 class ShardConfig:
     """WebDataset shard sizes and optional members."""
 
@@ -219,6 +264,7 @@ class BuildConfig:
     track: TrackConfig = field(default_factory=TrackConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
 
     def __post_init__(self):

@@ -19,7 +19,10 @@ from pseudo3d.pipelines.encode import encode_clip
 from pseudo3d.pipelines.probe import Prober
 from pseudo3d.pipelines.smooth import Smooth
 from pseudo3d.pipelines.track import DecodeTrack
+from pseudo3d.qa.audio import frame_envelope
+from pseudo3d.qa.filters import check_clip
 from pseudo3d.qa.metrics import clip_metrics
+from pseudo3d.qa.sync import mouth_opening
 from pseudo3d.reconstruction import BACKENDS, make_backend
 from pseudo3d.schemas.records import Clip, ClipResult, Failure, Source, SourceOutcome
 
@@ -100,26 +103,39 @@ class SourcePipeline:
                     error = result if isinstance(result, StageError) else StageError(
                         "reconstruct", "internal_error", f"{type(result).__name__}: {result}")
                     item.outcome.failures.append(Failure(clip.source.source_id, clip.source.uri, error.stage,
-                                                         error.error, error.message, clip=clip.key))
+                                                         error.error, error.message, clip=clip.key,
+                                                         duration_s=clip.n_frames / clip.fps))
                     item.outputs.append(None)
                 else:
                     item.outputs.append(result)
 
     def finish(self, item: InFlight) -> SourceOutcome:
-        """Smooth, measure and encode the reconstructed clips; decide the source's status."""
+        """Smooth, measure, filter and encode the reconstructed clips; decide the source's status."""
         outcome = item.outcome
         if outcome.reason:  # failed before reconstruction
             return outcome
         outcome.assets = self.backend.asset_hashes()
         try:
-            outcome.samples = [encode_clip(self.finish_clip(clip, arrays))
-                               for clip, arrays in zip(item.clips, item.outputs) if arrays is not None]
+            for clip, arrays in zip(item.clips, item.outputs):
+                if arrays is None:
+                    continue
+                result = self.finish_clip(clip, arrays)
+                rejections = check_clip(result.metrics, self.config.qa, clip.has_audio)
+                if rejections:
+                    outcome.failures.append(Failure(
+                        clip.source.source_id, clip.source.uri, "qa", rejections[0].metric,
+                        "; ".join(rejection.describe() for rejection in rejections),
+                        clip=clip.key, duration_s=clip.n_frames / clip.fps))
+                    continue
+                outcome.samples.append(encode_clip(result))
         except Exception as exc:
             _fail_source(outcome, "encode", exc)
             outcome.samples = []
             return outcome
         if outcome.samples:
             outcome.status = "ok"
+        elif any(failure.stage == "qa" for failure in outcome.failures):
+            outcome.reason = "qa: every clip was filtered out (see its failure rows)"
         else:
             outcome.reason = "reconstruct: every clip failed reconstruction"
         return outcome
@@ -129,6 +145,8 @@ class SourcePipeline:
         arrays["confidence"] = clip.confidence.astype(np.float32)
         arrays["interpolated"] = clip.interpolated.astype(bool)
         arrays["crop_transform"] = clip.crop_transforms.astype(np.float32)
+        arrays["mouth_open"] = mouth_opening(clip.landmarks)
+        arrays["audio_envelope"] = frame_envelope(clip.audio, clip.sample_rate, clip.fps, clip.n_frames)
         if self.config.shards.write_crops and clip.crops is not None:
             arrays["crops"] = clip.crops
         meta = {
@@ -137,8 +155,10 @@ class SourcePipeline:
             "smoothing": self.smooth.describe(clip.fps),
             "crop": {"size": self.config.track.crop_size, "scale": self.config.track.crop_scale},
             "per_clip_arrays": sorted(self.backend.per_clip),
+            "has_audio": clip.has_audio,
         }
-        return ClipResult(clip=clip, arrays=arrays, meta=meta, metrics=clip_metrics(clip, arrays))
+        metrics = clip_metrics(clip, arrays, self.config.qa.av_max_lag_s)
+        return ClipResult(clip=clip, arrays=arrays, meta=meta, metrics=metrics)
 
 
 def _fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:

@@ -103,7 +103,8 @@ class DecodeTrack:
             failures.append(Failure(
                 source.source_id, source.uri, STAGE, "clip_too_short",
                 f"face track of {(stop - start) / fps:.2f} s is shorter than track.min_clip_s="
-                f"{self.track.min_clip_s:g} s", clip=f"{start / fps:.2f}-{stop / fps:.2f}s"))
+                f"{self.track.min_clip_s:g} s", clip=f"{start / fps:.2f}-{stop / fps:.2f}s",
+                duration_s=(stop - start) / fps))
         if not segmentation.clips:
             return TrackedSource(clips=[], failures=failures, n_frames=n_frames)
 
@@ -125,6 +126,7 @@ class DecodeTrack:
                 audio=slice_audio(audio, start, stop - start, fps, self.decode.sample_rate),
                 sample_rate=self.decode.sample_rate,
                 crops=np.stack(crops[start:stop]) if self.want_crops else None,
+                has_audio=probe.has_audio,
             ))
         return TrackedSource(clips=clips, failures=failures, n_frames=n_frames)
 

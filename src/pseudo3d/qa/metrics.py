@@ -1,8 +1,9 @@
 """Per-clip quality metrics (pure functions over arrays).
 
 Units: ``jitter_*`` is the RMS of the second difference along time, in the array's own units per
-frame² (centimetres for the mesh, pixels for 2D landmarks); ``face_size_px`` is the square root of
-the landmark bounding-box area in source pixels; head-pose ranges are in degrees.
+frame² (centimetres for the mesh, pixels for 2D landmarks, radians for rotations, coefficients for
+FLAME expression); ``face_size_px`` is the square root of the landmark bounding-box area in source
+pixels; head-pose ranges are in degrees. Audio metrics: :mod:`.audio`; sync: :mod:`.sync`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Mapping
 
 import numpy as np
 
-from pseudo3d.geometry.rotations import axis_angle_to_matrix, matrix_to_euler_yxz
+from pseudo3d.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_euler_yxz
+from pseudo3d.qa.audio import audio_metrics
+from pseudo3d.qa.sync import av_sync
 from pseudo3d.schemas.records import Clip
 
 
@@ -38,28 +41,46 @@ def head_pose_ranges_deg(rotvec: np.ndarray) -> dict[str, float]:
             "roll_range_deg": float(spans[2])}
 
 
-def clip_metrics(clip: Clip, arrays: Mapping[str, np.ndarray],
-                 jitter_groups: tuple[str, ...] = ("mesh", "landmarks_2d")) -> dict[str, float]:
-    """The manifest's QA columns for one clip. ``arrays`` holds the ``NAME_raw`` and
-    ``NAME_smooth`` arrays written for the clip."""
+def smoothed_groups(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Groups written both raw and smoothed (``NAME_raw`` and ``NAME_smooth``), sorted."""
+    return sorted(name[:-4] for name in arrays if name.endswith("_raw") and f"{name[:-4]}_smooth" in arrays)
+
+
+def head_rotation_camera(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """(T, 3) smoothed head rotation in camera axes (x right, y down, z away), whichever backend
+    wrote it: the ``mediapipe`` head rotation as is, FLAME's global pose turned from FLAME's camera
+    axes (y up, z to the viewer)."""
+    if "head_rotation_smooth" in arrays:
+        return arrays["head_rotation_smooth"]
+    if "flame_global_pose_smooth" in arrays:
+        flip = np.diag([1.0, -1.0, -1.0])
+        return matrix_to_axis_angle(flip @ axis_angle_to_matrix(arrays["flame_global_pose_smooth"]) @ flip)
+    return None
+
+
+def clip_metrics(clip: Clip, arrays: Mapping[str, np.ndarray], av_max_lag_s: float) -> dict[str, float]:
+    """The manifest's QA columns for one clip (see docs/qa.md). ``arrays`` holds everything
+    written for the clip, including ``mouth_open`` and ``audio_envelope``."""
     metrics = {
         "confidence_mean": float(np.mean(clip.confidence)),
         "confidence_min": float(np.min(clip.confidence)),
         "interpolated_fraction": float(np.mean(clip.interpolated)),
         "face_size_px": face_size_px(clip.landmarks),
     }
-    for group in jitter_groups:
-        if f"{group}_raw" in arrays:
-            metrics[f"jitter_{group}_raw"] = jitter(arrays[f"{group}_raw"])
-            metrics[f"jitter_{group}_smooth"] = jitter(arrays[f"{group}_smooth"])
-    if "head_rotation_smooth" in arrays:
-        metrics.update(head_pose_ranges_deg(arrays["head_rotation_smooth"]))
+    for group in smoothed_groups(arrays):
+        metrics[f"jitter_{group}_raw"] = jitter(arrays[f"{group}_raw"])
+        metrics[f"jitter_{group}_smooth"] = jitter(arrays[f"{group}_smooth"])
+    rotation = head_rotation_camera(arrays)
+    if rotation is not None:
+        metrics.update(head_pose_ranges_deg(rotation))
     if "reprojection_error" in arrays:
         error = np.asarray(arrays["reprojection_error"], np.float64)
         finite = error[np.isfinite(error)]
         metrics["reprojection_error_px"] = float(finite.mean()) if finite.size else float("nan")
         metrics["reprojection_error_p95_px"] = float(np.percentile(finite, 95)) if finite.size else float("nan")
-    if "flame_expression_raw" in arrays:
-        metrics["jitter_flame_expression_raw"] = jitter(arrays["flame_expression_raw"])
-        metrics["jitter_flame_expression_smooth"] = jitter(arrays["flame_expression_smooth"])
-    return metrics
+    audio = audio_metrics(clip.audio, arrays["audio_envelope"])
+    sync = av_sync(arrays["mouth_open"], arrays["audio_envelope"], clip.fps, av_max_lag_s)
+    if not clip.has_audio:  # silence stands in for the missing track: nothing to measure
+        audio = dict.fromkeys(audio, float("nan"))
+        sync = dict.fromkeys(sync, float("nan"))
+    return {**metrics, **audio, **sync}

@@ -92,6 +92,8 @@ class Clip:
     sample_rate: int
     crops: np.ndarray | None = None
     """(T, S, S, 3) uint8 RGB face crops, present when a backend or the output asks for them."""
+    has_audio: bool = True
+    """Whether the source has an audio stream (without one, ``audio`` is silence)."""
 
     @property
     def n_frames(self) -> int:
@@ -134,10 +136,12 @@ class Failure:
     message: str
     clip: str | None = None
     """The clip concerned (a key, or a time span for a clip that was never kept), if any."""
+    duration_s: float | None = None
+    """Length of the clip concerned, seconds (for the QA funnel's hours)."""
 
     def to_row(self) -> dict[str, Any]:
         return {"source_id": self.source_id, "uri": self.uri, "clip": self.clip,
-                "stage": self.stage, "error": self.error, "message": self.message}
+                "stage": self.stage, "error": self.error, "message": self.message, "duration_s": self.duration_s}
 
 
 @dataclass

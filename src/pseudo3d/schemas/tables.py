@@ -14,6 +14,7 @@ FAILURES_SCHEMA = pa.schema([
     ("stage", pa.string()),
     ("error", pa.string()),
     ("message", pa.string()),
+    ("duration_s", pa.float64()),
 ])
 
 SOURCES_SCHEMA = pa.schema([
