@@ -24,6 +24,7 @@ demo: $(VENV)/.installed-run
 	$(VENV)/bin/pseudo3d demo
 
 test: $(VENV)/.installed-dev
+	./scripts/ensure-test-browser.sh
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev

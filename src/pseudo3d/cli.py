@@ -109,7 +109,27 @@ def format_report(report) -> str:
         reasons = ", ".join(f"{error} {n}" for error, n in counts["failures_by_error"].items())
         lines.append(f"  failure rows: {reasons}  (see failures.parquet)")
     lines.append(f"  manifest: {report.out_dir / 'manifest.parquet'}")
+    if report.qa_report is not None:
+        lines.append(f"  QA report: {report.qa_report}")
     return "\n".join(lines)
+
+
+def cmd_qa(args: argparse.Namespace) -> int:
+    import json
+
+    from pseudo3d.qa.report import format_summary, qa_summary, write_report
+
+    dataset = Path(args.dataset)
+    if not (dataset / "dataset.json").is_file():
+        raise Pseudo3DError(f"qa: {dataset} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
+    path = write_report(dataset, gallery_size=args.gallery)
+    summary = qa_summary(dataset)
+    print(format_summary(summary))
+    print(f"QA report: {path}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        print(f"summary JSON: {args.json}")
+    return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -182,6 +202,12 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset instead of resuming it")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_build)
+
+    qa = commands.add_parser("qa", help="redraw DATASET/qa/report.html and print the QA summary")
+    qa.add_argument("dataset", metavar="DATASET")
+    qa.add_argument("--json", metavar="PATH", help="also write the summary as JSON (for dashboards)")
+    qa.add_argument("--gallery", type=_non_negative_int, default=6, help="sample clips in the report's gallery (default 6)")
+    qa.set_defaults(func=cmd_qa)
 
     inspect = commands.add_parser("inspect", help="summarise a dataset directory or a shard")
     inspect.add_argument("path", metavar="DATASET_OR_SHARD")

@@ -31,6 +31,7 @@ def _check_contract(dataset, n_expression):
         assert sample["flame_expression_smooth.npy"].shape == (n, n_expression)
         assert sample["flame_jaw_pose_raw.npy"].shape == (n, 3)
         assert sample["reprojection_error.npy"].shape == (n,)
+        assert sample["landmarks_2d_smooth.npy"].shape == (n, 478, 2)  # tracking arrays, whatever the backend
         assert np.isfinite(sample["reprojection_error.npy"]).all()
         assert meta["arrays"]["flame_shape_clip"]["per_frame"] is False
         for name, info in meta["arrays"].items():
@@ -42,7 +43,12 @@ def _check_contract(dataset, n_expression):
 def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_path, capsys):
     out = tmp_path / "deca"
     video = synthetic_corpus / "00_talk_25fps.mp4"
+    # Random DECA weights give a meaningless FLAME fit that the reprojection filter would reject
+    # (rightly); the contract is what is checked here, so the QA filters are off.
+    config = tmp_path / "build.yaml"
+    config.write_text("qa:\n  enabled: false\n")
     code = main(["build", str(video), str(synthetic_corpus / "bad_not_a_video.mp4"), "--out", str(out), "-q",
+                 "--config", str(config),
                  "--backend", "deca", "--fps", "10", "--workers", "1",
                  "--flame-model", str(flame_assets["flame_model"]),
                  "--landmark-embedding", str(flame_assets["mediapipe_embedding"]),
@@ -68,7 +74,7 @@ def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_asse
     from pseudo3d.pipelines.sources import resolve_sources
 
     config = BuildConfig().with_overrides(
-        backend="deca", decode={"fps": 10.0},
+        backend="deca", decode={"fps": 10.0}, qa={"enabled": False},
         reconstruct={"flame_model": str(flame_assets["flame_model"]), "deca_checkpoint": str(flame_assets["deca_checkpoint"]),
                      "landmark_embedding": str(flame_assets["mediapipe_embedding"]), "batch_size": 16})
     sources = resolve_sources([str(synthetic_corpus / "00_talk_25fps.mp4"), str(synthetic_corpus / "05_talk_cut.mp4")])

@@ -28,6 +28,9 @@ from pseudo3d.schemas.records import Clip, ClipResult, Failure, Source, SourceOu
 
 log = logging.getLogger(__name__)
 
+TRACKING_SMOOTHED = {"landmarks_2d": "linear"}
+"""Tracking outputs every backend's samples carry, raw and smoothed, beside the backend's own."""
+
 
 @dataclass
 class InFlight:
@@ -56,7 +59,7 @@ class SourcePipeline:
         self.prober = Prober(config.decode) if track else None
         self.decode_track = DecodeTrack(config.decode, config.track,
                                         want_crops=spec.needs_crops or config.shards.write_crops) if track else None
-        self.smooth = Smooth(config.smoothing, self.backend.smoothed) if reconstruct else None
+        self.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed}) if reconstruct else None
 
     def __call__(self, source: Source) -> SourceOutcome:
         item = self.track(source)
@@ -141,7 +144,7 @@ class SourcePipeline:
         return outcome
 
     def finish_clip(self, clip: Clip, outputs: dict[str, np.ndarray]) -> ClipResult:
-        arrays = self.smooth(outputs, clip.fps)
+        arrays = self.smooth({"landmarks_2d": clip.landmarks[..., :2].astype(np.float32), **outputs}, clip.fps)
         arrays["confidence"] = clip.confidence.astype(np.float32)
         arrays["interpolated"] = clip.interpolated.astype(bool)
         arrays["crop_transform"] = clip.crop_transforms.astype(np.float32)

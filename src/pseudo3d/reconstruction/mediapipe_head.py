@@ -14,8 +14,10 @@ Outputs per frame (T = frames):
   upright; :func:`pseudo3d.geometry.rotations.matrix_to_euler_yxz` gives yaw/pitch/roll;
 * ``head_translation`` (T, 3) float32: where the template origin lands, image pixels (x, y) and
   pixel-scaled depth (z);
-* ``head_scale`` (T,) float32: image pixels per template centimetre;
-* ``landmarks_2d`` (T, 478, 2) float32: the tracked landmarks in image pixels.
+* ``head_scale`` (T,) float32: image pixels per template centimetre.
+
+The tracked landmarks themselves (``landmarks_2d``) are written for every backend by the
+pipeline, not here.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ class MediaPipeHead(Reconstructor):
     name: ClassVar[str] = "mediapipe"
     smoothed: ClassVar[Mapping[str, SmoothingKind]] = {
         "mesh": "linear",
-        "landmarks_2d": "linear",
         "head_rotation": "rotation",
         "head_translation": "linear",
         "head_scale": "linear",
@@ -59,7 +60,6 @@ class MediaPipeHead(Reconstructor):
         head_rotation = matrix_to_axis_angle(rotation @ HEAD_TO_CAMERA)
         return {
             "mesh": mesh.astype(np.float32),
-            "landmarks_2d": clip.landmarks[..., :2].astype(np.float32),
             "head_rotation": head_rotation.astype(np.float32),
             "head_translation": translation.astype(np.float32),
             "head_scale": scale.astype(np.float32),

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
-from pseudo3d.pipelines.dataset_files import write_dataset_files
+from pseudo3d.pipelines.finalize import finalize_dataset
 from pseudo3d.pipelines.output_dir import prepare_output
 from pseudo3d.pipelines.process import InFlight, SourcePipeline
 from pseudo3d.pipelines.shard_writer import ShardWriter
@@ -45,6 +45,7 @@ class BuildReport:
     seconds: float
     shards_written: list[str] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
+    qa_report: Path | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -100,11 +101,11 @@ def reconstructs_in_parent(config: BuildConfig) -> bool:
 
 def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, workers: int = 0,
                 overwrite: bool = False, progress: bool = True,
-                reconstruct_in_parent: bool | None = None) -> BuildReport:
+                reconstruct_in_parent: bool | None = None, qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out_dir`` from ``sources``.
 
     ``reconstruct_in_parent`` overrides :func:`reconstructs_in_parent` (None: decide from the
-    backend and device).
+    backend and device); ``qa_report=False`` skips drawing ``qa/report.html``.
     """
     out_dir = Path(out_dir)
     BACKENDS[config.backend].check_assets(config)
@@ -139,7 +140,7 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
         bar.close()
     report.seconds = time.perf_counter() - start
     report.shards_written = list(writer.committed)
-    report.card = write_dataset_files(out_dir, config)
+    report.card, report.qa_report = finalize_dataset(out_dir, config, report=qa_report)
     return report
 
 

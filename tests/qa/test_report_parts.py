@@ -1,0 +1,153 @@
+"""The QA report's building blocks on small real inputs: time accounting, gallery choice, source
+frame decoding, the mesh renderer (MediaPipe topology and a synthetic FLAME model)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pseudo3d.qa.report.data import Dataset, failure_groups, filtered_values, funnel, seconds_lost
+from pseudo3d.qa.report.frames import LANDMARK_COLOUR, FrameUnavailable, decode_source_frame, draw_points
+from pseudo3d.qa.report.gallery import choose_clips
+from pseudo3d.qa.report.meshes import MeshUnavailable, frame_mesh
+from pseudo3d.qa.report.render import BACKGROUND, mediapipe_topology, render_mesh, rotation_yx
+
+
+def _source(source_id, status="ok", duration=10.0):
+    return {"source_id": source_id, "uri": f"/corpus/{source_id}.mp4", "status": status, "duration_s": duration}
+
+
+def _failure(source_id, stage, error, clip=None, duration=None, message=""):
+    return {"source_id": source_id, "uri": f"/corpus/{source_id}.mp4", "clip": clip, "stage": stage,
+            "error": error, "message": message, "duration_s": duration}
+
+
+def _dataset(sources, failures, clips) -> Dataset:
+    """``clips``: (source_id, clip_index, duration_s) per kept clip."""
+    manifest = {"key": [f"{s}_{i:03d}" for s, i, _ in clips], "source_id": [s for s, _, _ in clips],
+                "clip_index": [i for _, i, _ in clips], "duration_s": [d for _, _, d in clips]}
+    return Dataset(path=Path("/nowhere"), card={"config": {"qa": {"min_face_size_px": 64.0, "enabled": True}}},
+                   sources=sources, failures=failures, manifest=manifest)
+
+
+def test_time_lost_is_never_counted_twice():
+    dataset = _dataset(
+        sources=[_source("a"), _source("b", "failed", 8.0), _source("c", "failed", None), _source("d", "failed", 6.0)],
+        failures=[_failure("a", "track", "clip_too_short", "1.00-1.50s", 0.5),
+                  _failure("b", "track", "clip_too_short", "0.00-1.00s", 1.0),
+                  _failure("b", "track", "no_usable_clip"),
+                  _failure("c", "probe", "not_a_video"),
+                  _failure("d", "qa", "face_size_px", "d_000", 6.0,
+                           "face_size_px = 41.5 is below qa.min_face_size_px = 64; "
+                           "confidence_mean = 0.31 is below qa.min_confidence_mean = 0.5")],
+        clips=[("a", 0, 9.0)])
+    assert seconds_lost(dataset) == [0.5, 1.0, 7.0, None, 6.0]
+    steps = {step.key: step for step in funnel(dataset)}
+    assert (steps["inputs"].count, steps["inputs"].seconds, steps["inputs"].n_unknown) == (4, 24.0, 1)
+    assert (steps["probed"].count, steps["probed"].seconds) == (3, 24.0)
+    assert (steps["clips"].count, steps["clips"].seconds) == (4, 9.0 + 0.5 + 1.0 + 6.0)
+    assert (steps["kept"].count, steps["kept"].seconds) == (1, 9.0)
+    by_error = {group.error: group for group in failure_groups(dataset, by=("error",))}
+    assert by_error["clip_too_short"].count == 2 and by_error["clip_too_short"].seconds == 1.5
+    assert by_error["not_a_video"].n_unknown == 1
+    assert filtered_values(dataset) == {"face_size_px": [41.5], "confidence_mean": [0.31]}
+
+
+def test_gallery_spreads_over_sources_in_input_order():
+    dataset = _dataset(sources=[_source("b"), _source("a"), _source("c")], failures=[],
+                       clips=[("a", 1, 3.0), ("a", 0, 3.0), ("a", 2, 3.0), ("b", 0, 3.0), ("c", 0, 3.0), ("c", 1, 3.0)])
+    keys = dataset.manifest["key"]
+    chosen = [keys[row] for row in choose_clips(dataset, 5)]
+    assert chosen == ["b_000", "a_000", "c_000", "a_001", "c_001"]
+    assert choose_clips(dataset, 5) == choose_clips(dataset, 5)
+    assert len(choose_clips(dataset, 50)) == 6 and choose_clips(dataset, 0) == []
+
+
+def test_source_frames_are_found_by_time(make_video):
+    # Frame i of the test video is a flat grey of level 4·i, so the pixel value names the frame.
+    path = make_video(n_frames=60, fps=25, size=(64, 48))
+    for time_s, frame in ((0.0, 0), (0.2, 5), (1.0, 25), (1.52, 38), (2.36, 59)):
+        image = decode_source_frame(str(path), time_s)
+        assert image.shape == (48, 64, 3)
+        assert abs(float(image.mean()) - 4 * frame) < 3, (time_s, float(image.mean()))
+
+
+def test_rotated_sources_are_shown_upright(make_video):
+    path = make_video(n_frames=10, size=(64, 48), rotation=90)
+    assert decode_source_frame(str(path), 0.1).shape == (64, 48, 3)
+
+
+def test_unreadable_sources_say_why(tmp_path):
+    with pytest.raises(FrameUnavailable, match="not found"):
+        decode_source_frame(str(tmp_path / "gone.mp4"), 1.0)
+    text = tmp_path / "text.mp4"
+    text.write_text("hello")
+    with pytest.raises(FrameUnavailable, match="cannot open"):
+        decode_source_frame(str(text), 1.0)
+
+
+def test_points_are_drawn_where_they_belong():
+    image = np.zeros((40, 60, 3), np.uint8)
+    drawn = draw_points(image, np.array([[10.0, 8.0], [np.nan, 5.0]]), scale=2.0, radius=1.5)
+    assert drawn.shape == image.shape
+    assert tuple(drawn[16, 20]) == LANDMARK_COLOUR  # (10, 8) · 2, the NaN point skipped
+    assert drawn[30:, 40:].max() == 0 and drawn[:, :14].max() == 0
+    assert image.max() == 0  # the input is not modified
+
+
+def test_mediapipe_mesh_renders_as_a_shaded_face():
+    from pseudo3d.reconstruction.template import mediapipe_template
+
+    faces, material = mediapipe_topology()
+    vertices = mediapipe_template().vertices
+    assert faces.shape[1] == 3 and faces.max() < len(vertices) and (material == 1).any()
+    image = render_mesh(vertices, faces, size=160, material=material)
+    assert image.shape == (160, 160, 3) and image.dtype == np.uint8
+    covered = (image != np.array(BACKGROUND, np.uint8)).any(axis=2)
+    assert 0.3 < covered.mean() < 0.9  # a face, fitted with a margin
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # shaded, not flat
+    turned = render_mesh(vertices, faces, size=160, material=material, view=rotation_yx(30, 0))
+    assert np.abs(turned.astype(int) - image.astype(int)).mean() > 5
+    with pytest.raises(ValueError, match=r"\(V, 3\)"):
+        render_mesh(vertices[:, :2], faces)
+
+
+def test_mediapipe_sample_gives_its_mesh_frame():
+    from pseudo3d.reconstruction.template import mediapipe_template
+
+    mesh = np.stack([mediapipe_template().vertices * (1 + 0.01 * k) for k in range(4)]).astype(np.float32)
+    result = frame_mesh({"mesh_smooth.npy": mesh}, 2, "mediapipe", None)
+    np.testing.assert_allclose(result.vertices, mesh[2], rtol=1e-6)
+    with pytest.raises(MeshUnavailable, match="no mesh"):
+        frame_mesh({}, 0, "mediapipe", None)
+
+
+def _flame_sample(n_frames=3, n_shape=10, n_expression=5):
+    camera = np.tile(np.array([[8.0, 0.0, 0.0]], np.float32), (n_frames, 1))
+    transform = np.tile(np.array([[[0.5, 0.0, 10.0], [0.0, 0.5, 20.0]]], np.float32), (n_frames, 1, 1))
+    return {"flame_shape_clip.npy": np.zeros(n_shape, np.float32),
+            "flame_expression_smooth.npy": np.zeros((n_frames, n_expression), np.float32),
+            "flame_jaw_pose_smooth.npy": np.zeros((n_frames, 3), np.float32),
+            "flame_global_pose_smooth.npy": np.zeros((n_frames, 3), np.float32),
+            "flame_camera_smooth.npy": camera, "crop_transform.npy": transform,
+            "meta.json": {"crop": {"size": 224}}}
+
+
+def test_flame_frames_render_with_the_build_model(flame_assets):
+    sample = _flame_sample()
+    result = frame_mesh(sample, 1, "flame-fit", str(flame_assets["flame_model"]))
+    assert result.vertices.shape[1] == 3 and result.faces.shape[1] == 3
+    image = render_mesh(result.vertices, result.faces, size=120)
+    assert (image != np.array(BACKGROUND, np.uint8)).any(axis=2).mean() > 0.2
+    # Projection: crop pixel = s·x·112 + 112 (y flipped), then image = (crop − offset) / 0.5.
+    expected_x = (8.0 * result.vertices[:, 0] * 112 + 112 - 10.0) / 0.5
+    expected_y = (-8.0 * result.vertices[:, 1] * 112 + 112 - 20.0) / 0.5
+    np.testing.assert_allclose(result.image_points, np.stack([expected_x, expected_y], 1), rtol=1e-4, atol=1e-3)
+
+
+def test_flame_without_its_model_says_so(tmp_path):
+    sample = _flame_sample()
+    with pytest.raises(MeshUnavailable, match="FLAME model is not available"):
+        frame_mesh(sample, 0, "deca", None)
+    with pytest.raises(MeshUnavailable, match="not a readable file"):
+        frame_mesh(sample, 0, "deca", str(tmp_path / "generic_model.pkl"))
