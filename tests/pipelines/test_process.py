@@ -4,7 +4,7 @@ import numpy as np
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import StageError
-from pseudo3d.pipelines.process import InFlight, SourcePipeline
+from pseudo3d.pipelines.process import TRACKING_SMOOTHED, InFlight, SourcePipeline
 from pseudo3d.pipelines.smooth import Smooth
 from pseudo3d.reconstruction.mediapipe_head import MediaPipeHead
 from pseudo3d.reconstruction.template import mediapipe_template
@@ -30,11 +30,16 @@ def _clip(source, index, frames=30):
                 audio=np.zeros(frames * 640, np.float32), sample_rate=16000)
 
 
-def test_a_failing_clip_becomes_a_row_and_the_rest_is_kept():
+def _pipeline() -> SourcePipeline:
     config = BuildConfig().with_overrides(qa={"enabled": False})  # the clips here are silent stand-ins
     pipeline = SourcePipeline(config, track=False)
     pipeline.backend = RefusesSecondClip()
-    pipeline.smooth = Smooth(config.smoothing, pipeline.backend.smoothed)
+    pipeline.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **pipeline.backend.smoothed})
+    return pipeline
+
+
+def test_a_failing_clip_becomes_a_row_and_the_rest_is_kept():
+    pipeline = _pipeline()
     source = Source("/v.mp4", "v.mp4", "v-00000000")
     item = InFlight(SourceOutcome(source, "failed"), clips=[_clip(source, i) for i in range(3)])
     pipeline.reconstruct([item])
@@ -46,10 +51,7 @@ def test_a_failing_clip_becomes_a_row_and_the_rest_is_kept():
 
 
 def test_every_clip_failing_fails_the_source():
-    config = BuildConfig().with_overrides(qa={"enabled": False})  # the clips here are silent stand-ins
-    pipeline = SourcePipeline(config, track=False)
-    pipeline.backend = RefusesSecondClip()
-    pipeline.smooth = Smooth(config.smoothing, pipeline.backend.smoothed)
+    pipeline = _pipeline()
     source = Source("/w.mp4", "w.mp4", "w-00000000")
     item = InFlight(SourceOutcome(source, "failed"), clips=[_clip(source, 1)])
     pipeline.reconstruct([item])
