@@ -209,6 +209,10 @@ def make_parser() -> argparse.ArgumentParser:
     qa.add_argument("--gallery", type=_non_negative_int, default=6, help="sample clips in the report's gallery (default 6)")
     qa.set_defaults(func=cmd_qa)
 
+    from pseudo3d.training.cli import add_commands as add_training_commands
+
+    add_training_commands(commands)
+
     inspect = commands.add_parser("inspect", help="summarise a dataset directory or a shard")
     inspect.add_argument("path", metavar="DATASET_OR_SHARD")
     inspect.set_defaults(func=cmd_inspect)

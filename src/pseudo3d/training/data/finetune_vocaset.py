@@ -1,0 +1,114 @@
+"""Reading VOCASET as the speech-driven animation papers lay it out (FaceFormer, CodeTalker):
+
+```
+ROOT/templates.pkl                          dict subject → (V, 3) neutral mesh, metres
+ROOT/vertices_npy/SUBJECT_SENTENCE.npy      (T, 3 V) registered meshes at 60 fps
+ROOT/wav/SUBJECT_SENTENCE.wav               the speech (any rate; resampled to 16 kHz)
+```
+
+Subjects contain underscores (``FaceTalk_170725_00137_TA``); a file's subject is the longest
+template name its stem starts with, followed by ``_``. ``templates.pkl`` is a Python 2 pickle,
+read only through :func:`pseudo3d.reconstruction.safe_pickle.safe_unpickle` (nothing in it is
+imported or run). Targets are ``mesh_offsets`` = vertices − the subject's template, at ``fps``
+by keeping every k-th frame (60 → 30: every other frame, as the field does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pseudo3d.reconstruction.safe_pickle import safe_unpickle
+from pseudo3d.training.data.audio_files import read_audio_16k
+from pseudo3d.training.data.sequences import LoadedSequence, SequenceInfo, decimation, usable_frames
+from pseudo3d.training.data.targets import TargetSpec
+
+TEMPLATES_FILE = "templates.pkl"
+VERTICES_DIR = "vertices_npy"
+WAV_DIR = "wav"
+SOURCE_FPS = 60.0
+
+
+def load_templates(path: Path) -> dict[str, np.ndarray]:
+    """Subject → (V, 3) float32 template, every template with the same V."""
+    if not path.is_file():
+        raise FileNotFoundError(f"VOCASET templates {path} does not exist")
+    content = safe_unpickle(path.read_bytes(), source=path, what="VOCASET templates")
+    if not isinstance(content, dict) or not content:
+        raise ValueError(f"VOCASET templates {path}: expected a non-empty dict subject → (V, 3) array, "
+                         f"got {type(content).__name__}")
+    templates = {}
+    for subject, template in content.items():
+        array = np.asarray(template, np.float32)
+        if array.ndim == 1 and array.size % 3 == 0:
+            array = array.reshape(-1, 3)
+        if array.ndim != 2 or array.shape[1] != 3:
+            raise ValueError(f"VOCASET templates {path}: subject {subject!r} has shape {array.shape}, expected (V, 3)")
+        templates[str(subject)] = array
+    sizes = {array.shape[0] for array in templates.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"VOCASET templates {path}: subjects have different vertex counts {sorted(sizes)}")
+    return templates
+
+
+class VocasetReader:
+    """Lists the sequences of a VOCASET-layout directory and loads them (see the module doc)."""
+
+    def __init__(self, root: str | Path, fps: float, *, subjects: list[str] | None = None,
+                 source_fps: float = SOURCE_FPS):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"VOCASET root {self.root} is not a directory")
+        self.templates = load_templates(self.root / TEMPLATES_FILE)
+        n_vertices = next(iter(self.templates.values())).shape[0]
+        self.target = TargetSpec.mesh(n_vertices, template="subject")
+        self.fps = float(fps)
+        self.step = decimation(source_fps, self.fps, f"VOCASET {self.root}")
+        if subjects is not None:
+            unknown = sorted(set(subjects) - set(self.templates))
+            if unknown:
+                raise ValueError(f"VOCASET {self.root}: subjects {unknown} are not in {TEMPLATES_FILE}")
+        wanted = set(self.templates) if subjects is None else set(subjects)
+        self.sequences = [info for info in self._list() if info.subject in wanted]
+        if not self.sequences:
+            raise ValueError(f"VOCASET {self.root}: no sequences for subjects {sorted(wanted)}")
+
+    def _list(self) -> list[SequenceInfo]:
+        folder = self.root / VERTICES_DIR
+        if not folder.is_dir():
+            raise FileNotFoundError(f"VOCASET {self.root}: no {VERTICES_DIR}/ directory")
+        paths = sorted(folder.glob("*.npy"))
+        if not paths:
+            raise FileNotFoundError(f"VOCASET {folder}: no .npy files")
+        by_length = sorted(self.templates, key=len, reverse=True)
+        infos = []
+        for path in paths:
+            subject = next((s for s in by_length if path.stem.startswith(s + "_")), None)
+            if subject is None:
+                raise ValueError(f"VOCASET {path}: its name starts with no subject of {TEMPLATES_FILE} "
+                                 f"({', '.join(sorted(self.templates))})")
+            audio_path = self.root / WAV_DIR / f"{path.stem}.wav"
+            if not audio_path.is_file():
+                raise FileNotFoundError(f"VOCASET {path}: its audio {audio_path} does not exist")
+            shape = self._vertices(path).shape
+            n_values = 3 * self.target.n_vertices
+            if len(shape) != 2 or shape[1] != n_values:
+                raise ValueError(f"VOCASET {path}: shape {shape}, expected (T, {n_values}) for "
+                                 f"{self.target.n_vertices} vertices as in {TEMPLATES_FILE}")
+            infos.append(SequenceInfo(id=path.stem, subject=subject,
+                                      n_frames=usable_frames(shape[0], self.step, self.fps, audio_path),
+                                      motion_path=path, audio_path=audio_path))
+        return infos
+
+    @staticmethod
+    def _vertices(path: Path) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise ValueError(f"VOCASET {path} is not a plain numeric .npy: {error}") from None
+
+    def load(self, info: SequenceInfo) -> LoadedSequence:
+        vertices = np.asarray(self._vertices(info.motion_path)[:: self.step][: info.n_frames], np.float32)
+        offsets = vertices - self.templates[info.subject].reshape(1, -1)
+        return LoadedSequence(target=np.ascontiguousarray(offsets), audio=read_audio_16k(info.audio_path))

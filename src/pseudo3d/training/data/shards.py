@@ -1,0 +1,164 @@
+"""Finding and reading pseudo3d shards for training, locally or through fsspec URLs.
+
+A *source* names shards in one of four ways: a dataset directory (its ``shards/*.tar``), a
+directory of tars, a glob (``/data/ds/shards/shard-00000[0-3].tar``), or one ``.tar``; each may
+be an fsspec URL (``s3://bucket/ds``, ``gs://...``, ``https://host/ds/shards/shard-000000.tar``).
+A ``shard-NNNNNN.tar`` without its ``shard-NNNNNN.json`` is not committed (a build is still
+writing it, see docs/data-contract.md) and is left out.
+
+Reading streams the tar and decodes only the members asked for; the member checks are
+:mod:`pseudo3d.schemas.shard_reader`'s (no links, no unsafe names, no pickle-capable kinds).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from pseudo3d.schemas.sample import AUDIO_MEMBER, META_MEMBER, decode_flac, decode_npy, decode_sample
+from pseudo3d.schemas.shard_reader import UnsafeShardError, _split_member
+
+
+@dataclass(frozen=True)
+class ShardSource:
+    """One weighted source and the shards it resolved to (sorted URLs or local paths)."""
+
+    spec: str
+    weight: float
+    shards: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """The members of one clip that training needs, decoded."""
+
+    shard: str
+    key: str
+    meta: dict[str, Any]
+    audio: Any
+    """(N,) float32 or None when not asked for."""
+    sample_rate: int
+    arrays: dict[str, Any]
+    """``NAME`` → array for the ``NAME.npy`` members asked for."""
+
+    @property
+    def where(self) -> str:
+        return f"{self.shard}: sample {self.key!r}"
+
+
+def parse_sources(sources: Sequence[Any]) -> list[tuple[str, float]]:
+    """``[(path_or_url, weight), ...]`` from pairs or bare strings (weight 1)."""
+    if isinstance(sources, (str, bytes)) or not isinstance(sources, Sequence):
+        raise ValueError(f"sources must be a list of (path_or_url, weight) pairs, got {sources!r}")
+    if not sources:
+        raise ValueError("sources is empty: name at least one dataset")
+    parsed = []
+    for item in sources:
+        spec, weight = (item, 1.0) if isinstance(item, str) else tuple(item)
+        weight = float(weight)
+        if not weight > 0:
+            raise ValueError(f"source {spec!r}: weight must be > 0, got {weight}")
+        parsed.append((str(spec), weight))
+    return parsed
+
+
+def resolve_sources(sources: Sequence[Any]) -> list[ShardSource]:
+    return [ShardSource(spec, weight, resolve_shards(spec)) for spec, weight in parse_sources(sources)]
+
+
+def resolve_shards(spec: str) -> tuple[str, ...]:
+    """The committed shards a source names, sorted; raises ``FileNotFoundError`` naming the
+    source when it names none."""
+    fs, path = fsspec.core.url_to_fs(str(spec))
+    path = path.rstrip("/") or "/"
+    if globlib.has_magic(path):
+        found = [p for p in fs.glob(path) if p.endswith(".tar")]
+    elif path.endswith(".tar"):
+        if not fs.isfile(path):
+            raise FileNotFoundError(f"source {spec}: no such shard")
+        found = [path]
+    elif fs.isdir(path):
+        folder = posixpath.join(path, "shards") if fs.isdir(posixpath.join(path, "shards")) else path
+        found = [p for p in fs.ls(folder, detail=False) if p.endswith(".tar")]
+    else:
+        raise FileNotFoundError(f"source {spec}: not a dataset directory, shard directory, glob or .tar")
+    committed = [p for p in sorted(found) if _committed(fs, p)]
+    if not committed:
+        raise FileNotFoundError(f"source {spec}: no committed shards (.tar with its .json) found")
+    local = isinstance(fs, LocalFileSystem)
+    return tuple(p if local else fs.unstrip_protocol(p) for p in committed)
+
+
+def _committed(fs: Any, path: str) -> bool:
+    name = posixpath.basename(path)
+    if name.startswith("."):
+        return False
+    if name.startswith("shard-"):
+        return fs.exists(path[: -len(".tar")] + ".json")
+    return True
+
+
+def iter_clip_members(shard: str, wanted: Iterable[str] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(key, {suffix: bytes})`` per sample of ``shard``, in tar order, holding only the
+    member suffixes in ``wanted`` (all when None; others are skipped unread where the file can
+    seek)."""
+    wanted = None if wanted is None else frozenset(wanted)
+    fs, path = fsspec.core.url_to_fs(shard)
+    mode = "r:" if isinstance(fs, LocalFileSystem) else "r|"
+    with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode=mode) as tar:
+        key, members = None, {}
+        for info in tar:
+            if info.isdir():
+                continue
+            if not info.isreg():
+                raise UnsafeShardError(f"{shard}: member {info.name!r} is not a regular file")
+            member_key, suffix = _split_member(info.name)
+            if member_key != key and key is not None:
+                yield key, members
+                members = {}
+            key = member_key
+            if wanted is None or suffix in wanted:
+                extracted = tar.extractfile(info)
+                members[suffix] = extracted.read() if extracted is not None else b""
+        if key is not None:
+            yield key, members
+
+
+def iter_clips(shard: str, array_names: Sequence[str], *, audio: bool = True) -> Iterator[ClipRecord]:
+    """Decoded clips of ``shard`` with their meta, audio (if asked) and the named arrays."""
+    wanted = {META_MEMBER, *(f"{name}.npy" for name in array_names)}
+    if audio:
+        wanted.add(AUDIO_MEMBER)
+    for key, members in iter_clip_members(shard, wanted):
+        where = f"{shard}: sample {key!r}"
+        if META_MEMBER not in members:
+            raise ValueError(f"{where} has no {META_MEMBER}")
+        meta = json.loads(members[META_MEMBER])
+        samples, rate = None, 0
+        if audio:
+            if AUDIO_MEMBER not in members:
+                raise ValueError(f"{where} has no {AUDIO_MEMBER}")
+            samples, rate = decode_flac(members[AUDIO_MEMBER])
+            if samples.ndim != 1:
+                raise ValueError(f"{where}: {AUDIO_MEMBER} has {samples.shape[1]} channels; pseudo3d audio is mono")
+        arrays = {name: decode_npy(members[f"{name}.npy"]) for name in array_names if f"{name}.npy" in members}
+        yield ClipRecord(shard=shard, key=key, meta=meta, audio=samples, sample_rate=rate, arrays=arrays)
+
+
+def first_sample(source: str) -> dict[str, Any]:
+    """The first sample of a source's first non-empty shard, every member decoded (as
+    :func:`pseudo3d.schemas.shard_reader.iter_samples` gives it: ``"__key__"``,
+    ``"meta.json"``, ``"audio.flac"`` → (audio, rate), ``"NAME.npy"`` → array)."""
+    for shard in resolve_shards(source):
+        for key, members in iter_clip_members(shard, None):
+            sample = decode_sample(members)
+            sample["__key__"] = key
+            return sample
+    raise ValueError(f"source {source}: its shards hold no samples")

@@ -1,0 +1,211 @@
+"""The training loop shared by ``pretrain`` and ``finetune``.
+
+Windows stream from a ``torch.utils.data`` iterable (shards or a finetune dataset) through a
+DataLoader; targets are normalised with the run's statistics; the loss is reconstruction plus
+velocity (lip-weighted for vertex targets); AdamW with linear warm-up and cosine decay; bf16
+autocast on CUDA. Metrics go to ``metrics.jsonl``, TensorBoard and the progress bar; a resumable
+checkpoint is written every ``checkpoint_every`` steps and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from tqdm import tqdm
+
+from pseudo3d.training.checkpoint import RunFiles, load_training_state, save_model, save_training_state
+from pseudo3d.training.config import TrainConfig
+from pseudo3d.training.losses import motion_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingJob:
+    """Everything the loop needs; built by ``pretrain`` or ``finetune``."""
+
+    model: torch.nn.Module
+    norm_mean: torch.Tensor
+    """(D,) target mean."""
+    norm_std: torch.Tensor
+    """(D,) target standard deviation (floored)."""
+    train_data: Callable[[int], IterableDataset]
+    """epoch → the training windows for that epoch (reshuffled per epoch)."""
+    config: TrainConfig
+    run_dir: Path
+    run_config: dict[str, Any]
+    """What ``config.json`` records (model, target, data, lineage); ``step`` is added here."""
+    val_data: IterableDataset | None = None
+    dim_weights: torch.Tensor | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _schedule(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+class _Epochs(IterableDataset):
+    """Epoch after epoch of ``job.train_data`` as one endless stream, so the DataLoader (and its
+    worker processes) is created once for the whole run, not once per epoch. Each epoch's
+    dataset splits itself across the workers, as it would on its own."""
+
+    def __init__(self, make: Callable[[int], IterableDataset], first_epoch: int):
+        self.make, self.first_epoch = make, first_epoch
+
+    def __iter__(self):
+        epoch = self.first_epoch
+        while True:
+            produced = False
+            for window in self._windows(self.make(epoch)):
+                produced = True
+                yield window
+            if not produced:
+                return
+            epoch += 1
+
+    @staticmethod
+    def _windows(dataset) -> Iterable[dict[str, Any]]:
+        """An iterable dataset splits itself across workers; a map-style one is split here."""
+        if isinstance(dataset, IterableDataset):
+            return iter(dataset)
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return (dataset[index] for index in range(worker, len(dataset), workers))
+
+
+def _batches(job: TrainingJob, first_epoch: int) -> Iterable[dict[str, Any]]:
+    from pseudo3d.training.data import collate_windows, worker_init_fn
+
+    loader = DataLoader(_Epochs(job.train_data, first_epoch), batch_size=job.config.batch_size,
+                        collate_fn=collate_windows, num_workers=job.config.num_workers,
+                        worker_init_fn=worker_init_fn if job.config.num_workers else None, drop_last=True)
+    produced = False
+    for batch in loader:
+        produced = True
+        yield batch
+    if not produced:
+        raise RuntimeError("the training data yielded no complete batch: fewer windows than --batch-size "
+                           "(use shorter windows, a smaller batch or more data)")
+
+
+def _loss(job: TrainingJob, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    audio = batch["audio"].to(device, non_blocking=True)
+    target = (batch["target"].to(device, non_blocking=True) - job.norm_mean) / job.norm_std
+    fps = float(batch["fps"][0]) if isinstance(batch["fps"], (list, tuple, torch.Tensor)) else float(batch["fps"])
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        prediction = job.model(audio, n_frames=target.shape[1], fps=fps)
+    return motion_loss(prediction.float(), target, velocity_weight=job.config.velocity_weight,
+                       dim_weights=job.dim_weights)
+
+
+def validate(job: TrainingJob, device: torch.device) -> float | None:
+    """Mean loss over the validation windows (None without validation data)."""
+    if job.val_data is None:
+        return None
+    from pseudo3d.training.data import collate_windows
+
+    job.model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in DataLoader(job.val_data, batch_size=job.config.batch_size, collate_fn=collate_windows):
+            loss, _ = _loss(job, batch, device)
+            total += float(loss) * batch["audio"].shape[0]
+            count += batch["audio"].shape[0]
+    job.model.train()
+    return total / count if count else None
+
+
+def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) the job to ``config.steps``; returns the logged metric records."""
+    config, files = job.config, RunFiles(job.run_dir)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    job.model.to(device).train()
+    job.norm_mean, job.norm_std = job.norm_mean.to(device), job.norm_std.to(device)
+    if job.dim_weights is not None:
+        job.dim_weights = job.dim_weights.to(device)
+    parameters = [p for p in job.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    step, epoch = 0, 0
+    resumed = load_training_state(job.run_dir)
+    if resumed is not None:
+        optimizer_state, trainer = resumed
+        optimizer.load_state_dict(optimizer_state)
+        step, epoch = int(trainer["step"]), int(trainer.get("epoch", 0)) + 1
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config), last_epoch=step - 1)
+        log.info("resuming %s at step %d", job.run_dir, step)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(job.run_dir / "tensorboard"), purge_step=step or None)
+    files.metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics_file = open(files.metrics, "a")
+    bar = tqdm(total=config.steps, initial=step, unit="step", desc="train", disable=not progress, dynamic_ncols=True)
+    started, running = time.perf_counter(), []
+
+    def record(entry: dict[str, Any]) -> None:
+        job.history.append(entry)
+        metrics_file.write(json.dumps(entry) + "\n")
+        metrics_file.flush()
+        for name, value in entry.items():
+            if name != "step" and isinstance(value, (int, float)):
+                writer.add_scalar(name, value, entry["step"])
+
+    def checkpoint() -> None:
+        save_model(job.run_dir, job.model, {"mean": job.norm_mean, "std": job.norm_std},
+                   {**job.run_config, "train": config.to_dict(), "step": step})
+        save_training_state(job.run_dir, optimizer, step, {"epoch": epoch})
+
+    try:
+        batches = iter(_batches(job, epoch))
+        while step < config.steps:
+            batch = next(batches)
+            loss, parts = _loss(job, batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running.append(parts["loss"])
+            bar.update()
+            if step % config.log_every == 0 or step == config.steps:
+                entry = {"step": step, **parts, "loss_mean": sum(running) / len(running),
+                         "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
+                running = []
+                record(entry)
+                bar.set_postfix(loss=f"{entry['loss_mean']:.4f}")
+            if config.val_every and step % config.val_every == 0 and step != config.steps:
+                record({"step": step, "val_loss": validate(job, device)})
+            if step % config.checkpoint_every == 0 and step != config.steps:
+                checkpoint()
+        val_loss = validate(job, device)
+        if val_loss is not None:
+            record({"step": step, "val_loss": val_loss})
+        checkpoint()
+    finally:
+        bar.close()
+        writer.close()
+        metrics_file.close()
+    return job.history
