@@ -11,7 +11,10 @@ from __future__ import annotations
 import posixpath
 import tarfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from pseudo3d.schemas.sample import MEMBER_DECODERS, decode_sample
 
@@ -34,9 +37,14 @@ def _split_member(name: str) -> tuple[str, str]:
     return posixpath.join(directory, stem), suffix
 
 
-def iter_raw_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Yield ``(key, {suffix: bytes})`` per sample, in tar order."""
-    with tarfile.open(path, mode="r:") as tar:
+def iter_raw_samples(path: str | Path, wanted: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yield ``(key, {suffix: bytes})`` per sample, in tar order. ``path`` may be an fsspec URL
+    (read as a stream); ``wanted`` keeps only those member suffixes (the others are skipped
+    unread where the file can seek). Every member's name and kind is checked either way."""
+    wanted = None if wanted is None else frozenset(wanted)
+    fs, local = fsspec.core.url_to_fs(str(path))
+    mode = "r:" if isinstance(fs, LocalFileSystem) else "r|"
+    with fs.open(local, "rb") as handle, tarfile.open(fileobj=handle, mode=mode) as tar:
         key, members = None, {}
         for info in tar:
             if info.isdir():
@@ -44,13 +52,14 @@ def iter_raw_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]
             if not info.isreg():
                 raise UnsafeShardError(f"{path}: member {info.name!r} is not a regular file")
             member_key, suffix = _split_member(info.name)
-            if member_key != key and members:
+            if member_key != key and key is not None:
                 yield key, members
                 members = {}
             key = member_key
-            handle = tar.extractfile(info)
-            members[suffix] = handle.read() if handle is not None else b""
-        if members:
+            if wanted is None or suffix in wanted:
+                handle_member = tar.extractfile(info)
+                members[suffix] = handle_member.read() if handle_member is not None else b""
+        if key is not None:
             yield key, members
 
 

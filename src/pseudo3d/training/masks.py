@@ -31,6 +31,7 @@ import numpy as np
 
 from pseudo3d.errors import AssetError
 from pseudo3d.reconstruction.safe_pickle import safe_unpickle
+from pseudo3d.training.metrics import vertex_indices
 
 FLAME_MASK_REGIONS = ("eye_region", "left_eye_region", "right_eye_region", "left_eyeball", "right_eyeball",
                       "forehead", "nose", "lips", "face", "scalp", "neck", "boundary", "left_ear", "right_ear")
@@ -68,16 +69,7 @@ class Regions:
 
 
 def _index_set(values, what: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array of vertex indices, got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{what} is empty; a metric region needs at least one vertex")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{what} must hold integer vertex indices, got dtype {array.dtype}")
-    if array.min() < 0:
-        raise ValueError(f"{what} holds a negative vertex index ({int(array.min())})")
-    unique = np.unique(array.astype(np.int64))
+    unique = vertex_indices(values, what)
     unique.setflags(write=False)
     return unique
 

@@ -48,19 +48,20 @@ def _sequences(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return pred, gt
 
 
-def _region(indices, n_vertices: int, what: str) -> np.ndarray:
-    """(N,) int64 vertex indices, checked against an ``n_vertices``-vertex mesh."""
-    indices = np.asarray(indices)
-    if indices.ndim != 1:
-        raise ValueError(f"{what} must be a 1-D array of vertex indices, got shape {indices.shape}")
-    if indices.size == 0:
-        raise ValueError(f"{what} is empty; the metric needs at least one vertex")
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"{what} must hold integer vertex indices, got dtype {indices.dtype}")
-    if indices.min() < 0 or indices.max() >= n_vertices:
-        raise ValueError(f"{what} holds vertex indices from {int(indices.min())} to {int(indices.max())}, "
-                         f"outside the mesh's 0..{n_vertices - 1}")
-    return indices.astype(np.int64)
+def vertex_indices(values, what: str, n_vertices: int | None = None) -> np.ndarray:
+    """(N,) sorted, deduplicated int64 vertex indices, checked (1-D, integers, not empty, not
+    negative, and below ``n_vertices`` when given); errors name ``what``."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D array of vertex indices, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{what} is empty; a metric region needs at least one vertex")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what} must hold integer vertex indices, got dtype {array.dtype}")
+    if array.min() < 0 or (n_vertices is not None and array.max() >= n_vertices):
+        bound = f"the mesh's 0..{n_vertices - 1}" if n_vertices is not None else "0 and above"
+        raise ValueError(f"{what} holds vertex indices from {int(array.min())} to {int(array.max())}, outside {bound}")
+    return np.unique(array.astype(np.int64))
 
 
 def lip_max_errors(pred: np.ndarray, gt: np.ndarray, lip_indices) -> np.ndarray:
@@ -75,7 +76,7 @@ def lip_max_errors(pred: np.ndarray, gt: np.ndarray, lip_indices) -> np.ndarray:
         dataset LVE.
     """
     pred, gt = _sequences(pred, gt)
-    lips = _region(lip_indices, pred.shape[1], "lip_indices")
+    lips = vertex_indices(lip_indices, "lip_indices", pred.shape[1])
     squared = np.sum((pred[:, lips] - gt[:, lips]) ** 2, axis=-1)  # (T, L)
     return squared.max(axis=1)
 
@@ -105,7 +106,7 @@ def upper_face_motion_std(vertices: np.ndarray, upper_indices, template: np.ndar
     if template.shape != vertices.shape[1:]:
         raise ValueError(f"template must have shape (V, 3) = {vertices.shape[1:]} to match the vertices "
                          f"{vertices.shape}, got {template.shape}")
-    upper = _region(upper_indices, vertices.shape[1], "upper_indices")
+    upper = vertex_indices(upper_indices, "upper_indices", vertices.shape[1])
     motion = np.sum((vertices[:, upper] - template[upper]) ** 2, axis=-1)  # (T, U)
     return float(motion.std(axis=0).mean())
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 import glob as globlib
 import json
 import posixpath
-import tarfile
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pseudo3d.schemas.sample import AUDIO_MEMBER, META_MEMBER, decode_flac, decode_npy, decode_sample
-from pseudo3d.schemas.shard_reader import UnsafeShardError, _split_member
+from pseudo3d.schemas.shard_reader import iter_raw_samples
 
 
 @dataclass(frozen=True)
@@ -105,38 +104,12 @@ def _committed(fs: Any, path: str) -> bool:
     return True
 
 
-def iter_clip_members(shard: str, wanted: Iterable[str] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """``(key, {suffix: bytes})`` per sample of ``shard``, in tar order, holding only the
-    member suffixes in ``wanted`` (all when None; others are skipped unread where the file can
-    seek)."""
-    wanted = None if wanted is None else frozenset(wanted)
-    fs, path = fsspec.core.url_to_fs(shard)
-    mode = "r:" if isinstance(fs, LocalFileSystem) else "r|"
-    with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode=mode) as tar:
-        key, members = None, {}
-        for info in tar:
-            if info.isdir():
-                continue
-            if not info.isreg():
-                raise UnsafeShardError(f"{shard}: member {info.name!r} is not a regular file")
-            member_key, suffix = _split_member(info.name)
-            if member_key != key and key is not None:
-                yield key, members
-                members = {}
-            key = member_key
-            if wanted is None or suffix in wanted:
-                extracted = tar.extractfile(info)
-                members[suffix] = extracted.read() if extracted is not None else b""
-        if key is not None:
-            yield key, members
-
-
 def iter_clips(shard: str, array_names: Sequence[str], *, audio: bool = True) -> Iterator[ClipRecord]:
     """Decoded clips of ``shard`` with their meta, audio (if asked) and the named arrays."""
     wanted = {META_MEMBER, *(f"{name}.npy" for name in array_names)}
     if audio:
         wanted.add(AUDIO_MEMBER)
-    for key, members in iter_clip_members(shard, wanted):
+    for key, members in iter_raw_samples(shard, wanted):
         where = f"{shard}: sample {key!r}"
         if META_MEMBER not in members:
             raise ValueError(f"{where} has no {META_MEMBER}")
@@ -157,7 +130,7 @@ def first_sample(source: str) -> dict[str, Any]:
     :func:`pseudo3d.schemas.shard_reader.iter_samples` gives it: ``"__key__"``,
     ``"meta.json"``, ``"audio.flac"`` → (audio, rate), ``"NAME.npy"`` → array)."""
     for shard in resolve_shards(source):
-        for key, members in iter_clip_members(shard, None):
+        for key, members in iter_raw_samples(shard):
             sample = decode_sample(members)
             sample["__key__"] = key
             return sample
