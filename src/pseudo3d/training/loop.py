@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from pseudo3d.errors import Pseudo3DError
 from pseudo3d.training.checkpoint import RunFiles, load_training_state, save_model, save_training_state
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.losses import motion_loss
@@ -155,8 +156,10 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config), last_epoch=step - 1)
         log.info("resuming %s at step %d", job.run_dir, step)
 
-    from torch.utils.tensorboard import SummaryWriter
-
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise Pseudo3DError("training logs to TensorBoard, which is not installed: pip install 'pseudo3d[train]'") from None
     writer = SummaryWriter(str(job.run_dir / "tensorboard"), purge_step=step or None)
     files.metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics_file = open(files.metrics, "a")
