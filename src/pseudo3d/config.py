@@ -31,6 +31,13 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+_ASSET = {"asset": True}
+"""Field metadata: a path to a user asset. The fingerprint holds the file's SHA-256, not the path,
+so a dataset can be resumed where the same files live elsewhere."""
+_RUNTIME = {"fingerprint": False}
+"""Field metadata: a setting that changes speed, not content (left out of the fingerprint)."""
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """How source videos are turned into frames and audio."""
@@ -50,6 +57,33 @@ class DecodeConfig:
         _check(1.0 <= self.fps <= 240.0, f"fps must be in [1, 240], got {self.fps}")
         _check(8000 <= self.sample_rate <= 96000, f"sample_rate must be in [8000, 96000] Hz, got {self.sample_rate}")
         _check(self.max_side >= 64, f"max_side must be >= 64 pixels, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What one input may cost. Oversized or overlong inputs become failure rows; a worker stuck
+    on an input (a hang in a decoder) is killed by a watchdog and its input becomes a failure row."""
+
+    max_pixels: int = 3840 * 2160
+    """Largest frame (width × height, as declared) accepted; bigger ones fail with ``too_large``.
+    Frames are downscaled to ``decode.max_side`` for tracking, but decoding still pays full size."""
+    max_duration_s: float = 4 * 3600.0
+    """Longest input accepted, seconds; longer ones fail with ``too_long``."""
+    allowed_protocols: tuple[str, ...] = ("file",)
+    """Where inputs may come from: local files only by default. Add fsspec protocols (``s3``,
+    ``gs``, ``http`` ...) to read remote inputs; list files cannot smuggle in others."""
+    timeout_base_s: float = field(default=300.0, metadata=_RUNTIME)
+    """Watchdog: every input may take this long, plus ``timeout_per_video_s`` per second of video."""
+    timeout_per_video_s: float = field(default=30.0, metadata=_RUNTIME)
+    """Watchdog: processing seconds allowed per second of video (after probing tells its length)."""
+
+    def __post_init__(self):
+        _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
+        _check(self.max_duration_s > 0, f"max_duration_s must be > 0 seconds, got {self.max_duration_s}")
+        _check(self.timeout_base_s > 0, f"timeout_base_s must be > 0 seconds, got {self.timeout_base_s}")
+        _check(self.timeout_per_video_s >= 0, f"timeout_per_video_s must be >= 0, got {self.timeout_per_video_s}")
+        _check(isinstance(self.allowed_protocols, tuple) and all(isinstance(p, str) and p for p in self.allowed_protocols),
+               f"allowed_protocols must be a list of protocol names, got {self.allowed_protocols!r}")
 
 
 @dataclass(frozen=True)
@@ -178,13 +212,6 @@ class ShardConfig:
         _check(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
 
 
-_ASSET = {"asset": True}
-"""Field metadata: a path to a user asset. The fingerprint holds the file's SHA-256, not the path,
-so a dataset can be resumed where the same files live elsewhere."""
-_RUNTIME = {"fingerprint": False}
-"""Field metadata: a setting that changes speed, not content (left out of the fingerprint)."""
-
-
 @dataclass(frozen=True)
 class FitConfig:
     """The ``flame-fit`` optimisation (per clip, all frames at once, Adam)."""
@@ -261,6 +288,7 @@ class BuildConfig:
     backend: str = "mediapipe"
     """Reconstruction backend: ``mediapipe`` (no licensed assets needed)."""
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
@@ -386,4 +414,9 @@ def _coerce(value: Any, kind: type, path: str):
         if isinstance(value, str):
             return value
         raise ConfigError(f"{path} must be a string, got {value!r}")
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, (list, tuple)):
+            inner = typing.get_args(kind)[0]
+            return tuple(_coerce(item, inner, f"{path}[{i}]") for i, item in enumerate(value))
+        raise ConfigError(f"{path} must be a list, got {value!r}")
     return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import fsspec
 
-from pseudo3d.config import DecodeConfig
+from pseudo3d.config import DecodeConfig, LimitsConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.media import describe_av_error, normalise_rotation, open_container
 from pseudo3d.schemas.records import ProbeInfo, Source
@@ -13,26 +13,52 @@ from pseudo3d.schemas.records import ProbeInfo, Source
 STAGE = "probe"
 
 
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat")
+
+
 class Prober:
     """Source → :class:`ProbeInfo`, or a ``StageError`` saying why the source cannot be used.
 
-    The first video frame is decoded, so a file whose header parses but whose video does not
-    decode fails here, cheaply, rather than in the decode stage.
+    Before FFmpeg sees the file: its protocol must be allowed (``limits.allowed_protocols``), it
+    must not be empty, and it must not be a playlist (those make FFmpeg open the files they name).
+    Then the first video frame is decoded, so a file whose header parses but whose video does not
+    decode fails here, cheaply; and the declared size and length must be within ``limits``.
     """
 
-    def __init__(self, config: DecodeConfig):
+    def __init__(self, config: DecodeConfig, limits: LimitsConfig | None = None):
         self.config = config
+        self.limits = limits or LimitsConfig()
 
     def __call__(self, source: Source) -> ProbeInfo:
+        protocol = source.uri.split("://", 1)[0] if "://" in source.uri else "file"
+        if protocol not in self.limits.allowed_protocols:
+            raise StageError(STAGE, "protocol_refused",
+                             f"protocol {protocol!r} is not in limits.allowed_protocols "
+                             f"({', '.join(self.limits.allowed_protocols)})")
         try:
             fs, path = fsspec.core.url_to_fs(source.uri)
             size = int(fs.size(path))
+            with fs.open(path, "rb") as handle:
+                head = handle.read(16)
         except FileNotFoundError:
             raise StageError(STAGE, "missing", f"file not found: {source.uri}") from None
+        except OSError as exc:
+            raise StageError(STAGE, "unreadable", f"cannot read the file: {exc}") from None
         if size == 0:
             raise StageError(STAGE, "empty_file", "the file is empty (0 bytes)")
+        if head.lstrip(b"\xef\xbb\xbf").startswith(_PLAYLIST_MAGIC):
+            raise StageError(STAGE, "playlist_refused",
+                             "the file is an HLS/concat playlist; playlists make FFmpeg open the files they "
+                             "name, so pseudo3d refuses them")
         with open_container(source.uri, STAGE) as container:
-            return self._inspect(container, size)
+            probe = self._inspect(container, size)
+        if probe.width * probe.height > self.limits.max_pixels:
+            raise StageError(STAGE, "too_large", f"{probe.width}x{probe.height} frames exceed "
+                                                 f"limits.max_pixels={self.limits.max_pixels}")
+        if probe.duration_s > self.limits.max_duration_s:
+            raise StageError(STAGE, "too_long", f"{probe.duration_s:.0f} s is longer than "
+                                                f"limits.max_duration_s={self.limits.max_duration_s:g}")
+        return probe
 
     def _inspect(self, container, size: int) -> ProbeInfo:
         videos = list(container.streams.video)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from pseudo3d.qa.filters import check_clip
 from pseudo3d.qa.metrics import clip_metrics
 from pseudo3d.qa.sync import mouth_opening
 from pseudo3d.reconstruction import BACKENDS, make_backend
-from pseudo3d.schemas.records import Clip, ClipResult, Failure, Source, SourceOutcome
+from pseudo3d.schemas.records import Clip, ClipResult, Failure, ProbeInfo, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,12 @@ class SourcePipeline:
         self.config = config
         spec = BACKENDS[config.backend]
         self.backend = make_backend(config) if reconstruct else None
-        self.prober = Prober(config.decode) if track else None
+        self.prober = Prober(config.decode, config.limits) if track else None
         self.decode_track = DecodeTrack(config.decode, config.track,
                                         want_crops=spec.needs_crops or config.shards.write_crops) if track else None
         self.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed}) if reconstruct else None
+        self.on_probe: Callable[[ProbeInfo], None] | None = None
+        """Called after a source is probed (the local runner sets the watchdog's deadline from it)."""
 
     def __call__(self, source: Source) -> SourceOutcome:
         item = self.track(source)
@@ -72,6 +75,8 @@ class SourcePipeline:
         stage = "probe"
         try:
             outcome.probe = self.prober(source)
+            if self.on_probe is not None:
+                self.on_probe(outcome.probe)
             stage = "track"
             tracked = self.decode_track(source, outcome.probe)
             outcome.n_frames_decoded = tracked.n_frames

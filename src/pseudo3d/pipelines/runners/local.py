@@ -8,8 +8,8 @@ the shard writer, so the shards do not depend on the number of workers.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from pseudo3d.logs import redirect_process_stderr
 from pseudo3d.pipelines.finalize import finalize_dataset
 from pseudo3d.pipelines.output_dir import prepare_output
 from pseudo3d.pipelines.process import InFlight, SourcePipeline
+from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_units
 from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
@@ -57,8 +58,8 @@ _WORKER_ERROR: str | None = None
 
 
 def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads: int) -> None:
-    """Build the worker's stages once. A failure here must not kill the worker (the pool would
-    respawn it forever): it is kept and reported as every task's failure row instead."""
+    """Build the worker's stages once. A failure here must not kill the worker (it would be
+    replaced forever): it is kept and reported as every task's failure row instead."""
     global _WORKER_PIPELINE, _WORKER_ERROR
     redirect_process_stderr(log_path)
     try:
@@ -67,9 +68,24 @@ def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads
 
             torch.set_num_threads(threads)  # workers share the cores; no oversubscription
         _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
+        _WORKER_PIPELINE.on_probe = lambda probe: report_units(probe.duration_s)
     except Exception as exc:  # noqa: BLE001 - reported per task below
         log.exception("worker set-up failed")
         _WORKER_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def _inject_fault(source: Source) -> None:
+    """Test hook: ``PSEUDO3D_FAULTS="crash=NAME;hang=NAME"`` makes the worker handling a source
+    whose identity contains NAME die from SIGSEGV, or stop responding, as a native decoder bug
+    would. Unset in normal use."""
+    for rule in filter(None, os.environ.get("PSEUDO3D_FAULTS", "").split(";")):
+        kind, _, name = rule.partition("=")
+        if name and name in source.identity:
+            if kind == "crash":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if kind == "hang":
+                report_units(0.0)
+                time.sleep(10 ** 6)
 
 
 def _setup_failure(source: Source) -> SourceOutcome:
@@ -78,11 +94,20 @@ def _setup_failure(source: Source) -> SourceOutcome:
 
 
 def _run_source(source: Source) -> SourceOutcome:
+    _inject_fault(source)
     return _setup_failure(source) if _WORKER_PIPELINE is None else _WORKER_PIPELINE(source)
 
 
 def _track_source(source: Source) -> InFlight:
+    _inject_fault(source)
     return InFlight(_setup_failure(source)) if _WORKER_PIPELINE is None else _WORKER_PIPELINE.track(source)
+
+
+def _died(source: Source, died: TaskDied) -> SourceOutcome:
+    """The outcome of a source whose worker crashed or was killed by the watchdog."""
+    message = f"{died.detail} while processing this input; the rest of the build went on"
+    failure = Failure(source.source_id, source.uri, "worker", died.reason, message)
+    return SourceOutcome(source, "failed", failures=[failure], reason=f"{died.reason}: {died.detail}")
 
 
 def default_workers() -> int:
@@ -146,22 +171,25 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
 
 def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path,
               reconstruct_in_parent: bool) -> Iterator[SourceOutcome]:
-    """Outcomes in input order. Workers are always separate processes (one worker too), so
-    native log noise goes to ``log_path`` and the parent stays responsive."""
+    """Outcomes in input order from isolated worker processes (one worker too): a worker that
+    crashes or hangs costs only its input, native log noise goes to ``log_path``, and the parent
+    stays responsive."""
     if not pending:
         return
     threads = max(1, default_workers() // n_workers)
-    # spawn, not fork: MediaPipe graphs and PyAV/FFmpeg threads do not survive a fork safely.
-    context = multiprocessing.get_context("spawn")
     initargs = (config, log_path, not reconstruct_in_parent, threads)
-    with context.Pool(n_workers, initializer=_init_worker, initargs=initargs) as pool:
+    task = _track_source if reconstruct_in_parent else _run_source
+    with IsolatedPool(n_workers, _init_worker, initargs, task, base_timeout=config.limits.timeout_base_s,
+                      per_unit=config.limits.timeout_per_video_s) as pool:
+        results = zip(pending, pool.imap(pending))
         if not reconstruct_in_parent:
-            yield from pool.imap(_run_source, pending, chunksize=1)
+            for source, result in results:
+                yield _died(source, result) if isinstance(result, TaskDied) else result
             return
         parent = SourcePipeline(config, track=False)
         group: list[InFlight] = []
-        for item in pool.imap(_track_source, pending, chunksize=1):
-            group.append(item)
+        for source, result in results:
+            group.append(InFlight(_died(source, result)) if isinstance(result, TaskDied) else result)
             if sum(member.n_clip_frames for member in group) >= config.reconstruct.batch_size:
                 yield from _reconstruct_group(parent, group)
                 group = []
