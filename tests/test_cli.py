@@ -72,3 +72,17 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[3/3]" in printed and "inputs    5" in printed
     assert (tmp_path / "demo" / "dataset" / "manifest.parquet").is_file()
+
+
+def test_protocol_not_allowed_names_the_option(tmp_path, capsys):
+    code = main(["build", "memory://somewhere/videos", "--out", str(tmp_path / "ds")])
+    assert code == 2 and "limits.allowed_protocols" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_synth_bad_corpus(tmp_path, capsys):
+    from pseudo3d.synth.bad_corpus import BAD_KINDS
+
+    assert main(["synth", str(tmp_path / "bad"), "--bad-corpus", "-q"]) == 0
+    assert "docs/hardening.md" in capsys.readouterr().out
+    assert len([p for p in (tmp_path / "bad").iterdir() if not p.name.endswith(".json")]) == len(BAD_KINDS)

@@ -49,8 +49,26 @@ def _synthesise(out: Path, *, videos: int, seconds: float, seed: int, bad_inputs
                            progress=progress)
 
 
+def _synthesise_bad_corpus(out: Path, *, seed: int, quiet: bool) -> list[Path]:
+    from tqdm import tqdm
+
+    from pseudo3d.synth.bad_corpus import BAD_KINDS, make_bad_corpus
+
+    with tqdm(total=len(BAD_KINDS), unit="file", desc="synth", disable=quiet) as bar:
+        def progress(done: int, total: int, name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(done - bar.n)
+
+        return list(make_bad_corpus(out, seed=seed, progress=progress).values())
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    if args.bad_corpus:
+        paths = _synthesise_bad_corpus(Path(args.out), seed=args.seed, quiet=args.quiet)
+        print(f"wrote {len(paths)} broken, odd or hostile input(s) to {args.out} in "
+              f"{time.perf_counter() - start:.1f} s (what a build does with each: docs/hardening.md)")
+        return 0
     paths = _synthesise(Path(args.out), videos=args.videos, seconds=args.seconds, seed=args.seed,
                         bad_inputs=args.bad_inputs, quiet=args.quiet)
     print(f"wrote {len(paths)} file(s) to {args.out} in {time.perf_counter() - start:.1f} s "
@@ -87,7 +105,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pseudo3d.pipelines.sources import resolve_sources
 
     config = _build_config(args)
-    sources = resolve_sources(args.inputs)
+    sources = resolve_sources(args.inputs, config.limits.allowed_protocols)
     report = build_local(sources, Path(args.out), config, workers=args.workers,
                          overwrite=args.overwrite, progress=not args.quiet)
     print(format_report(report))
@@ -178,6 +196,9 @@ def make_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     synth.add_argument("--bad-inputs", action="store_true",
                        help="also write a non-video, a truncated file and a video without a face")
+    synth.add_argument("--bad-corpus", action="store_true",
+                       help="write the bad-input corpus instead: one file of each broken, odd or hostile kind "
+                            "(see docs/hardening.md)")
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
 

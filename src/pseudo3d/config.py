@@ -107,6 +107,9 @@ class TrackConfig:
     max_jump: float = 0.35
     """A face whose centre moves more than this fraction of its size in one frame is treated as
     a different track (a cut the histogram missed, or a switch to another face)."""
+    max_faces: int = 2
+    """Faces tracked at once; the most prominent (largest) is followed. 1 tracks about 10 %
+    faster but follows whichever face the detector reports first."""
     crop_size: int = 224
     """Side of the square face crops in pixels (DECA's input size)."""
     crop_scale: float = 1.25
@@ -122,6 +125,7 @@ class TrackConfig:
         _check(self.max_gap_s >= 0, f"max_gap_s must be >= 0 seconds, got {self.max_gap_s}")
         _check(0 < self.cut_threshold <= 1, f"cut_threshold must be in (0, 1], got {self.cut_threshold}")
         _check(self.max_jump > 0, f"max_jump must be > 0, got {self.max_jump}")
+        _check(1 <= self.max_faces <= 8, f"max_faces must be in [1, 8], got {self.max_faces}")
         _check(32 <= self.crop_size <= 1024, f"crop_size must be in [32, 1024] pixels, got {self.crop_size}")
         _check(0.5 <= self.crop_scale <= 4.0, f"crop_scale must be in [0.5, 4], got {self.crop_scale}")
 

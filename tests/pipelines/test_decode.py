@@ -115,3 +115,20 @@ def test_empty_file_fails_probe(tmp_path):
     with pytest.raises(StageError) as error:
         Prober(DecodeConfig())(resolve_sources([str(path)])[0])
     assert error.value.error == "empty_file"
+
+
+def test_probe_refuses_what_exceeds_the_limits(make_video):
+    from pseudo3d.config import LimitsConfig
+    from pseudo3d.schemas.records import Source
+
+    source = resolve_sources([str(make_video(n_frames=50, fps=25, audio_s=2.0))])[0]
+    with pytest.raises(StageError, match="limits.max_duration_s") as error:
+        Prober(DecodeConfig(), LimitsConfig(max_duration_s=1.0))(source)
+    assert (error.value.stage, error.value.error) == ("probe", "too_long")
+    with pytest.raises(StageError, match="limits.max_pixels") as error:
+        Prober(DecodeConfig(), LimitsConfig(max_pixels=90 * 60))(source)
+    assert error.value.error == "too_large"
+    gone = Source(uri=str(source.uri) + ".gone", identity="gone.mp4", source_id="gone-0")
+    with pytest.raises(StageError) as error:
+        Prober(DecodeConfig())(gone)
+    assert error.value.error == "missing"

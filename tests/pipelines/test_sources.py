@@ -91,3 +91,12 @@ def test_fsspec_memory_urls():
 def test_source_id_is_readable_and_stable():
     assert make_source_id("corpus/Spk 1/Talk.v2.mp4") == make_source_id("corpus/Spk 1/Talk.v2.mp4")
     assert make_source_id("corpus/Spk 1/Talk.v2.mp4").startswith("talk-v2-")
+
+
+def test_an_input_url_whose_protocol_is_not_allowed_is_refused_before_listing():
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("/guarded/a.mp4", b"x")
+    with pytest.raises(Pseudo3DError, match="limits.allowed_protocols"):
+        resolve_sources(["memory://guarded"], allowed_protocols=("file",))
+    assert len(resolve_sources(["memory://guarded"], allowed_protocols=("file", "memory"))) == 1

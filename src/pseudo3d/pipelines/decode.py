@@ -32,14 +32,19 @@ class Frame:
     """(H, W, 3) uint8 RGB, rotation applied, possibly downscaled (see ``scale``)."""
     scale: float
     """Working pixels per source pixel (1.0 unless the frame was downscaled)."""
+    damaged: bool = False
+    """The source frame for this time was lost to packets that did not decode; ``image`` is the
+    last good frame, and tracking treats this frame as a gap."""
 
 
 class FrameDecoder:
     """Iterate the output-grid frames of one source.
 
-    Iteration stops early, without raising, if the stream breaks after some frames were decoded
-    (a truncated or corrupted file); ``error`` then holds the reason so the caller can keep the
-    good part and still record a failure row. A stream that yields no frame at all raises.
+    Packets that do not decode (corrupted data mid-stream) are skipped: ``corrupt_packets``
+    counts them, output frames whose source frame they held come out ``damaged``, and
+    ``lost_s`` sums the time they covered. Iteration stops early, without raising, if the stream
+    cannot be read further (a truncated file); ``error`` then holds the reason so the caller can
+    keep the good part and still record a failure row. A stream that yields no frame at all raises.
     """
 
     def __init__(self, source: Source, probe: ProbeInfo, config: DecodeConfig):
@@ -47,6 +52,11 @@ class FrameDecoder:
         self.probe = probe
         self.fps = config.fps
         self.error: StageError | None = None
+        self.packets = 0
+        self.corrupt_packets = 0
+        self.damaged_frames = 0
+        self.lost_s = 0.0
+        self._decoded_s = 0.0
         longest = max(probe.width, probe.height)
         self.scale = min(1.0, config.max_side / longest) if longest else 1.0
         self.size = (max(2, round(probe.width * self.scale)), max(2, round(probe.height * self.scale)))
@@ -63,16 +73,8 @@ class FrameDecoder:
         with open_container(self.source.uri, STAGE) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = container.decode(stream)
-            while True:
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    break
-                except av.error.FFmpegError as exc:
-                    self.error = StageError(STAGE, "decode_error",
-                                            f"video decoding stopped at {held_time:.2f} s: {describe_av_error(exc)}")
-                    break
+            lost = (0.0, 0.0)  # the latest stretch of source time whose frames were lost
+            for frame in self._frames(container, stream):
                 if frame.time is None:
                     time = (held_time + source_period) if held is not None else 0.0
                 else:
@@ -83,10 +85,15 @@ class FrameDecoder:
                     if time <= held_time:
                         continue  # out-of-order or duplicate timestamp: keep the earlier frame
                     midpoint = 0.5 * (held_time + time)
+                    if self.corrupt_packets and time - held_time > _LOST_GAP * source_period:
+                        # Packets were refused and frames are missing here: grid times inside
+                        # the stretch show no real frame.
+                        lost = (held_time + 0.5 * source_period, time - 0.5 * source_period)
+                        self.lost_s += lost[1] - lost[0]
                     while index * step <= midpoint + 1e-9:
                         if held_image is None:
                             held_image = self._to_image(held, coded, rotation)
-                        yield Frame(index, held_image, self.scale)
+                        yield self._frame(index, held_image, lost)
                         index += 1
                 held, held_time, held_image = frame, time, None
             if held is None:
@@ -95,8 +102,38 @@ class FrameDecoder:
             while index * step < end - 1e-6:
                 if held_image is None:
                     held_image = self._to_image(held, coded, rotation)
-                yield Frame(index, held_image, self.scale)
+                yield self._frame(index, held_image, lost)
                 index += 1
+
+    def _frame(self, index: int, image: np.ndarray, lost: tuple[float, float]) -> Frame:
+        damaged = lost[0] < index / self.fps < lost[1]
+        self.damaged_frames += damaged
+        return Frame(index, image, self.scale, damaged)
+
+    def _frames(self, container, stream) -> Iterator[av.VideoFrame]:
+        """Decoded frames. A packet that does not decode (corrupted data) is skipped and
+        counted; a stream that cannot be read further (a truncated file) ends here with
+        ``error`` set."""
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:
+                self.error = StageError(STAGE, "decode_error", f"the video stream cannot be read past "
+                                                               f"{self._decoded_s:.2f} s: {describe_av_error(exc)}")
+                return
+            self.packets += 1
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:  # the decoder refused this packet's data
+                self.corrupt_packets += 1
+                continue
+            for frame in frames:
+                if frame.time is not None:
+                    self._decoded_s = frame.time - self.probe.video_start_s
+                yield frame
 
     @staticmethod
     def _to_image(frame, coded: tuple[int, int], rotation: int) -> np.ndarray:
@@ -106,26 +143,31 @@ class FrameDecoder:
 
 def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int) -> np.ndarray:
     """The source's first audio stream as (n,) float32 mono at ``sample_rate``, sample 0 at the
-    first video frame. Returns an empty array for a source without audio. Decoding errors after
-    some audio was read keep what was read (the clip audio is zero-padded later)."""
+    first video frame. Returns an empty array for a source without audio.
+
+    Audio is placed by timestamp: a stretch missing from the stream (packets that did not decode,
+    or a gap in the timestamps) becomes silence of the same length, so what follows stays in
+    sync. A stream that cannot be read further keeps what was read (the clip audio is
+    zero-padded later)."""
     if not probe.has_audio:
         return np.zeros(0, np.float32)
     chunks: list[np.ndarray] = []
     first_time = None
+    expected_time = None  # where the next decoded audio frame should start, seconds
     with open_container(source.uri, STAGE) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
-        try:
-            for frame in container.decode(stream):
-                if first_time is None and frame.time is not None:
+        for frame in _audio_frames(container, stream, has_audio=lambda: bool(chunks)):
+            if frame.time is not None:
+                if first_time is None:
                     first_time = frame.time
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
-            for out in resampler.resample(None):
+                elif expected_time is not None and frame.time - expected_time > _AUDIO_GAP_S:
+                    chunks.append(np.zeros(round((frame.time - expected_time) * sample_rate), np.float32))
+                expected_time = frame.time + frame.samples / frame.sample_rate
+            for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().mean(axis=0))
-        except av.error.FFmpegError as exc:
-            if not chunks:
-                raise StageError(STAGE, "audio_error", f"the audio stream does not decode: {describe_av_error(exc)}") from None
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().mean(axis=0))
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     offset = round(((first_time or 0.0) - probe.video_start_s) * sample_rate)
     if offset > 0:
@@ -133,6 +175,34 @@ def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int) -> np.ndarr
     elif offset < 0:
         audio = audio[-offset:]
     return audio
+
+
+_LOST_GAP = 1.5
+"""After refused packets, a jump between decoded frames of more than this many source frame
+periods marks the frames in between as lost."""
+_AUDIO_GAP_S = 0.02
+"""A jump in audio timestamps larger than this is filled with silence."""
+
+
+def _audio_frames(container, stream, has_audio) -> Iterator[av.AudioFrame]:
+    """Decoded frames of ``stream``, skipping packets the decoder refuses; reading stops at a
+    stream that cannot be read further. Raises only if no audio came out at all."""
+    packets = container.demux(stream)
+    refused = None
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except av.error.FFmpegError as exc:
+            refused = refused or exc
+            break
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError as exc:
+            refused = refused or exc
+    if refused is not None and not has_audio():
+        raise StageError(STAGE, "audio_error", f"the audio stream does not decode: {describe_av_error(refused)}")
 
 
 def slice_audio(audio: np.ndarray, start_frame: int, n_frames: int, fps: float, sample_rate: int) -> np.ndarray:

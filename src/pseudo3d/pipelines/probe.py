@@ -51,14 +51,16 @@ class Prober:
                              "the file is an HLS/concat playlist; playlists make FFmpeg open the files they "
                              "name, so pseudo3d refuses them")
         with open_container(source.uri, STAGE) as container:
-            probe = self._inspect(container, size)
-        if probe.width * probe.height > self.limits.max_pixels:
-            raise StageError(STAGE, "too_large", f"{probe.width}x{probe.height} frames exceed "
+            return self._inspect(container, size)
+
+    def _check_limits(self, width: int, height: int, duration_s: float) -> None:
+        """Refuse what would cost too much, from the declared size and length (nothing decoded yet)."""
+        if width * height > self.limits.max_pixels:
+            raise StageError(STAGE, "too_large", f"{width}x{height} frames exceed "
                                                  f"limits.max_pixels={self.limits.max_pixels}")
-        if probe.duration_s > self.limits.max_duration_s:
-            raise StageError(STAGE, "too_long", f"{probe.duration_s:.0f} s is longer than "
+        if duration_s > self.limits.max_duration_s:
+            raise StageError(STAGE, "too_long", f"{duration_s:.0f} s is longer than "
                                                 f"limits.max_duration_s={self.limits.max_duration_s:g}")
-        return probe
 
     def _inspect(self, container, size: int) -> ProbeInfo:
         videos = list(container.streams.video)
@@ -67,19 +69,21 @@ class Prober:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
             raise StageError(STAGE, "no_video_stream", f"the file has no video stream ({kinds})")
         video = videos[0]
-        first = _first_frame(container, video)
-        rotation = normalise_rotation(getattr(first, "rotation", 0))
-        width, height = first.width, first.height
-        if rotation in (90, 270):
-            width, height = height, width
-        rate = video.average_rate or video.guessed_rate or video.base_rate
-        fps = float(rate) if rate else 0.0
         if container.duration is not None:
             duration = container.duration / av.time_base
         elif video.duration is not None and video.time_base is not None:
             duration = float(video.duration * video.time_base)
         else:
             duration = 0.0
+        self._check_limits(video.codec_context.width, video.codec_context.height, duration)
+        first = _first_frame(container, video)
+        rotation = normalise_rotation(getattr(first, "rotation", 0))
+        width, height = first.width, first.height
+        self._check_limits(width, height, duration)  # the decoded size, should the header have understated it
+        if rotation in (90, 270):
+            width, height = height, width
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        fps = float(rate) if rate else 0.0
         audio = audios[0] if audios else None
         if audio is None and self.config.require_audio:
             raise StageError(STAGE, "no_audio_stream",

@@ -44,13 +44,23 @@ LIST_EXTENSIONS = frozenset({".csv", ".tsv", ".parquet", ".txt"})
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def resolve_sources(inputs: Iterable[str]) -> list[Source]:
-    """All sources named by ``inputs``, deduplicated by URI and sorted by identity."""
+def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | None = None) -> list[Source]:
+    """All sources named by ``inputs``, deduplicated by URI and sorted by identity.
+
+    ``allowed_protocols`` (``limits.allowed_protocols``): when given, an input URL with another
+    protocol is refused before anything is listed. URLs found inside list files are not checked
+    here: they are untrusted data, and the probe stage turns a refused one into a failure row.
+    """
     entries: list[tuple[str, str, dict[str, Any]]] = []  # (uri, identity, metadata)
     inputs = list(inputs)
     if not inputs:
         raise Pseudo3DError("no INPUT given: name a directory, glob, video file or list file")
+    allowed = None if allowed_protocols is None else tuple(allowed_protocols)
     for raw in inputs:
+        protocol = str(raw).split("://", 1)[0] if _is_url(str(raw)) else "file"
+        if allowed is not None and protocol not in allowed:
+            raise Pseudo3DError(f"input {raw!r}: protocol {protocol!r} is not in limits.allowed_protocols "
+                                f"({', '.join(allowed)}); add it there in the --config YAML to read from it")
         entries.extend(_expand(str(raw)))
 
     by_uri: dict[str, tuple[str, dict[str, Any]]] = {}

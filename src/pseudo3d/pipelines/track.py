@@ -21,6 +21,9 @@ from pseudo3d.pipelines.segment import segment_track
 from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
 
 STAGE = "track"
+AUDIO_SHORT_TOLERANCE_S = 0.5
+"""Audio ending up to this long before the video is zero-padded; a larger shortfall drops the
+frames without sound (a ``decode``/``audio_short`` row)."""
 
 
 @dataclass
@@ -59,6 +62,16 @@ class DecodeTrack:
         box = None
         size = self.track.crop_size
         for frame in decoder:
+            if frame.damaged:  # its source frame did not decode: a gap, like a lost face
+                tracker.reset()
+                box = None
+                landmarks.append(nan_landmarks)
+                confidence.append(0.0)
+                cut_before.append(False)
+                transforms.append(np.full((2, 3), np.nan))
+                if self.want_crops:
+                    crops.append(np.zeros((size, size, 3), np.uint8))
+                continue
             cut = cut_detector(frame.image)
             if cut:
                 tracker.reset()
@@ -84,6 +97,12 @@ class DecodeTrack:
 
         n_frames = len(landmarks)
         failures = []
+        if decoder.corrupt_packets:
+            failures.append(Failure(
+                source.source_id, source.uri, "decode", "corrupt_packets",
+                f"{decoder.corrupt_packets} packet(s) of the video stream did not decode; the "
+                f"{decoder.damaged_frames} output frame(s) they held are treated as tracking gaps",
+                duration_s=decoder.damaged_frames / fps))
         if decoder.error is not None:
             failures.append(Failure(source.source_id, source.uri, decoder.error.stage, decoder.error.error,
                                     decoder.error.message))
@@ -92,6 +111,17 @@ class DecodeTrack:
         if not tracked.any():
             raise StageError(STAGE, "no_face", f"no face found in any of the {n_frames} frames "
                                                f"({n_frames / fps:.1f} s)")
+        audio = decode_audio(source, probe, self.decode.sample_rate)
+        usable = _frames_with_sound(audio, probe, n_frames, fps, self.decode.sample_rate)
+        if usable < n_frames:
+            lost_s = (n_frames - usable) / fps
+            short_audio = Failure(
+                source.source_id, source.uri, "decode", "audio_short",
+                f"the audio ends at {audio.shape[0] / self.decode.sample_rate:.2f} s, {lost_s:.2f} s before the "
+                f"video; the frames after it are not used", clip=f"{usable / fps:.2f}-{n_frames / fps:.2f}s",
+                duration_s=lost_s)
+            failures.append(short_audio)
+            tracked[usable:] = False
         segmentation = segment_track(
             landmarks, tracked, np.array(cut_before),
             max_gap=int(round(self.track.max_gap_s * fps)),
@@ -106,9 +136,11 @@ class DecodeTrack:
                 f"{self.track.min_clip_s:g} s", clip=f"{start / fps:.2f}-{stop / fps:.2f}s",
                 duration_s=(stop - start) / fps))
         if not segmentation.clips:
+            if usable < n_frames:
+                raise StageError("decode", "audio_short", f"{short_audio.message}, and no face track of "
+                                                          f"track.min_clip_s={self.track.min_clip_s:g} s is left before it")
             return TrackedSource(clips=[], failures=failures, n_frames=n_frames)
 
-        audio = decode_audio(source, probe, self.decode.sample_rate)
         confidence = np.asarray(confidence, np.float32)
         transforms = np.stack(transforms).astype(np.float32)
         clips = []
@@ -130,3 +162,14 @@ class DecodeTrack:
             ))
         return TrackedSource(clips=clips, failures=failures, n_frames=n_frames)
 
+
+
+def _frames_with_sound(audio: np.ndarray, probe: ProbeInfo, n_frames: int, fps: float, sample_rate: int) -> int:
+    """Output frames that have audio under them: all of them, unless the audio track ends more
+    than :data:`AUDIO_SHORT_TOLERANCE_S` before the video (a shorter shortfall is zero-padded)."""
+    if not probe.has_audio:
+        return n_frames
+    audio_s = audio.shape[0] / sample_rate
+    if audio_s >= n_frames / fps - AUDIO_SHORT_TOLERANCE_S:
+        return n_frames
+    return min(n_frames, int(np.floor(audio_s * fps + 1e-9)))
