@@ -105,9 +105,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pseudo3d.pipelines.sources import resolve_sources
 
     config = _build_config(args)
+    if args.address is not None and args.runner != "ray":
+        raise Pseudo3DError("--address is for --runner ray")
     sources = resolve_sources(args.inputs, config.limits.allowed_protocols)
-    report = build_local(sources, Path(args.out), config, workers=args.workers,
-                         overwrite=args.overwrite, progress=not args.quiet)
+    if args.runner == "ray":
+        try:
+            from pseudo3d.pipelines.runners.ray import build_ray
+        except ImportError as exc:
+            raise Pseudo3DError(f"--runner ray needs Ray: pip install 'pseudo3d[ray]' ({exc})") from None
+        report = build_ray(sources, Path(args.out), config, address=args.address, workers=args.workers,
+                           overwrite=args.overwrite, progress=not args.quiet)
+    else:
+        report = build_local(sources, Path(args.out), config, workers=args.workers,
+                             overwrite=args.overwrite, progress=not args.quiet)
     print(format_report(report))
     return 0
 
@@ -206,11 +216,15 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="directory, glob, video file or list file (.csv/.tsv/.parquet with a 'path' column, or .txt)")
     build.add_argument("--out", required=True, metavar="DATASET", help="dataset directory (created or resumed)")
-    build.add_argument("--runner", choices=["local"], default="local", help="execution engine (default local)")
+    build.add_argument("--runner", choices=["local", "ray"], default="local",
+                       help="execution engine: local processes (default) or a Ray cluster")
+    build.add_argument("--address", metavar="auto|HOST:PORT|ray://HOST:PORT",
+                       help="Ray cluster to join (default: start a private one on 127.0.0.1)")
     build.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                        help="reconstruction backend (default mediapipe; deca and flame-fit need FLAME assets)")
     build.add_argument("--config", metavar="YAML", help="build configuration file (see configs/build.yaml)")
-    build.add_argument("--workers", type=_non_negative_int, default=0, help="worker processes (default: all cores)")
+    build.add_argument("--workers", type=_non_negative_int, default=0,
+                       help="worker processes, or Ray CPU actors (default: all cores)")
     build.add_argument("--fps", type=_positive_float, default=None, help="output frame rate (overrides decode.fps)")
     build.add_argument("--min-clip-s", type=_positive_float, default=None,
                        help="shortest clip kept, seconds (overrides track.min_clip_s)")

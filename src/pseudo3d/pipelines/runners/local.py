@@ -11,46 +11,18 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
-from tqdm import tqdm
+from typing import Iterator
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
-from pseudo3d.pipelines.finalize import finalize_dataset
-from pseudo3d.pipelines.output_dir import prepare_output
 from pseudo3d.pipelines.process import InFlight, SourcePipeline
+from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_units
-from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BuildReport:
-    """What one build invocation did (the card holds the dataset totals)."""
-
-    out_dir: Path
-    inputs: int
-    skipped: int
-    """Sources already committed by an earlier build into the same directory."""
-    processed: int
-    ok: int
-    failed: int
-    clips: int
-    frames: int
-    seconds: float
-    shards_written: list[str] = field(default_factory=list)
-    card: dict[str, Any] = field(default_factory=dict)
-    qa_report: Path | None = None
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 _WORKER_PIPELINE: SourcePipeline | None = None
@@ -103,7 +75,7 @@ def _track_source(source: Source) -> InFlight:
     return InFlight(_setup_failure(source)) if _WORKER_PIPELINE is None else _WORKER_PIPELINE.track(source)
 
 
-def _died(source: Source, died: TaskDied) -> SourceOutcome:
+def died_outcome(source: Source, died: TaskDied) -> SourceOutcome:
     """The outcome of a source whose worker crashed or was killed by the watchdog."""
     message = f"{died.detail} while processing this input; the rest of the build went on"
     failure = Failure(source.source_id, source.uri, "worker", died.reason, message)
@@ -132,41 +104,15 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
     ``reconstruct_in_parent`` overrides :func:`reconstructs_in_parent` (None: decide from the
     backend and device); ``qa_report=False`` skips drawing ``qa/report.html``.
     """
-    out_dir = Path(out_dir)
-    BACKENDS[config.backend].check_assets(config)
-    state = prepare_output(out_dir, config, overwrite=overwrite)
-    pending = state.pending(sources)
-    report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
-                         processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
-    writer = ShardWriter(out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices)
-    n_workers = max(1, min(workers or default_workers(), len(pending)))
     if reconstruct_in_parent is None:
         reconstruct_in_parent = reconstructs_in_parent(config)
-    start = time.perf_counter()
-    bar = tqdm(total=len(pending), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
-    try:
-        outcomes = _outcomes(pending, config, n_workers, out_dir / "logs" / "build.log", reconstruct_in_parent)
-        for outcome in outcomes:
-            writer.add(outcome)
-            report.processed += 1
-            report.ok += outcome.status == "ok"
-            report.failed += outcome.status == "failed"
-            report.clips += len(outcome.samples)
-            report.frames += outcome.n_frames_decoded
-            elapsed = time.perf_counter() - start
-            bar.set_postfix_str(f"clips={report.clips} failed={report.failed} "
-                                f"{report.frames / elapsed if elapsed > 0 else 0.0:.0f} frames/s")
-            bar.update()
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        bar.close()
-    report.seconds = time.perf_counter() - start
-    report.shards_written = list(writer.committed)
-    report.card, report.qa_report = finalize_dataset(out_dir, config, report=qa_report)
-    return report
+
+    def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
+        n_workers = max(1, min(workers or default_workers(), len(pending)))
+        return _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent)
+
+    return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, progress=progress,
+                     qa_report=qa_report)
 
 
 def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path,
@@ -184,12 +130,12 @@ def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_pa
         results = zip(pending, pool.imap(pending))
         if not reconstruct_in_parent:
             for source, result in results:
-                yield _died(source, result) if isinstance(result, TaskDied) else result
+                yield died_outcome(source, result) if isinstance(result, TaskDied) else result
             return
         parent = SourcePipeline(config, track=False)
         group: list[InFlight] = []
         for source, result in results:
-            group.append(InFlight(_died(source, result)) if isinstance(result, TaskDied) else result)
+            group.append(InFlight(died_outcome(source, result)) if isinstance(result, TaskDied) else result)
             if sum(member.n_clip_frames for member in group) >= config.reconstruct.batch_size:
                 yield from _reconstruct_group(parent, group)
                 group = []

@@ -1,0 +1,86 @@
+"""What every runner's driver does around the work: resume, write shards, report, finalize.
+
+A runner supplies only ``produce(pending, log_path)``: the outcomes of the pending sources, in
+their order. The driver checks the assets, opens (or resumes) the output directory, feeds each
+outcome to the one :class:`~pseudo3d.pipelines.shard_writer.ShardWriter`, shows progress and
+writes the dataset-level files, so every runner commits shards the same way and the same input
+gives the same dataset whichever runner built it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tqdm import tqdm
+
+from pseudo3d.config import BuildConfig
+from pseudo3d.pipelines.finalize import finalize_dataset
+from pseudo3d.pipelines.output_dir import prepare_output
+from pseudo3d.pipelines.shard_writer import ShardWriter
+from pseudo3d.reconstruction import BACKENDS
+from pseudo3d.schemas.records import Source, SourceOutcome
+
+Produce = Callable[[list[Source], Path], Iterator[SourceOutcome]]
+"""``produce(pending, log_path)``: outcomes of ``pending`` in order; native logs go to ``log_path``."""
+
+
+@dataclass
+class BuildReport:
+    """What one build invocation did (the card holds the dataset totals)."""
+
+    out_dir: Path
+    inputs: int
+    skipped: int
+    """Sources already committed by an earlier build into the same directory."""
+    processed: int
+    ok: int
+    failed: int
+    clips: int
+    frames: int
+    seconds: float
+    shards_written: list[str] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+    qa_report: Path | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_build(sources: list[Source], out_dir: Path, config: BuildConfig, produce: Produce, *,
+              overwrite: bool = False, progress: bool = True, qa_report: bool = True) -> BuildReport:
+    """Build (or resume) the dataset at ``out_dir`` from ``sources`` with ``produce``."""
+    out_dir = Path(out_dir)
+    BACKENDS[config.backend].check_assets(config)
+    state = prepare_output(out_dir, config, overwrite=overwrite)
+    pending = state.pending(sources)
+    report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
+                         processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
+    writer = ShardWriter(out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices)
+    start = time.perf_counter()
+    bar = tqdm(total=len(pending), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
+    try:
+        for outcome in produce(pending, out_dir / "logs" / "build.log"):
+            writer.add(outcome)
+            report.processed += 1
+            report.ok += outcome.status == "ok"
+            report.failed += outcome.status == "failed"
+            report.clips += len(outcome.samples)
+            report.frames += outcome.n_frames_decoded
+            elapsed = time.perf_counter() - start
+            bar.set_postfix_str(f"clips={report.clips} failed={report.failed} "
+                                f"{report.frames / elapsed if elapsed > 0 else 0.0:.0f} frames/s")
+            bar.update()
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - start
+    report.shards_written = list(writer.committed)
+    report.card, report.qa_report = finalize_dataset(out_dir, config, report=qa_report)
+    return report

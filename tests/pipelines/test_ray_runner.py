@@ -1,0 +1,175 @@
+"""The Ray runner on real Ray clusters on loopback: a two-node cluster, a killed actor, a Ray Job."""
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from pseudo3d.logs import native_stderr_silenced  # noqa: E402
+from pseudo3d.pipelines.runners.local import build_local  # noqa: E402
+from pseudo3d.pipelines.sources import resolve_sources  # noqa: E402
+from pseudo3d.synth.corpus import make_corpus  # noqa: E402
+
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _digests(out: Path) -> dict[str, str]:
+    files = sorted(out.glob("shards/shard-*")) + [out / name for name in ("sources.parquet", "manifest.parquet",
+                                                                          "failures.parquet")]
+    return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ray_corpus")
+    with native_stderr_silenced():
+        make_corpus(folder, n_videos=4, seconds=4.0, seed=5, bad_inputs=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_build(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray_local") / "ds"
+    build_local(resolve_sources([str(corpus)]), out, _config(), workers=2, progress=False)
+    return out
+
+
+def _config():
+    from pseudo3d.config import BuildConfig
+
+    return BuildConfig()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head (with the job server on 127.0.0.1) and a second node joined with ``ray start
+    --address``, each a separate process tree on loopback, one CPU each."""
+    temp_dir = Path(f"/tmp/p3d-ray-{os.getpid()}")  # short: Ray's socket paths have a length limit
+    port, dashboard = _free_port(), _free_port()
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=200000000",
+              "--disable-usage-stats", f"--dashboard-agent-listen-port={_free_port()}",
+              f"--metrics-export-port={_free_port()}"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                    f"--ray-client-server-port={_free_port()}", *common], check=True, env=env, capture_output=True)
+    try:
+        common[4:6] = [f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, env=env,
+                       capture_output=True)
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}", "env": env}
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
+
+
+def _build_command(corpus, out, *extra):
+    return [sys.executable, "-m", "pseudo3d", "build", str(corpus), "--out", str(out), "--runner", "ray", "-q",
+            "--workers", "2", *extra]
+
+
+def test_two_node_cluster_builds_the_local_dataset(cluster, corpus, local_build, tmp_path):
+    nodes = subprocess.run([RAY, "status", "--address", cluster["address"]], env=cluster["env"],
+                           capture_output=True, text=True).stdout
+    assert nodes.count("node_") == 2, nodes
+    out = tmp_path / "ds"
+    result = subprocess.run(_build_command(corpus, out, "--address", cluster["address"]), env=cluster["env"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _digests(out) == _digests(local_build)
+
+
+def _ray_workers(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(name.encode()):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_killed_actor_is_retried_and_nothing_is_lost(cluster, corpus, local_build, tmp_path):
+    out = tmp_path / "ds"
+    build = subprocess.Popen(_build_command(corpus, out, "--address", cluster["address"]), env=cluster["env"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and build.poll() is None and time.monotonic() < deadline:
+        actors = _ray_workers("ray::MapWorker")
+        if actors:
+            time.sleep(4.0)  # past model loading, into its first videos
+            actors = _ray_workers("ray::MapWorker")
+            if actors:
+                os.kill(actors[0], signal.SIGKILL)
+                killed = actors[0]
+        time.sleep(0.2)
+    _, stderr = build.communicate(timeout=600)
+    assert killed is not None, "no Ray actor was found to kill"
+    assert build.returncode == 0, stderr.decode()[-3000:]
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert len({row["key"] for row in manifest}) == len(manifest)
+    assert _digests(out) == _digests(local_build)
+
+
+def test_the_build_runs_as_a_ray_job(cluster, corpus, local_build, tmp_path):
+    out = tmp_path / "ds"
+    entrypoint = " ".join(_build_command(corpus, out, "--address", "auto"))
+    result = subprocess.run([RAY, "job", "submit", "--address", cluster["dashboard"], "--", *entrypoint.split()],
+                            env=cluster["env"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "succeeded" in result.stdout.lower()
+    assert _digests(out) == _digests(local_build)
+
+
+def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_build, tmp_path):
+    """No --address: pseudo3d starts (and stops) its own Ray on 127.0.0.1 with token auth."""
+    out = tmp_path / "ds"
+    victim = "01_talk"
+    env = {**os.environ, "PSEUDO3D_FAULTS": f"crash={victim}"}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run(_build_command(corpus, out), env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sources = pq.read_table(out / "sources.parquet").to_pylist()
+    failures = pq.read_table(out / "failures.parquet").to_pylist()
+    expected = {row["source_id"]: row["status"] for row in pq.read_table(local_build / "sources.parquet").to_pylist()}
+    assert len(sources) == len(expected)
+    for row in sources:
+        if victim in row["uri"]:
+            assert row["status"] == "failed"
+            assert [(f["stage"], f["error"]) for f in failures if f["uri"] == row["uri"]] == [("worker", "crashed")]
+        else:
+            assert row["status"] == expected[row["source_id"]]
+
+
+def test_split_pipeline_reconstructs_in_its_own_actors(corpus, local_build, tmp_path):
+    """The GPU layout (CPU actors track, reconstruction actors reconstruct and encode), run on CPU."""
+    out = tmp_path / "ds"
+    script = ("import sys; from pathlib import Path; from pseudo3d.config import BuildConfig; "
+              "from pseudo3d.pipelines.runners.ray import build_ray; "
+              "from pseudo3d.pipelines.sources import resolve_sources; "
+              "build_ray(resolve_sources([sys.argv[1]]), Path(sys.argv[2]), BuildConfig(), workers=2, "
+              "gpu_actors=1, split=True, progress=False)")
+    env = {**os.environ}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run([sys.executable, "-c", script, str(corpus), str(out)], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _digests(out) == _digests(local_build)
