@@ -2,7 +2,8 @@
 
 Prints frames per second (output-grid frames, 25 fps by default) of:
   * decode alone (probe + PyAV decode onto the output grid, RGB conversion), one process;
-  * tracking alone (MediaPipe Face Mesh + detector on pre-decoded frames), one process;
+  * tracking alone (MediaPipe Face Mesh + detector on pre-decoded frames), one process, with the
+    default track.max_faces and with max_faces=1 (the cost of choosing the largest face);
   * the whole local build with 1 worker and with N workers (all cores by default);
 and the ratios: build efficiency = build(1 worker) / the serial decode+track rate, and the
 speedup of N workers over one. Build times include worker start-up (spawning, model loading).
@@ -92,6 +93,7 @@ def main() -> None:
         sources = usable_sources(corpus, config)
         decode_fps, decoded = decode_rate(sources, config)
         track_fps, tracked = tracking_rate(sources, config)
+        single_fps, _ = tracking_rate(sources, config.with_overrides(track={"max_faces": 1}))
         serial_fps = 1.0 / (1.0 / decode_fps + 1.0 / track_fps)
         one_fps, built = build_rate(corpus, scratch / "one", config, workers=1)
         many_fps, _ = build_rate(corpus, scratch / "many", config, workers=workers)
@@ -100,6 +102,7 @@ def main() -> None:
         "frames": built,
         "decode_fps": decode_fps,
         "track_fps": track_fps,
+        "track_fps_max_faces_1": single_fps,
         "serial_decode_plus_track_fps": serial_fps,
         "build_fps_1_worker": one_fps,
         f"build_fps_{workers}_workers": many_fps,
@@ -109,7 +112,8 @@ def main() -> None:
     }
     print(f"corpus: {corpus} ({len(sources)} decodable videos, {built} output frames at {config.decode.fps:g} fps)")
     print(f"  decode alone                 {decode_fps:8.1f} frames/s  (1 process)")
-    print(f"  tracking alone               {track_fps:8.1f} frames/s  (1 process)")
+    print(f"  tracking alone               {track_fps:8.1f} frames/s  (1 process, track.max_faces={config.track.max_faces})")
+    print(f"  tracking, one face at a time {single_fps:8.1f} frames/s  (track.max_faces=1: {single_fps / track_fps:.2f}x)")
     print(f"  decode + track, serial bound {serial_fps:8.1f} frames/s")
     print(f"  build, 1 worker              {one_fps:8.1f} frames/s  efficiency {one_fps / serial_fps:.2f} of the bound")
     print(f"  build, {workers} workers            {many_fps:8.1f} frames/s  speedup {many_fps / one_fps:.2f}x over 1 worker")
