@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pseudo3d.synth import bad_kinds
 from pseudo3d.synth.bad_kinds import FaceTruth
+from pseudo3d.synth.corpus import check_out_dir
 
 ProgressCallback = Callable[[int, int, str], None]
 # write(path, seed, key): the truth of a watchable face, or None (see pseudo3d.synth.bad_kinds).
@@ -113,11 +114,7 @@ def kind_key(kind: str) -> int:
 
 def _check_arguments(out_dir, seed, kinds, progress) -> tuple[Path, tuple[str, ...]]:
     """The output directory and the kinds to write (with what they need), in :data:`BAD_KINDS` order."""
-    if not isinstance(out_dir, (str, os.PathLike)):
-        raise ValueError(f"out_dir must be a path, got {out_dir!r}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out_dir must be a directory, got the file {out_dir}")
+    out_dir = check_out_dir(out_dir)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if progress is not None and not callable(progress):

@@ -158,12 +158,18 @@ def plan_video(index: int, seconds: float, seed: int) -> VideoSpec:
     )
 
 
-def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress) -> Path:
+def check_out_dir(out_dir) -> Path:
+    """``out_dir`` as a Path, if it names a directory or nothing yet; ValueError otherwise."""
     if not isinstance(out_dir, (str, os.PathLike)):
         raise ValueError(f"out_dir must be a path, got {out_dir!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir must be a directory, got the file {out_dir}")
+    return out_dir
+
+
+def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress) -> Path:
+    out_dir = check_out_dir(out_dir)
     if isinstance(n_videos, bool) or not isinstance(n_videos, numbers.Integral) or n_videos < 1:
         raise ValueError(f"n_videos must be an integer >= 1, got {n_videos!r}")
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
