@@ -41,8 +41,8 @@ class FrameDecoder:
     """Iterate the output-grid frames of one source.
 
     Packets that do not decode (corrupted data mid-stream) are skipped: ``corrupt_packets``
-    counts them, output frames whose source frame they held come out ``damaged``, and
-    ``lost_s`` sums the time they covered. Iteration stops early, without raising, if the stream
+    counts them, and output frames whose source frame they held come out ``damaged`` (counted in
+    ``damaged_frames``). Iteration stops early, without raising, if the stream
     cannot be read further (a truncated file); ``error`` then holds the reason so the caller can
     keep the good part and still record a failure row. A stream that yields no frame at all raises.
     """
@@ -52,11 +52,8 @@ class FrameDecoder:
         self.probe = probe
         self.fps = config.fps
         self.error: StageError | None = None
-        self.packets = 0
-        self.corrupt_packets = 0
         self.damaged_frames = 0
-        self.lost_s = 0.0
-        self._decoded_s = 0.0
+        self._decoding = _Decoding()
         longest = max(probe.width, probe.height)
         self.scale = min(1.0, config.max_side / longest) if longest else 1.0
         self.size = (max(2, round(probe.width * self.scale)), max(2, round(probe.height * self.scale)))
@@ -74,7 +71,7 @@ class FrameDecoder:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             lost = (0.0, 0.0)  # the latest stretch of source time whose frames were lost
-            for frame in self._frames(container, stream):
+            for frame in _decode_skipping(container, stream, self._decoding):
                 if frame.time is None:
                     time = (held_time + source_period) if held is not None else 0.0
                 else:
@@ -89,13 +86,15 @@ class FrameDecoder:
                         # Packets were refused and frames are missing here: grid times inside
                         # the stretch show no real frame.
                         lost = (held_time + 0.5 * source_period, time - 0.5 * source_period)
-                        self.lost_s += lost[1] - lost[0]
                     while index * step <= midpoint + 1e-9:
                         if held_image is None:
                             held_image = self._to_image(held, coded, rotation)
                         yield self._frame(index, held_image, lost)
                         index += 1
                 held, held_time, held_image = frame, time, None
+            if self._decoding.read_error is not None:
+                self.error = StageError(STAGE, "decode_error", f"the video stream cannot be read past {held_time:.2f} s: "
+                                                               f"{describe_av_error(self._decoding.read_error)}")
             if held is None:
                 raise self.error or StageError(STAGE, "no_frames", "the video stream yielded no frames")
             end = held_time + source_period
@@ -105,35 +104,15 @@ class FrameDecoder:
                 yield self._frame(index, held_image, lost)
                 index += 1
 
+    @property
+    def corrupt_packets(self) -> int:
+        """Packets of the video stream the decoder refused so far."""
+        return self._decoding.refused
+
     def _frame(self, index: int, image: np.ndarray, lost: tuple[float, float]) -> Frame:
         damaged = lost[0] < index / self.fps < lost[1]
         self.damaged_frames += damaged
         return Frame(index, image, self.scale, damaged)
-
-    def _frames(self, container, stream) -> Iterator[av.VideoFrame]:
-        """Decoded frames. A packet that does not decode (corrupted data) is skipped and
-        counted; a stream that cannot be read further (a truncated file) ends here with
-        ``error`` set."""
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.error.FFmpegError as exc:
-                self.error = StageError(STAGE, "decode_error", f"the video stream cannot be read past "
-                                                               f"{self._decoded_s:.2f} s: {describe_av_error(exc)}")
-                return
-            self.packets += 1
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:  # the decoder refused this packet's data
-                self.corrupt_packets += 1
-                continue
-            for frame in frames:
-                if frame.time is not None:
-                    self._decoded_s = frame.time - self.probe.video_start_s
-                yield frame
 
     @staticmethod
     def _to_image(frame, coded: tuple[int, int], rotation: int) -> np.ndarray:
@@ -157,7 +136,8 @@ def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int) -> np.ndarr
     with open_container(source.uri, STAGE) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
-        for frame in _audio_frames(container, stream, has_audio=lambda: bool(chunks)):
+        decoding = _Decoding()
+        for frame in _decode_skipping(container, stream, decoding):
             if frame.time is not None:
                 if first_time is None:
                     first_time = frame.time
@@ -168,6 +148,9 @@ def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int) -> np.ndarr
                 chunks.append(out.to_ndarray().mean(axis=0))
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().mean(axis=0))
+    problem = decoding.read_error or decoding.first_refusal
+    if problem is not None and not chunks:
+        raise StageError(STAGE, "audio_error", f"the audio stream does not decode: {describe_av_error(problem)}")
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     offset = round(((first_time or 0.0) - probe.video_start_s) * sample_rate)
     if offset > 0:
@@ -184,25 +167,37 @@ _AUDIO_GAP_S = 0.02
 """A jump in audio timestamps larger than this is filled with silence."""
 
 
-def _audio_frames(container, stream, has_audio) -> Iterator[av.AudioFrame]:
-    """Decoded frames of ``stream``, skipping packets the decoder refuses; reading stops at a
-    stream that cannot be read further. Raises only if no audio came out at all."""
+@dataclass
+class _Decoding:
+    """What :func:`_decode_skipping` met on the way."""
+
+    refused: int = 0
+    """Packets the decoder refused (corrupted data)."""
+    first_refusal: Exception | None = None
+    read_error: Exception | None = None
+    """Why the stream could not be read further, if it ended early."""
+
+
+def _decode_skipping(container, stream, decoding: _Decoding) -> Iterator[av.frame.Frame]:
+    """Decoded frames of ``stream``. A packet the decoder refuses is skipped and counted; a
+    stream that cannot be read further (a truncated file) ends the iteration. ``decoding``
+    records both."""
     packets = container.demux(stream)
-    refused = None
     while True:
         try:
             packet = next(packets)
         except StopIteration:
-            break
+            return
         except av.error.FFmpegError as exc:
-            refused = refused or exc
-            break
+            decoding.read_error = exc
+            return
         try:
-            yield from packet.decode()
-        except av.error.FFmpegError as exc:
-            refused = refused or exc
-    if refused is not None and not has_audio():
-        raise StageError(STAGE, "audio_error", f"the audio stream does not decode: {describe_av_error(refused)}")
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:  # the decoder refused this packet's data
+            decoding.refused += 1
+            decoding.first_refusal = decoding.first_refusal or exc
+            continue
+        yield from frames
 
 
 def slice_audio(audio: np.ndarray, start_frame: int, n_frames: int, fps: float, sample_rate: int) -> np.ndarray:

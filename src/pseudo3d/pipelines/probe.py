@@ -8,6 +8,7 @@ import fsspec
 from pseudo3d.config import DecodeConfig, LimitsConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.media import describe_av_error, normalise_rotation, open_container
+from pseudo3d.pipelines.sources import protocol_of
 from pseudo3d.schemas.records import ProbeInfo, Source
 
 STAGE = "probe"
@@ -30,7 +31,7 @@ class Prober:
         self.limits = limits or LimitsConfig()
 
     def __call__(self, source: Source) -> ProbeInfo:
-        protocol = source.uri.split("://", 1)[0] if "://" in source.uri else "file"
+        protocol = protocol_of(source.uri)
         if protocol not in self.limits.allowed_protocols:
             raise StageError(STAGE, "protocol_refused",
                              f"protocol {protocol!r} is not in limits.allowed_protocols "

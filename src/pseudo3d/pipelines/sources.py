@@ -57,7 +57,7 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
         raise Pseudo3DError("no INPUT given: name a directory, glob, video file or list file")
     allowed = None if allowed_protocols is None else tuple(allowed_protocols)
     for raw in inputs:
-        protocol = str(raw).split("://", 1)[0] if _is_url(str(raw)) else "file"
+        protocol = protocol_of(str(raw))
         if allowed is not None and protocol not in allowed:
             raise Pseudo3DError(f"input {raw!r}: protocol {protocol!r} is not in limits.allowed_protocols "
                                 f"({', '.join(allowed)}); add it there in the --config YAML to read from it")
@@ -94,6 +94,11 @@ def make_source_id(identity: str) -> str:
 
 def _is_url(text: str) -> bool:
     return "://" in text
+
+
+def protocol_of(uri: str) -> str:
+    """The fsspec protocol of ``uri``: what precedes ``://``, or ``file`` for a plain path."""
+    return uri.split("://", 1)[0] if _is_url(uri) else "file"
 
 
 def _expand(raw: str) -> list[tuple[str, str, dict[str, Any]]]:

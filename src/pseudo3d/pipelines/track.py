@@ -64,24 +64,19 @@ class DecodeTrack:
         for frame in decoder:
             if frame.damaged:  # its source frame did not decode: a gap, like a lost face
                 tracker.reset()
-                box = None
-                landmarks.append(nan_landmarks)
-                confidence.append(0.0)
-                cut_before.append(False)
-                transforms.append(np.full((2, 3), np.nan))
-                if self.want_crops:
-                    crops.append(np.zeros((size, size, 3), np.uint8))
-                continue
-            cut = cut_detector(frame.image)
-            if cut:
-                tracker.reset()
-                box = None
-            observation = tracker(frame.image)
-            points = None if observation.landmarks is None else observation.landmarks / frame.scale
-            if points is not None:
-                box = face_box(points)
+                cut, points, score, box = False, None, 0.0, None
+            else:
+                cut = cut_detector(frame.image)
+                if cut:
+                    tracker.reset()
+                    box = None
+                observation = tracker(frame.image)
+                points = None if observation.landmarks is None else observation.landmarks / frame.scale
+                score = observation.confidence
+                if points is not None:
+                    box = face_box(points)
             landmarks.append(nan_landmarks if points is None else points)
-            confidence.append(observation.confidence)
+            confidence.append(score)
             cut_before.append(cut)
             if box is None:
                 transforms.append(np.full((2, 3), np.nan))

@@ -13,7 +13,6 @@ text's UTF-8 length as 2 big-endian bytes, then the text; a ``subrip`` packet is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,6 +22,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from pseudo3d.synth.mp4 import output_container
 from pseudo3d.synth.speech import SAMPLE_RATE
 
 X264_OPTIONS = {"preset": "veryfast", "crf": "23", "x264-params": "threads=1:no-mbtree=1"}
@@ -81,10 +81,7 @@ def write_media(path: Path, container_format: str, video: VideoTrack | None = No
     """Write the streams to ``path`` in ``container_format`` (an FFmpeg muxer name such as
     ``"mp4"``, ``"webm"``, ``"matroska"``, ``"mpegts"``); streams are numbered video, audio
     tracks in order, subtitles. The file appears under ``path`` only once complete."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    container = av.open(str(partial), mode="w", format=container_format, options={"fflags": "+bitexact"})
-    try:
+    with output_container(path, container_format, {"fflags": "+bitexact"}) as container:
         video_stream = None if video is None else _add_video(container, video)
         feeds = [_AudioFeed(container, track) for track in audio]
         captions = _Captions(container, subtitle_codec, subtitles) if subtitles else None
@@ -94,13 +91,7 @@ def write_media(path: Path, container_format: str, video: VideoTrack | None = No
             feed.finish()
         if captions is not None:
             captions.feed_until(float("inf"))
-    except BaseException:
-        container.close()
-        partial.unlink(missing_ok=True)
-        raise
-    container.close()
-    os.replace(partial, path)
-    return path
+    return Path(path)
 
 
 def _add_video(container: av.container.OutputContainer, video: VideoTrack) -> av.VideoStream:

@@ -12,8 +12,9 @@ after the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,6 +29,24 @@ AUDIO_FRAME_SAMPLES = 1024
 _X264_OPTIONS = {"preset": "veryfast", "crf": "23", "x264-params": "threads=1:no-mbtree=1"}
 
 
+@contextlib.contextmanager
+def output_container(path: Path, container_format: str,
+                     options: dict[str, str] | None = None) -> Iterator[av.container.OutputContainer]:
+    """A PyAV output container writing ``path.partial``, renamed to ``path`` once the block
+    completes; on any error the partial file is removed and nothing appears under ``path``."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    container = av.open(str(partial), mode="w", format=container_format, options=options or {})
+    try:
+        yield container
+    except BaseException:
+        container.close()
+        partial.unlink(missing_ok=True)
+        raise
+    container.close()
+    os.replace(partial, path)
+
+
 def write_mp4(path: Path, frames: Iterable[NDArray[np.uint8]], fps: Fraction, width: int, height: int,
               audio: NDArray[np.float32] | None = None, sample_rate: int = 48_000) -> None:
     """Encode RGB ``frames`` (each ``(height, width, 3)`` uint8) and optional ``audio``.
@@ -35,10 +54,7 @@ def write_mp4(path: Path, frames: Iterable[NDArray[np.uint8]], fps: Fraction, wi
     ``audio``: ``(channels, samples)`` float32 in [-1, 1], 1 or 2 channels, or None for a file
     without an audio stream. The file appears under ``path`` only once complete.
     """
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    container = av.open(str(partial), mode="w", format="mp4")
-    try:
+    with output_container(path, "mp4") as container:
         video = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.thread_count = 1  # PyAV would otherwise open x264 with automatic threads
@@ -52,12 +68,6 @@ def write_mp4(path: Path, frames: Iterable[NDArray[np.uint8]], fps: Fraction, wi
         container.mux(video.encode())
         if sound is not None:
             sound.finish()
-    except BaseException:
-        container.close()
-        partial.unlink(missing_ok=True)
-        raise
-    container.close()
-    os.replace(partial, path)
 
 
 class _AudioFeed:
