@@ -82,6 +82,27 @@ def synthetic_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def runner_corpus(tmp_path_factory) -> Path:
+    """A small corpus (4 videos of 4 s and 3 bad inputs) the runner tests build on every runner."""
+    from pseudo3d.logs import native_stderr_silenced
+    from pseudo3d.synth.corpus import make_corpus
+
+    folder = tmp_path_factory.mktemp("runner_corpus")
+    with native_stderr_silenced():
+        make_corpus(folder, n_videos=4, seconds=4.0, seed=5, bad_inputs=True)
+    return folder
+
+
+def dataset_digests(out: Path) -> dict[str, str]:
+    """SHA-256 of every file in ``shards/`` and of the dataset-level Parquet files, by path."""
+    import hashlib
+
+    files = sorted((out / "shards").iterdir()) + [out / name for name in ("sources.parquet", "manifest.parquet",
+                                                                           "failures.parquet")]
+    return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+
+
+@pytest.fixture(scope="session")
 def e2e_config():
     from pseudo3d.config import BuildConfig
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -107,19 +108,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = _build_config(args)
     if args.address is not None and args.runner != "ray":
         raise Pseudo3DError("--address is for --runner ray")
+    if args.beam_option and args.runner != "beam":
+        raise Pseudo3DError("--beam-option is for --runner beam")
     sources = resolve_sources(args.inputs, config.limits.allowed_protocols)
-    if args.runner == "ray":
-        try:
-            from pseudo3d.pipelines.runners.ray import build_ray
-        except ImportError as exc:
-            raise Pseudo3DError(f"--runner ray needs Ray: pip install 'pseudo3d[ray]' ({exc})") from None
-        report = build_ray(sources, Path(args.out), config, address=args.address, workers=args.workers,
-                           overwrite=args.overwrite, progress=not args.quiet)
+    common = {"workers": args.workers, "overwrite": args.overwrite, "progress": not args.quiet}
+    if args.runner == "beam":
+        report = _runner("beam", "Apache Beam").build_beam(sources, Path(args.out), config,
+                                                           options=args.beam_option, **common)
+    elif args.runner == "ray":
+        report = _runner("ray", "Ray").build_ray(sources, Path(args.out), config, address=args.address, **common)
     else:
-        report = build_local(sources, Path(args.out), config, workers=args.workers,
-                             overwrite=args.overwrite, progress=not args.quiet)
+        report = build_local(sources, Path(args.out), config, **common)
     print(format_report(report))
     return 0
+
+
+def _runner(name: str, needs: str):
+    """The runner module for ``--runner name``, or an error saying which extra installs it."""
+    try:
+        return importlib.import_module(f"pseudo3d.pipelines.runners.{name}")
+    except ImportError as exc:
+        raise Pseudo3DError(f"--runner {name} needs {needs}: pip install 'pseudo3d[{name}]' ({exc})") from None
 
 
 def format_report(report) -> str:
@@ -216,15 +225,18 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="directory, glob, video file or list file (.csv/.tsv/.parquet with a 'path' column, or .txt)")
     build.add_argument("--out", required=True, metavar="DATASET", help="dataset directory (created or resumed)")
-    build.add_argument("--runner", choices=["local", "ray"], default="local",
-                       help="execution engine: local processes (default) or a Ray cluster")
+    build.add_argument("--runner", choices=["local", "ray", "beam"], default="local",
+                       help="execution engine: local processes (default), a Ray cluster or an Apache Beam pipeline")
     build.add_argument("--address", metavar="auto|HOST:PORT|ray://HOST:PORT",
                        help="Ray cluster to join (default: start a private one on 127.0.0.1)")
+    build.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="Beam pipeline option, repeatable, e.g. runner=FlinkRunner "
+                            "(default: the DirectRunner on this machine; KEY alone for a switch)")
     build.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                        help="reconstruction backend (default mediapipe; deca and flame-fit need FLAME assets)")
     build.add_argument("--config", metavar="YAML", help="build configuration file (see configs/build.yaml)")
     build.add_argument("--workers", type=_non_negative_int, default=0,
-                       help="worker processes, or Ray CPU actors (default: all cores)")
+                       help="worker processes, Ray CPU actors or DirectRunner workers (default: all cores)")
     build.add_argument("--fps", type=_positive_float, default=None, help="output frame rate (overrides decode.fps)")
     build.add_argument("--min-clip-s", type=_positive_float, default=None,
                        help="shortest clip kept, seconds (overrides track.min_clip_s)")

@@ -1,5 +1,6 @@
 """infra/: the cluster-launcher YAML, the KubeRay manifests and the Dockerfile say what they must."""
 
+import re
 import shlex
 from pathlib import Path
 
@@ -78,3 +79,45 @@ def test_the_image_installs_pseudo3d_with_ray_at_the_pinned_version():
     assert '-c constraints.txt ".[ray,train]"' in dockerfile
     pins = (INFRA.parent / "constraints.txt").read_text()
     assert "ray==2.60.0" in pins
+
+
+def _script_commands(path: Path) -> list[list[str]]:
+    """The ``pseudo3d build`` commands of a shell script, commented examples included, with each
+    ``$VAR`` replaced by its default (``${VAR:-default}``) or a placeholder (``${VAR:?...}``)."""
+    text = path.read_text()
+    values = {name: default if kind == "-" else f"/shared/{name.lower()}"
+              for name, kind, default in re.findall(r"^(\w+)=\$\{\w+:([-?])([^}]*)\}", text, re.M)}
+    lines = [re.sub(r"^\s*#\s?", "", line) for line in text.splitlines()]
+    text = "\n".join(lines).replace("\\\n", " ")
+    text = text.replace('"${JAR_OPTION[@]}"', "")
+    text = re.sub(r"\$\{?(\w+)\}?", lambda match: values.get(match.group(1), match.group(0)), text)
+    commands = []
+    for line in text.splitlines():
+        if "pseudo3d build " in line:
+            commands.append(shlex.split(line[line.index("pseudo3d build "):])[1:])
+    return commands
+
+
+@pytest.mark.parametrize("name, runner", [("flink.sh", "FlinkRunner"), ("dataflow.sh", "DataflowRunner")])
+def test_beam_scripts_run_real_commands_with_real_beam_options(name, runner):
+    pytest.importorskip("apache_beam")
+    from pseudo3d.pipelines.runners.beam import pipeline_options
+
+    commands = _script_commands(INFRA / "beam" / name)
+    assert commands
+    for arguments in commands:
+        parsed = make_parser().parse_args(arguments)
+        assert parsed.runner == "beam"
+        options = pipeline_options(parsed.beam_option).get_all_options()   # every key and value is Beam's
+        assert options["runner"] == runner
+    if runner == "FlinkRunner":
+        assert options["environment_type"] == "EXTERNAL" and options["flink_version"]
+    else:
+        assert options["sdk_container_image"] and options["temp_location"].startswith("/shared/bucket")
+
+
+def test_the_beam_image_matches_the_pinned_beam():
+    dockerfile = (INFRA / "beam" / "Dockerfile").read_text()
+    assert "apache/beam_python3.11_sdk:2.77.0" in dockerfile
+    assert '-c constraints.txt ".[beam,train]"' in dockerfile
+    assert "apache-beam==2.77.0" in (INFRA.parent / "constraints.txt").read_text()

@@ -1,6 +1,5 @@
 """The Ray runner on real Ray clusters on loopback: a two-node cluster, a killed actor, a Ray Job."""
 
-import hashlib
 import os
 import signal
 import socket
@@ -14,10 +13,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from pseudo3d.logs import native_stderr_silenced  # noqa: E402
+from conftest import dataset_digests  # noqa: E402
 from pseudo3d.pipelines.runners.local import build_local  # noqa: E402
 from pseudo3d.pipelines.sources import resolve_sources  # noqa: E402
-from pseudo3d.synth.corpus import make_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -29,18 +27,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _digests(out: Path) -> dict[str, str]:
-    files = sorted(out.glob("shards/shard-*")) + [out / name for name in ("sources.parquet", "manifest.parquet",
-                                                                          "failures.parquet")]
-    return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ray_corpus")
-    with native_stderr_silenced():
-        make_corpus(folder, n_videos=4, seconds=4.0, seed=5, bad_inputs=True)
-    return folder
+def corpus(runner_corpus):
+    return runner_corpus
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +80,7 @@ def test_two_node_cluster_builds_the_local_dataset(cluster, corpus, local_build,
     result = subprocess.run(_build_command(corpus, out, "--address", cluster["address"]), env=cluster["env"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _digests(out) == _digests(local_build)
+    assert dataset_digests(out) == dataset_digests(local_build)
 
 
 def _ray_workers(name: str) -> list[int]:
@@ -126,7 +115,7 @@ def test_a_killed_actor_is_retried_and_nothing_is_lost(cluster, corpus, local_bu
     assert build.returncode == 0, stderr.decode()[-3000:]
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     assert len({row["key"] for row in manifest}) == len(manifest)
-    assert _digests(out) == _digests(local_build)
+    assert dataset_digests(out) == dataset_digests(local_build)
 
 
 def test_the_build_runs_as_a_ray_job(cluster, corpus, local_build, tmp_path):
@@ -136,7 +125,7 @@ def test_the_build_runs_as_a_ray_job(cluster, corpus, local_build, tmp_path):
                             env=cluster["env"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "succeeded" in result.stdout.lower()
-    assert _digests(out) == _digests(local_build)
+    assert dataset_digests(out) == dataset_digests(local_build)
 
 
 def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_build, tmp_path):
@@ -172,4 +161,4 @@ def test_split_pipeline_reconstructs_in_its_own_actors(corpus, local_build, tmp_
     result = subprocess.run([sys.executable, "-c", script, str(corpus), str(out)], env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _digests(out) == _digests(local_build)
+    assert dataset_digests(out) == dataset_digests(local_build)

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pseudo3d.config import ShardConfig
-from pseudo3d.pipelines.shard_writer import ShardWriter, committed_shards, remove_uncommitted
+from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, ShardWriter, committed_shards, outcome_size,
+                                             publish_shard, remove_uncommitted, shard_name)
 from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
 from pseudo3d.schemas.sample import encode_sample
 
@@ -97,3 +98,35 @@ def test_exception_inside_writer_publishes_nothing(tmp_path):
         writer.add(bad)
     writer.abort()
     assert committed_shards(tmp_path) == []
+
+
+def test_staged_shards_published_later_equal_the_writer_s(tmp_path):
+    """The Beam runner's path: the packing rule over sizes, each shard built unpublished in a
+    staging directory, then published; the same files as the streaming writer."""
+    outcomes = [_outcome(i, n) for i, n in enumerate([0, 2, 2, 0, 3, 1, 5])]
+    streamed = _write(tmp_path / "streamed", outcomes, taken=[1], max_samples=4)
+    packer = ShardPacker(ShardConfig(max_samples=4), taken=[1])
+    shard_of = [packer.place(*outcome_size(outcome))[0] for outcome in outcomes]
+    assert [shard_name(index) for index in sorted(set(shard_of))] == streamed
+    staged_dir, published = tmp_path / "staged", tmp_path / "published"
+    published.mkdir()
+    for index in sorted(set(shard_of)):
+        (staged_dir / str(index)).mkdir(parents=True)
+        builder = ShardBuilder(staged_dir / str(index), index, "fp")
+        for outcome, shard in zip(outcomes, shard_of):
+            if shard == index:
+                builder.add(outcome)
+        builder.finish(publish=False)
+        assert not list(published.glob(f"{shard_name(index)}.*"))  # nothing visible before publishing
+        publish_shard(staged_dir / str(index), published, index)
+        publish_shard(staged_dir / str(index), published, index)  # repeating a finished publish is harmless
+    assert _digests(published) == _digests(tmp_path / "streamed")
+
+
+def test_a_runner_s_leftover_staging_directory_is_debris(tmp_path):
+    _write(tmp_path, [_outcome(0, 1)])
+    staging = tmp_path / ".beam-0123abcd.tmp" / "attempt"
+    staging.mkdir(parents=True)
+    (staging / ".shard-000001.tar.tmp").write_bytes(b"partial")
+    assert remove_uncommitted(tmp_path) == [tmp_path / ".beam-0123abcd.tmp"]
+    assert not (tmp_path / ".beam-0123abcd.tmp").exists() and len(committed_shards(tmp_path)) == 1

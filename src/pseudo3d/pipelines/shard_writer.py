@@ -21,8 +21,9 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -71,26 +72,146 @@ def remove_uncommitted(shard_dir: Path) -> list[Path]:
     if not shard_dir.is_dir():
         return removed
     for path in sorted(shard_dir.iterdir()):
-        if path.name.startswith(".") and path.name.endswith(".tmp"):
+        if path.name.startswith(".") and path.name.endswith(".tmp"):  # a file, or a runner's staging directory
             removed.append(path)
         elif path.name.startswith(SHARD_PREFIX) and path.suffix in (".tar", ".parquet"):
             if not path.with_suffix(".json").is_file():
                 removed.append(path)
     for path in removed:
-        path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return removed
 
 
-@dataclass
-class _OpenShard:
-    index: int
-    tar_tmp: Path
-    tar: tarfile.TarFile
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    assets: dict[str, str] = field(default_factory=dict)
-    n_bytes: int = 0
+class ShardPacker:
+    """The packing rule, in one place: which shard each source goes to, given the sources in input
+    order. A shard closes before a source that would push it past ``max_samples`` or ``max_bytes``
+    (a shard holds at least one source however large); new shards take the lowest free indices."""
+
+    def __init__(self, config: ShardConfig, taken: Iterable[int] = ()):
+        self.config = config
+        self._free = _free_indices(set(taken))
+        self._index: int | None = None
+        self._samples = 0
+        self._bytes = 0
+
+    def place(self, n_samples: int, n_bytes: int) -> tuple[int, bool]:
+        """The shard index of the next source and whether that source opens a new shard."""
+        opens = self._index is None or (self._samples > 0 and (
+            self._samples + n_samples > self.config.max_samples or self._bytes + n_bytes > self.config.max_bytes))
+        if opens:
+            self._index = next(self._free)
+            self._samples = self._bytes = 0
+        self._samples += n_samples
+        self._bytes += n_bytes
+        return self._index, opens
+
+
+def outcome_size(outcome: SourceOutcome) -> tuple[int, int]:
+    """What packing needs to know of an outcome: its samples and their bytes."""
+    return len(outcome.samples), sum(sample.n_bytes for sample in outcome.samples)
+
+
+SHARD_FILES = ("tar", "parquet", "json")
+"""A shard's files in publishing order: the stats JSON, the commit marker, comes last."""
+
+
+class ShardBuilder:
+    """One shard being written into ``directory`` under hidden temporary names.
+
+    ``finish(publish=True)`` renames each file into place as soon as it is complete (the local
+    writer's commit); ``publish=False`` leaves all three temporary, for a runner that publishes
+    them later with :func:`publish_shard` (the Beam runner's finalize step).
+    """
+
+    def __init__(self, directory: Path, index: int, fingerprint: str):
+        self.directory = Path(directory)
+        self.index = index
+        self.name = shard_name(index)
+        self.fingerprint = fingerprint
+        self.rows: list[dict[str, Any]] = []
+        self.sources: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self.assets: dict[str, str] = {}
+        self.n_bytes = 0
+        self._tar = tarfile.open(self.temporary("tar"), mode="w", format=tarfile.PAX_FORMAT)
+
+    def temporary(self, suffix: str) -> Path:
+        return _temporary_path(self.directory, self.name, suffix)
+
+    def add(self, outcome: SourceOutcome) -> None:
+        for sample in outcome.samples:
+            self._write_sample(sample)
+        self.sources.append({**outcome.source_row(), "shard": self.name})
+        self.failures.extend(failure.to_row() for failure in outcome.failures)
+        self.assets.update(outcome.assets)
+
+    def abort(self) -> None:
+        self._tar.close()
+        for suffix in SHARD_FILES:
+            self.temporary(suffix).unlink(missing_ok=True)
+
+    def _write_sample(self, sample: EncodedSample) -> None:
+        for suffix, data in sample.members.items():
+            info = tarfile.TarInfo(f"{sample.key}.{suffix}")
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            self._tar.addfile(info, io.BytesIO(data))
+        self.rows.append({**sample.row, "shard": self.name})
+        self.n_bytes += sample.n_bytes
+
+    def finish(self, *, publish: bool) -> None:
+        self._tar.close()
+        tar_tmp = self.temporary("tar")
+        digest = _fsync_and_hash(tar_tmp)
+        tar_size = tar_tmp.stat().st_size
+        if publish:
+            self._publish("tar")
+        pq.write_table(manifest_table(self.rows), self.temporary("parquet"))
+        if publish:
+            self._publish("parquet")
+        stats = {
+            "schema_version": SCHEMA_VERSION,
+            "pseudo3d_version": pseudo3d.__version__,
+            "shard": self.name,
+            "index": self.index,
+            "config_fingerprint": self.fingerprint,
+            "n_samples": len(self.rows),
+            "n_bytes": tar_size,
+            "sha256": digest,
+            "n_frames": int(sum(row["n_frames"] for row in self.rows)),
+            "seconds": float(sum(row["duration_s"] for row in self.rows)),
+            "keys": [row["key"] for row in self.rows],
+            "sources": self.sources,
+            "failures": self.failures,
+            "assets": dict(sorted(self.assets.items())),
+        }
+        with open(self.temporary("json"), "wb") as handle:
+            handle.write(encode_json(stats))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if publish:
+            self._publish("json")  # the commit
+
+    def _publish(self, suffix: str) -> None:
+        os.replace(self.temporary(suffix), self.directory / f"{self.name}.{suffix}")
+
+
+def publish_shard(staged: Path, shard_dir: Path, index: int) -> None:
+    """Move a shard finished with ``publish=False`` in ``staged`` into ``shard_dir``, the commit
+    marker last. Safe to repeat after an interruption: files already moved are left alone."""
+    name = shard_name(index)
+    for suffix in SHARD_FILES:
+        source, target = _temporary_path(Path(staged), name, suffix), Path(shard_dir) / f"{name}.{suffix}"
+        if source.exists():
+            os.replace(source, target)
+        elif not target.exists():
+            raise FileNotFoundError(f"{source}: the staged file of {name} is missing")
 
 
 class ShardWriter:
@@ -99,91 +220,36 @@ class ShardWriter:
     def __init__(self, shard_dir: Path, config: ShardConfig, fingerprint: str, taken: Iterable[int] = ()):
         self.shard_dir = Path(shard_dir)
         self.shard_dir.mkdir(parents=True, exist_ok=True)
-        self.config = config
         self.fingerprint = fingerprint
-        self._free = _free_indices(set(taken))
-        self._open: _OpenShard | None = None
+        self._packer = ShardPacker(config, taken)
+        self._open: ShardBuilder | None = None
         self.committed: list[str] = []
 
     def add(self, outcome: SourceOutcome) -> None:
-        size = sum(sample.n_bytes for sample in outcome.samples)
-        shard = self._open
-        if shard is not None and shard.rows and (
-                len(shard.rows) + len(outcome.samples) > self.config.max_samples
-                or shard.n_bytes + size > self.config.max_bytes):
+        index, opens = self._packer.place(*outcome_size(outcome))
+        if opens:
             self._commit()
-        if self._open is None:
-            self._open = self._start(next(self._free))
-        shard = self._open
-        for sample in outcome.samples:
-            self._write_sample(shard, sample)
-        shard.sources.append({**outcome.source_row(), "shard": shard_name(shard.index)})
-        shard.failures.extend(failure.to_row() for failure in outcome.failures)
-        shard.assets.update(outcome.assets)
+            self._open = ShardBuilder(self.shard_dir, index, self.fingerprint)
+        self._open.add(outcome)
 
     def close(self) -> None:
-        if self._open is not None:
-            self._commit()
+        self._commit()
 
     def abort(self) -> None:
         """Drop the open shard without publishing anything (used when the build fails)."""
         shard, self._open = self._open, None
         if shard is not None:
-            shard.tar.close()
-            shard.tar_tmp.unlink(missing_ok=True)
-
-    def _start(self, index: int) -> _OpenShard:
-        tar_tmp = self.shard_dir / f".{shard_name(index)}.tar.tmp"
-        tar = tarfile.open(tar_tmp, mode="w", format=tarfile.PAX_FORMAT)
-        return _OpenShard(index=index, tar_tmp=tar_tmp, tar=tar)
-
-    def _write_sample(self, shard: _OpenShard, sample: EncodedSample) -> None:
-        for suffix, data in sample.members.items():
-            info = tarfile.TarInfo(f"{sample.key}.{suffix}")
-            info.size = len(data)
-            info.mtime = 0
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            shard.tar.addfile(info, io.BytesIO(data))
-        shard.rows.append({**sample.row, "shard": shard_name(shard.index)})
-        shard.n_bytes += sample.n_bytes
+            shard.abort()
 
     def _commit(self) -> None:
         shard, self._open = self._open, None
-        name = shard_name(shard.index)
-        shard.tar.close()
-        digest = _fsync_and_hash(shard.tar_tmp)
-        tar_path = self.shard_dir / f"{name}.tar"
-        os.replace(shard.tar_tmp, tar_path)
+        if shard is not None:
+            shard.finish(publish=True)
+            self.committed.append(shard.name)
 
-        parquet_tmp = self.shard_dir / f".{name}.parquet.tmp"
-        pq.write_table(manifest_table(shard.rows), parquet_tmp)
-        os.replace(parquet_tmp, self.shard_dir / f"{name}.parquet")
 
-        stats = {
-            "schema_version": SCHEMA_VERSION,
-            "pseudo3d_version": pseudo3d.__version__,
-            "shard": name,
-            "index": shard.index,
-            "config_fingerprint": self.fingerprint,
-            "n_samples": len(shard.rows),
-            "n_bytes": tar_path.stat().st_size,
-            "sha256": digest,
-            "n_frames": int(sum(row["n_frames"] for row in shard.rows)),
-            "seconds": float(sum(row["duration_s"] for row in shard.rows)),
-            "keys": [row["key"] for row in shard.rows],
-            "sources": shard.sources,
-            "failures": shard.failures,
-            "assets": dict(sorted(shard.assets.items())),
-        }
-        json_tmp = self.shard_dir / f".{name}.json.tmp"
-        with open(json_tmp, "wb") as handle:
-            handle.write(encode_json(stats))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(json_tmp, self.shard_dir / f"{name}.json")  # the commit
-        self.committed.append(name)
+def _temporary_path(directory: Path, name: str, suffix: str) -> Path:
+    return directory / f".{name}.{suffix}.tmp"
 
 
 def _fsync_and_hash(path: Path) -> str:

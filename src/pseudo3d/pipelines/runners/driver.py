@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.pipelines.finalize import finalize_dataset
-from pseudo3d.pipelines.output_dir import prepare_output
+from pseudo3d.pipelines.output_dir import ResumeState, prepare_output
 from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Source, SourceOutcome
@@ -53,17 +53,12 @@ class BuildReport:
 def run_build(sources: list[Source], out_dir: Path, config: BuildConfig, produce: Produce, *,
               overwrite: bool = False, progress: bool = True, qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out_dir`` from ``sources`` with ``produce``."""
-    out_dir = Path(out_dir)
-    BACKENDS[config.backend].check_assets(config)
-    state = prepare_output(out_dir, config, overwrite=overwrite)
-    pending = state.pending(sources)
-    report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
-                         processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
-    writer = ShardWriter(out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices)
+    state, pending, report = start_build(sources, out_dir, config, overwrite=overwrite)
+    writer = ShardWriter(report.out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices)
     start = time.perf_counter()
     bar = tqdm(total=len(pending), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
     try:
-        for outcome in produce(pending, out_dir / "logs" / "build.log"):
+        for outcome in produce(pending, report.out_dir / "logs" / "build.log"):
             writer.add(outcome)
             report.processed += 1
             report.ok += outcome.status == "ok"
@@ -82,5 +77,23 @@ def run_build(sources: list[Source], out_dir: Path, config: BuildConfig, produce
         bar.close()
     report.seconds = time.perf_counter() - start
     report.shards_written = list(writer.committed)
-    report.card, report.qa_report = finalize_dataset(out_dir, config, report=qa_report)
+    return finish_build(report, config, qa_report=qa_report)
+
+
+def start_build(sources: list[Source], out_dir: Path, config: BuildConfig, *,
+                overwrite: bool = False) -> tuple[ResumeState, list[Source], BuildReport]:
+    """Check the assets, open (or resume) ``out_dir``: its state, the sources still to build and
+    an empty report. A runner that commits shards itself uses this and :func:`finish_build`."""
+    out_dir = Path(out_dir)
+    BACKENDS[config.backend].check_assets(config)
+    state = prepare_output(out_dir, config, overwrite=overwrite)
+    pending = state.pending(sources)
+    report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
+                         processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
+    return state, pending, report
+
+
+def finish_build(report: BuildReport, config: BuildConfig, *, qa_report: bool = True) -> BuildReport:
+    """Write the dataset-level files and the QA report from the committed shards."""
+    report.card, report.qa_report = finalize_dataset(report.out_dir, config, report=qa_report)
     return report

@@ -60,19 +60,22 @@ def _inject_fault(source: Source) -> None:
                 time.sleep(10 ** 6)
 
 
-def _setup_failure(source: Source) -> SourceOutcome:
-    failure = Failure(source.source_id, source.uri, "setup", "worker_setup_failed", _WORKER_ERROR)
-    return SourceOutcome(source, "failed", failures=[failure], reason=f"worker_setup_failed: {_WORKER_ERROR}")
+def setup_failure(source: Source, error: str) -> SourceOutcome:
+    """The outcome of a source whose worker could not build its stages (``error`` says why)."""
+    failure = Failure(source.source_id, source.uri, "setup", "worker_setup_failed", error)
+    return SourceOutcome(source, "failed", failures=[failure], reason=f"worker_setup_failed: {error}")
 
 
 def _run_source(source: Source) -> SourceOutcome:
     _inject_fault(source)
-    return _setup_failure(source) if _WORKER_PIPELINE is None else _WORKER_PIPELINE(source)
+    return setup_failure(source, _WORKER_ERROR) if _WORKER_PIPELINE is None else _WORKER_PIPELINE(source)
 
 
 def _track_source(source: Source) -> InFlight:
     _inject_fault(source)
-    return InFlight(_setup_failure(source)) if _WORKER_PIPELINE is None else _WORKER_PIPELINE.track(source)
+    if _WORKER_PIPELINE is None:
+        return InFlight(setup_failure(source, _WORKER_ERROR))
+    return _WORKER_PIPELINE.track(source)
 
 
 def died_outcome(source: Source, died: TaskDied) -> SourceOutcome:
