@@ -88,7 +88,7 @@ class SourcePipeline:
                                  f"track.min_clip_s={self.config.track.min_clip_s:g} s long")
             item.clips = tracked.clips
         except Exception as exc:  # StageError, or a bug / unforeseen input: never stops the build
-            _fail_source(outcome, stage, exc)
+            fail_source(outcome, stage, exc)
         return item
 
     def reconstruct(self, items: list[InFlight]) -> None:
@@ -137,7 +137,7 @@ class SourcePipeline:
                     continue
                 outcome.samples.append(encode_clip(result))
         except Exception as exc:
-            _fail_source(outcome, "encode", exc)
+            fail_source(outcome, "encode", exc)
             outcome.samples = []
             return outcome
         if outcome.samples:
@@ -169,11 +169,13 @@ class SourcePipeline:
         return ClipResult(clip=clip, arrays=arrays, meta=meta, metrics=metrics)
 
 
-def _fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:
+def fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:
+    """Mark ``outcome`` failed in ``stage`` because of ``exc``, with its failure row (a runner
+    that catches a stage's exception itself records it the same way)."""
     if isinstance(exc, StageError):
         error, message, stage = exc.error, exc.message, exc.stage
     else:
-        log.exception("unexpected error in stage %s for %s", stage, outcome.source.uri)
+        log.error("unexpected error in stage %s for %s", stage, outcome.source.uri, exc_info=exc)
         error, message = "internal_error", f"{type(exc).__name__}: {exc}"
     outcome.status = "failed"
     outcome.reason = f"{error}: {message}"

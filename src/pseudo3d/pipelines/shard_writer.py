@@ -135,7 +135,6 @@ class ShardBuilder:
         self.sources: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.assets: dict[str, str] = {}
-        self.n_bytes = 0
         self._tar = tarfile.open(self.temporary("tar"), mode="w", format=tarfile.PAX_FORMAT)
 
     def temporary(self, suffix: str) -> Path:
@@ -163,7 +162,6 @@ class ShardBuilder:
             info.uname = info.gname = ""
             self._tar.addfile(info, io.BytesIO(data))
         self.rows.append({**sample.row, "shard": self.name})
-        self.n_bytes += sample.n_bytes
 
     def finish(self, *, publish: bool) -> None:
         self._tar.close()

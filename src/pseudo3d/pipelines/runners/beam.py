@@ -39,13 +39,13 @@ from tqdm import tqdm
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.process import InFlight, SourcePipeline
+from pseudo3d.pipelines.process import InFlight, SourcePipeline, fail_source
 from pseudo3d.pipelines.runners import local
 from pseudo3d.pipelines.runners.driver import BuildReport, finish_build, start_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
 from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, committed_shards, outcome_size,
                                              publish_shard)
-from pseudo3d.schemas.records import Failure, Source, SourceOutcome
+from pseudo3d.schemas.records import Source, SourceOutcome
 
 _root, _guard = logging.getLogger(), logging.NullHandler()
 _root.addHandler(_guard)  # Beam logs through the root logger while importing; never let it configure logging
@@ -293,12 +293,8 @@ class _ReconstructHandler(ModelHandler):
 def _batch_failed(dead: tuple[Sequence[tuple[int, InFlight]], Exception]) -> Iterator[tuple[int, SourceOutcome]]:
     batch, exc = dead
     for index, item in batch:
-        outcome = item.outcome
-        message = f"{type(exc).__name__}: {exc}"
-        outcome.status, outcome.reason, outcome.samples = "failed", f"internal_error: {message}", []
-        outcome.failures.append(Failure(outcome.source.source_id, outcome.source.uri, "reconstruct",
-                                        "internal_error", message))
-        yield index, outcome
+        fail_source(item.outcome, "reconstruct", exc)
+        yield index, item.outcome
 
 
 class _CountFn(beam.DoFn):
