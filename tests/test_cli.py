@@ -86,3 +86,79 @@ def test_synth_bad_corpus(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "bad"), "--bad-corpus", "-q"]) == 0
     assert "docs/hardening.md" in capsys.readouterr().out
     assert len([p for p in (tmp_path / "bad").iterdir() if not p.name.endswith(".json")]) == len(BAD_KINDS)
+
+
+# --- Unreadable user data: one line naming the file, exit 2, never a traceback -------------------
+
+def _garbage(tmp_path):
+    """Files that are not what their names say."""
+    (tmp_path / "shard.tar").write_text("not a tar\n")
+    (tmp_path / "text.npy").write_text("not numbers\n")
+    (tmp_path / "broken.flac").write_bytes(b"fLaC\x00\x00\x00\x22" + b"\x00" * 20)
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    (dataset / "dataset.json").write_text("{not json")
+    beat = tmp_path / "beat" / "1"
+    beat.mkdir(parents=True)
+    (beat / "1_take_0_1_1.json").write_text("{not json")
+    (beat / "1_take_0_1_1.wav").write_bytes(b"RIFF")
+    return tmp_path
+
+
+def _one_error_line(capsys, code, name):
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("pseudo3d ")]
+    assert len(lines) == 1 and name in lines[0], err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["inspect", "{d}/shard.tar"], "shard.tar"),
+    (["inspect", "{d}/ds"], "ds"),
+    (["qa", "{d}/ds"], "dataset.json"),
+])
+def test_unreadable_datasets_are_one_line_naming_the_file(tmp_path, capsys, argv, name):
+    d = _garbage(tmp_path)
+    line = _one_error_line(capsys, main([arg.format(d=d) for arg in argv]), name)
+    assert str(d) in line
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["animate", "{d}/text.npy", "--checkpoint", "{d}/run", "--out", "{d}/o.npz"], "text.npy"),
+    (["animate", "{d}/broken.flac", "--checkpoint", "{d}/run", "--out", "{d}/o.npz"], "broken.flac"),
+    (["train", "pretrain", "--data", "{d}/shard.tar", "--out", "{d}/run", "--steps", "1"], "shard.tar"),
+    (["train", "finetune", "--from-scratch", "--data", "{d}/beat", "--format", "beat", "--out", "{d}/run",
+      "--steps", "1"], "1_take_0_1_1.json"),
+])
+def test_unreadable_training_data_is_one_line_naming_the_file(tmp_path, capsys, argv, name):
+    pytest.importorskip("torch")
+    d = _garbage(tmp_path)
+    line = _one_error_line(capsys, main([arg.format(d=d) for arg in argv]), name)
+    assert not (d / "o.npz").exists()
+    if argv[0] == "train":
+        assert "--data" in line
+
+
+@pytest.mark.slow
+def test_eval_on_unreadable_data_is_one_line_naming_the_file(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from pseudo3d.synth.beat import write_synthetic_beat
+
+    beat = write_synthetic_beat(tmp_path / "beat_ok", sequences=2, seconds=1.5, seed=0)
+    run = tmp_path / "run"
+    assert main(["train", "finetune", "--from-scratch", "--data", str(beat), "--format", "beat", "--out", str(run),
+                 "--steps", "1", "--batch-size", "2", "--num-workers", "0", "--window-s", "1.0", "-q"]) == 0
+    d = _garbage(tmp_path)
+    capsys.readouterr()
+    _one_error_line(capsys, main(["eval", "--checkpoint", str(run), "--data", str(d / "shard.tar")]), "shard.tar")
+    _one_error_line(capsys, main(["eval", "--checkpoint", str(run), "--data", str(d / "beat"), "--format", "beat"]),
+                    "1_take_0_1_1.json")
+
+
+def test_the_traceback_is_shown_with_verbose(tmp_path, capsys):
+    d = _garbage(tmp_path)
+    assert main(["-v", "inspect", str(d / "shard.tar")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("pseudo3d inspect: error: ")

@@ -1,4 +1,11 @@
-"""The ``pseudo3d`` command line."""
+"""The ``pseudo3d`` command line.
+
+Errors reach the user as one line on stderr and exit status 2, never as a traceback: a
+:class:`~pseudo3d.errors.Pseudo3DError` with its message, and any other exception (a reader of
+user data failing in its own way: a corrupt tar, JSON that is not JSON, a truncated FLAC) with
+the command's input files named, the exception's type and message. ``pseudo3d -v`` also prints
+the traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from pseudo3d.errors import Pseudo3DError
@@ -88,6 +96,8 @@ def _build_config(args: argparse.Namespace):
         overrides["decode"] = {"fps": args.fps}
     if args.min_clip_s is not None:
         overrides["track"] = {"min_clip_s": args.min_clip_s}
+    if args.sync_model is not None:
+        overrides["qa"] = {"sync_model": _absolute(args.sync_model)}
     reconstruct = {name: value for name, value in (
         ("flame_model", _absolute(args.flame_model)), ("landmark_embedding", _absolute(args.landmark_embedding)),
         ("deca_checkpoint", _absolute(args.deca_checkpoint)), ("device", args.device), ("batch_size", args.batch_size),
@@ -219,7 +229,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="write the bad-input corpus instead: one file of each broken, odd or hostile kind "
                             "(see docs/hardening.md)")
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(func=cmd_synth)
+    synth.set_defaults(func=cmd_synth, inputs=())
 
     build = commands.add_parser("build", help="build a dataset from videos")
     build.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -244,17 +254,20 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--landmark-embedding", metavar="FILE",
                        help="FLAME landmark embedding (mediapipe_landmark_embedding.npz, or DECA's landmark_embedding.npy)")
     build.add_argument("--deca-checkpoint", metavar="TAR", help="DECA's deca_model.tar")
-    build.add_argument("--device", help="reconstruction device: auto (default), cpu, cuda, cuda:N")
+    build.add_argument("--sync-model", metavar="FILE",
+                       help="SyncNet weights (VGG's syncnet_v2.model): also score every clip's lip sync as LSE-D/LSE-C "
+                            "and filter on them (sets qa.sync_model; see docs/qa.md)")
+    build.add_argument("--device", help="reconstruction (and SyncNet) device: auto (default), cpu, cuda, cuda:N")
     build.add_argument("--batch-size", type=_positive_int, help="frames per GPU batch (default 256)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset instead of resuming it")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(func=cmd_build)
+    build.set_defaults(func=cmd_build, inputs=("inputs", "config"))
 
     qa = commands.add_parser("qa", help="redraw DATASET/qa/report.html and print the QA summary")
     qa.add_argument("dataset", metavar="DATASET")
     qa.add_argument("--json", metavar="PATH", help="also write the summary as JSON (for dashboards)")
     qa.add_argument("--gallery", type=_non_negative_int, default=6, help="sample clips in the report's gallery (default 6)")
-    qa.set_defaults(func=cmd_qa)
+    qa.set_defaults(func=cmd_qa, inputs=("dataset",))
 
     from pseudo3d.training.cli import add_commands as add_training_commands
 
@@ -262,7 +275,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="summarise a dataset directory or a shard")
     inspect.add_argument("path", metavar="DATASET_OR_SHARD")
-    inspect.set_defaults(func=cmd_inspect)
+    inspect.set_defaults(func=cmd_inspect, inputs=("path",))
 
     demo = commands.add_parser("demo", help="synthesise a small corpus, build it and show the result")
     demo.add_argument("--out", default="pseudo3d-demo", help="demo directory (default ./pseudo3d-demo)")
@@ -271,7 +284,7 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_non_negative_int, default=0)
     demo.add_argument("--workers", type=_non_negative_int, default=0)
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, inputs=())
     return parser
 
 
@@ -282,12 +295,50 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Pseudo3DError as exc:
-        print(f"pseudo3d {args.command}: error: {exc}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        print(_one_line(f"pseudo3d {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pseudo3d {args.command}: interrupted; committed shards are kept and a re-run resumes",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - whatever a reader of user data raises, one line
+        if args.verbose:
+            traceback.print_exc()
+        print(_one_line(f"pseudo3d {args.command}: error: {describe_failure(args, exc)}"), file=sys.stderr)
+        return 2
+
+
+def describe_failure(args: argparse.Namespace, exc: BaseException) -> str:
+    """``exc`` in words for one line: the file it names (an ``OSError``'s) or else the command's
+    input files, then the exception's type and message."""
+    named = getattr(exc, "filename", None)
+    where = str(named) if named else _inputs(args)
+    kind = type(exc).__name__
+    module = type(exc).__module__
+    if module not in ("builtins", "__main__"):
+        kind = f"{module.split('.')[0]}.{kind}"
+    reason = str(exc) or "no details"
+    hint = "" if args.verbose else " (pseudo3d -v shows the traceback)"
+    return f"{where}: {kind}: {reason}{hint}" if where else f"{kind}: {reason}{hint}"
+
+
+def _inputs(args: argparse.Namespace) -> str:
+    """The user-given input paths of the command (its ``inputs`` default): ``AUDIO --checkpoint RUN``."""
+    parts = []
+    for name in getattr(args, "inputs", ()):
+        value = getattr(args, name, None)
+        if value is None or value == []:
+            continue
+        values = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        positional = name in ("inputs", "dataset", "path", "audio")
+        parts.append(values if positional else f"--{name.replace('_', '-')} {values}")
+    return " ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

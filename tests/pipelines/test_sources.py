@@ -100,3 +100,24 @@ def test_an_input_url_whose_protocol_is_not_allowed_is_refused_before_listing():
     with pytest.raises(Pseudo3DError, match="limits.allowed_protocols"):
         resolve_sources(["memory://guarded"], allowed_protocols=("file",))
     assert len(resolve_sources(["memory://guarded"], allowed_protocols=("file", "memory"))) == 1
+
+
+def test_existing_paths_with_glob_characters_are_taken_literally(tmp_path):
+    takes = tmp_path / "takes [2020]"
+    (takes / "day?").mkdir(parents=True)
+    for name in ("clip[1].mp4", "clip1.mp4", "star*.mkv", "day?/b.mp4"):
+        (takes / name).write_bytes(b"x")
+    # a file whose name is also a pattern matching another file
+    assert [s.uri for s in resolve_sources([str(takes / "clip[1].mp4")])] == [str(takes / "clip[1].mp4")]
+    assert [s.uri for s in resolve_sources([str(takes / "star*.mkv")])] == [str(takes / "star*.mkv")]
+    # a folder with brackets in its name
+    sources = resolve_sources([str(takes)])
+    assert [s.identity for s in sources] == ["takes [2020]/clip1.mp4", "takes [2020]/clip[1].mp4",
+                                             "takes [2020]/day?/b.mp4", "takes [2020]/star*.mkv"]
+    assert len({s.source_id for s in sources}) == 4
+    # a pattern inside that folder: the existing folder is literal, the rest a pattern
+    sources = resolve_sources([str(takes / "*.mp4")])
+    assert [s.identity for s in sources] == ["takes [2020]/clip1.mp4", "takes [2020]/clip[1].mp4"]
+    assert [s.identity for s in resolve_sources([str(takes / "day?" / "*.mp4")])] == ["day?/b.mp4"]
+    # a pattern that names no existing file still globs: [1] is the character class {1}
+    assert [s.identity for s in resolve_sources([str(takes / "clip[12].mp4")])] == ["takes [2020]/clip1.mp4"]

@@ -1,4 +1,5 @@
 import json
+from fractions import Fraction
 
 import av
 import cv2
@@ -14,7 +15,10 @@ FACE_KINDS = {
     "rotation_90", "rotation_180", "rotation_270", "variable_frame_rate", "pix_fmt_yuv420p10le",
     "pix_fmt_yuv444p", "tiny_48x48", "multi_stream", "short_audio", "single_frame", "two_faces",
     "tiny_face_full_body", "corrupted_packets", "webm_vp9_opus", "mkv_h264",
+    "anamorphic_sar", "avi_b_frames", "missing_timestamps", "audio_format_change",
 }
+# Kinds whose timestamps are broken on purpose: what PyAV reports is not the truth's times.
+BROKEN_TIMES = {"corrupted_packets", "avi_b_frames", "missing_timestamps", "audio_format_change"}
 UNOPENABLE = ("zero_byte", "truncated_moov", "random_bytes", "text_file", "hls_playlist")
 
 
@@ -52,11 +56,12 @@ def audio_seconds(path, index=0):
 def test_every_kind_is_written_once_under_its_name(corpus):
     out_dir, paths, calls = corpus
     assert list(paths) == list(BAD_KINDS) == list(BAD_KIND_DESCRIPTIONS)
-    assert len(BAD_KINDS) == 23
+    assert len(BAD_KINDS) == 27
     assert {kind: path.name for kind, path in paths.items()} == {kind: bad_file_name(kind) for kind in BAD_KINDS}
     assert paths["webm_vp9_opus"].name == "webm_vp9_opus.webm" and paths["mkv_h264"].name == "mkv_h264.mkv"
-    assert paths["hls_playlist"].name == "hls_playlist.mp4"
-    assert [(done, total) for done, total, _ in calls] == [(i, 23) for i in range(1, 24)]
+    assert paths["hls_playlist"].name == "hls_playlist.mp4" and paths["avi_b_frames"].name == "avi_b_frames.avi"
+    assert paths["missing_timestamps"].name == "missing_timestamps.ts"
+    assert [(done, total) for done, total, _ in calls] == [(i, 27) for i in range(1, 28)]
     assert sorted(name for _, _, name in calls) == sorted(path.name for path in paths.values())
     assert not list(out_dir.glob("*.partial"))
     sidecars = {path.name.removesuffix(".truth.json") for path in out_dir.glob("*.truth.json")}
@@ -66,7 +71,7 @@ def test_every_kind_is_written_once_under_its_name(corpus):
 @pytest.mark.slow
 def test_truth_sidecars_match_their_videos(corpus):
     _, paths, _ = corpus
-    for kind in sorted(FACE_KINDS - {"corrupted_packets"}):
+    for kind in sorted(FACE_KINDS - BROKEN_TIMES):
         record = truth(paths, kind)
         assert record["kind"] == kind
         assert len(record["times_s"]) == len(record["mouth_open"]) == record["n_frames"]
@@ -232,9 +237,54 @@ def test_matroska_family(corpus, kind, video_codec, audio_codec):
 
 
 @pytest.mark.slow
+def test_anamorphic_video_stores_squeezed_pixels(corpus):
+    _, paths, _ = corpus
+    record = truth(paths, "anamorphic_sar")
+    assert record["stored_size"] == [240, 240] and record["display_size"] == [320, 240]
+    with av.open(str(paths["anamorphic_sar"])) as container:
+        stream = container.streams.video[0]
+        assert stream.sample_aspect_ratio == Fraction(4, 3) == stream.codec_context.sample_aspect_ratio
+        frame = next(container.decode(stream))
+    assert (frame.width, frame.height) == (240, 240)
+    upright = render_talking_clip(SEED, kind_key("anamorphic_sar"), 320, 240, uniform_times(25.0, CLIP_S)).frames[0]
+    shown = frame.to_ndarray(format="rgb24", width=320, height=240)
+    assert np.abs(shown.astype(int) - upright).mean() < 8.0
+
+
+def _decoding_order_times(path):
+    with av.open(str(path)) as container:
+        return [frame.time for frame in container.decode(video=0)]
+
+
+@pytest.mark.slow
+def test_timestamp_kinds_reproduce_what_real_files_do(corpus):
+    _, paths, _ = corpus
+    times = _decoding_order_times(paths["avi_b_frames"])
+    assert len(times) == 75 and times[0] == pytest.approx(0.04)                 # one frame late
+    assert sum(later <= earlier for earlier, later in zip(times, times[1:])) > 5  # out of order
+    with av.open(str(paths["avi_b_frames"])) as container:
+        assert container.format.name == "avi"
+        assert container.streams.audio[0].codec_context.name == "pcm_s16le"
+    times = _decoding_order_times(paths["missing_timestamps"])
+    record = truth(paths, "missing_timestamps")
+    assert len(times) == 75 and times[0] is None
+    assert sum(t is None for t in times) >= record["video_pes_without_timestamp"] - 2 >= 30
+    with av.open(str(paths["audio_format_change"])) as container:
+        formats = []
+        for frame in container.decode(audio=0):
+            if not formats or formats[-1][:2] != (frame.sample_rate, frame.layout.name):
+                formats.append((frame.sample_rate, frame.layout.name, frame.time))
+    assert [f[:2] for f in formats] == [(48_000, "mono"), (44_100, "stereo")]
+    # The second recording's sound (priming included) starts with frame 38, 0.12 s on the clock.
+    assert formats[1][2] == pytest.approx(0.12 + 38 / 25, abs=0.03)
+    assert truth(paths, "audio_format_change")["audio_formats"][1] == [44_100, "stereo", 1.52]
+
+
+@pytest.mark.slow
 def test_same_seed_gives_the_same_bytes(corpus, tmp_path):
     _, paths, _ = corpus
-    kinds = ["random_bytes", "variable_frame_rate", "multi_stream", "corrupted_packets", "webm_vp9_opus"]
+    kinds = ["random_bytes", "variable_frame_rate", "multi_stream", "corrupted_packets", "webm_vp9_opus",
+             "avi_b_frames", "audio_format_change"]
     again = make_bad_corpus(tmp_path / "again", seed=SEED, kinds=kinds)
     assert list(again) == kinds
     for kind in kinds:

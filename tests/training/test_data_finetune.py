@@ -19,6 +19,7 @@ from pseudo3d.synth.beat import write_synthetic_beat  # noqa: E402
 from pseudo3d.synth.vocaset import write_synthetic_vocaset  # noqa: E402
 from pseudo3d.training.data import ARKIT_BLENDSHAPES, FinetuneWindows, collate_windows  # noqa: E402
 from pseudo3d.training.data.audio_files import read_audio_16k  # noqa: E402
+from pseudo3d.training.data.finetune_beat import read_blendshape_json  # noqa: E402
 
 SECONDS = 2.5
 
@@ -123,20 +124,49 @@ def test_short_sequences_are_skipped(beat):
     assert len(windows) == 0 and len(windows.short_sequences) == 5
 
 
+def _skipped(caplog) -> dict[str, str]:
+    """File name → the reason of each 'skipping' warning logged."""
+    found = {}
+    for record in caplog.records:
+        if record.levelname == "WARNING" and ": skipping " in record.getMessage():
+            path, _, reason = record.getMessage().split(": skipping ", 1)[1].partition(": ")
+            found[Path(path).name] = reason
+    return found
+
+
+def test_vocaset_stray_files_are_skipped_with_a_warning_naming_them(vocaset, tmp_path, caplog):
+    root = _copy(vocaset, tmp_path)
+    wav = vocaset / "wav" / "SynthTalk_000001_00001_TA_sentence01.wav"
+    # a .npy of another kind (per-frame landmarks of a known subject), with a wav beside it
+    np.save(root / "vertices_npy" / "SynthTalk_000001_00001_TA_landmarks.npy", np.zeros((150, 68, 2), np.float32))
+    shutil.copy(wav, root / "wav" / "SynthTalk_000001_00001_TA_landmarks.wav")
+    # a subject templates.pkl does not know
+    np.save(root / "vertices_npy" / "Stranger_sentence01.npy", np.zeros((150, 1434), np.float32))
+    shutil.copy(wav, root / "wav" / "Stranger_sentence01.wav")
+    # a text file named .npy, and a sequence whose wav is missing
+    (root / "vertices_npy" / "SynthTalk_000001_00002_TA_notes.npy").write_text("not an array\n")
+    (root / "wav" / "SynthTalk_000001_00002_TA_sentence02.wav").unlink()
+    # an unrelated .json at the root
+    (root / "README.json").write_text('{"about": "VOCASET"}')
+    with caplog.at_level("WARNING"):
+        windows = FinetuneWindows(root, "vocaset", 30, val_fraction=0.0)
+    assert sorted(s.id for s in windows.sequences) == sorted(
+        p.stem for p in (vocaset / "vertices_npy").glob("*.npy") if p.stem != "SynthTalk_000001_00002_TA_sentence02")
+    skipped = _skipped(caplog)
+    assert set(skipped) == {"SynthTalk_000001_00001_TA_landmarks.npy", "Stranger_sentence01.npy",
+                            "SynthTalk_000001_00002_TA_notes.npy", "SynthTalk_000001_00002_TA_sentence02.npy"}
+    assert "shape (150, 68, 2), expected (T, 1434)" in skipped["SynthTalk_000001_00001_TA_landmarks.npy"]
+    assert "starts with no subject" in skipped["Stranger_sentence01.npy"]
+    assert "not a plain numeric .npy" in skipped["SynthTalk_000001_00002_TA_notes.npy"]
+    assert "sentence02.wav does not exist" in skipped["SynthTalk_000001_00002_TA_sentence02.npy"]
+
+
 def test_vocaset_layout_errors_name_the_file(vocaset, tmp_path):
     root = _copy(vocaset, tmp_path)
-    (root / "wav" / "SynthTalk_000001_00002_TA_sentence02.wav").unlink()
-    with pytest.raises(FileNotFoundError, match=r"SynthTalk_000001_00002_TA_sentence02\.wav"):
-        FinetuneWindows(root, "vocaset", 30)
-    np.save(root / "vertices_npy" / "Stranger_sentence01.npy", np.zeros((10, 1434), np.float32))
-    shutil.copy(vocaset / "wav" / "SynthTalk_000001_00001_TA_sentence01.wav", root / "wav" / "Stranger_sentence01.wav")
-    shutil.copy(vocaset / "wav" / "SynthTalk_000001_00001_TA_sentence01.wav",
-                root / "wav" / "SynthTalk_000001_00002_TA_sentence02.wav")
-    with pytest.raises(ValueError, match=r"Stranger_sentence01\.npy: its name starts with no subject"):
-        FinetuneWindows(root, "vocaset", 30)
-    (root / "vertices_npy" / "Stranger_sentence01.npy").unlink()
-    np.save(root / "vertices_npy" / "SynthTalk_000001_00002_TA_sentence02.npy", np.zeros((10, 99), np.float32))
-    with pytest.raises(ValueError, match=r"sentence02\.npy: shape \(10, 99\), expected \(T, 1434\)"):
+    for path in (root / "vertices_npy").glob("*.npy"):
+        np.save(path, np.zeros((10, 99), np.float32))
+    with pytest.raises(ValueError, match=r"none of the 6 \.npy files is a usable sequence \(the first: "
+                                         r"SynthTalk_000001_00001_TA_sentence01\.npy: shape \(10, 99\)"):
         FinetuneWindows(root, "vocaset", 30)
     with pytest.raises(ValueError, match="not in templates.pkl"):
         FinetuneWindows(vocaset, "vocaset", 30, subjects=["Nobody"])
@@ -154,21 +184,43 @@ def test_templates_pickle_is_read_without_running_it(vocaset, tmp_path):
         FinetuneWindows(root, "vocaset", 30)
 
 
+def test_beat_stray_files_are_skipped_with_a_warning_naming_them(beat, tmp_path, caplog):
+    root = _copy(beat, tmp_path)
+    takes = sorted(root.rglob("*.json"))
+    wav = takes[0].with_suffix(".wav")
+    (root / "meta.json").write_text('{"dataset": "BEAT", "version": "0.2.1"}')       # unrelated, no wav
+    (root / "1" / "notes.json").write_text('{"frames": "none"}')                     # not a take
+    shutil.copy(wav, root / "1" / "notes.wav")
+    (root / "1" / "broken.json").write_text("{not json")
+    shutil.copy(wav, root / "1" / "broken.wav")
+    content = json.loads(takes[1].read_text())
+    content["frames"][3]["weights"] = content["frames"][3]["weights"][:-1]
+    takes[1].write_text(json.dumps(content))                                            # a damaged take
+    takes[2].with_suffix(".wav").write_bytes(b"RIFF....WAVEfmt ")                       # an unreadable wav
+    with caplog.at_level("WARNING"):
+        windows = FinetuneWindows(root, "beat", 30, val_fraction=0.0)
+    assert sorted(s.id for s in windows.sequences) == sorted(p.stem for p in takes[:1] + takes[3:])
+    skipped = _skipped(caplog)
+    assert set(skipped) == {"meta.json", "notes.json", "broken.json", takes[1].name, takes[2].name}
+    assert "meta.wav does not exist" in skipped["meta.json"]
+    assert "expected an object with a 'frames' list" in skipped["notes.json"]
+    assert "not readable JSON" in skipped["broken.json"]
+    assert skipped[takes[1].name] == "frame 3 has 51 weights for 52 names"
+    assert takes[2].with_suffix(".wav").name in skipped[takes[2].name]
+
+
 def test_beat_errors_name_the_file(beat, tmp_path):
     root = _copy(beat, tmp_path)
     path = sorted(root.rglob("*.json"))[0]
     content = json.loads(path.read_text())
-    content["frames"][3]["weights"] = content["frames"][3]["weights"][:-1]
-    path.write_text(json.dumps(content))
-    with pytest.raises(ValueError, match=rf"{path.name}: frame 3 has 51 weights for 52 names"):
-        FinetuneWindows(root, "beat", 30)
-    content["frames"][3]["weights"].append(0.0)
     content["names"][0] = "smirk"
     path.write_text(json.dumps(content))
-    with pytest.raises(ValueError, match=rf"{path.name}: \['smirk'\] are not ARKit"):
-        FinetuneWindows(root, "beat", 30)
-    path.with_suffix(".wav").unlink()
-    with pytest.raises(FileNotFoundError, match=rf"{path.stem}\.wav"):
+    with pytest.raises(ValueError, match=rf"BEAT {path}: \['smirk'\] are not ARKit"):
+        read_blendshape_json(path)
+    for other in root.rglob("*.json"):
+        other.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=r"none of the 5 \.json files is a usable take \(the first: "
+                                         r"1_synth_0_1_1\.json: \['smirk'\] are not ARKit"):
         FinetuneWindows(root, "beat", 30)
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -4,10 +4,26 @@ Frames are chosen by timestamp, not by counting: output frame ``k`` (at ``k / fp
 the first video frame) shows the source frame whose presentation time is nearest, so 29.97 fps,
 variable frame rate and dropped frames all land on the same exact grid. The audio is resampled to
 mono at the output sample rate and shifted so that sample 0 is the instant of the first video frame.
+
+Frames are in display geometry: rotation applied, and non-square pixels (a sample aspect ratio
+other than 1:1, as in anamorphic DVD or HDV video) stretched to square ones, so a circle in the
+picture stays a circle and landmarks are in display pixels (see :mod:`pseudo3d.pipelines.probe`).
+
+Timestamps are not trusted to be in order. A decoder returns frames in display order, but the
+times attached to them can be wrong: AVI stores no presentation times, so FFmpeg guesses them
+from the decoding order and B-frames come out with times swapped; MPEG-TS may leave frames
+without a time; broken muxers repeat times. Every decoded frame is therefore used, once, in the
+order the decoder returns it: times are sorted within a window of frames (4, widened to
+:data:`REORDER_DEPTH`, the deepest B-frame reordering H.264 allows, once a time comes out of order
+or missing), a missing time is the previous one plus one source frame period, and so is a time
+that is not later than the previous one. AVI's first frame is shown at the stream's start (see
+:func:`first_frame_time`), so the B-frame delay FFmpeg adds does not cut the start of the sound.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -16,7 +32,8 @@ import numpy as np
 
 from pseudo3d.config import DecodeConfig
 from pseudo3d.errors import StageError
-from pseudo3d.pipelines.media import describe_av_error, open_container, rotate_image
+from pseudo3d.pipelines.audio import read_audio_stream
+from pseudo3d.pipelines.media import Decoding, decode_skipping, describe_av_error, open_container, rotate_image
 from pseudo3d.schemas.records import ProbeInfo, Source
 
 STAGE = "decode"
@@ -29,9 +46,10 @@ class Frame:
     index: int
     """Position on the output grid; the frame is at ``index / fps`` seconds."""
     image: np.ndarray
-    """(H, W, 3) uint8 RGB, rotation applied, possibly downscaled (see ``scale``)."""
+    """(H, W, 3) uint8 RGB in display geometry (rotation applied, pixels square), possibly
+    downscaled (see ``scale``)."""
     scale: float
-    """Working pixels per source pixel (1.0 unless the frame was downscaled)."""
+    """Working pixels per display pixel (1.0 unless the frame was downscaled)."""
     damaged: bool = False
     """The source frame for this time was lost to packets that did not decode; ``image`` is the
     last good frame, and tracking treats this frame as a gap."""
@@ -40,11 +58,13 @@ class Frame:
 class FrameDecoder:
     """Iterate the output-grid frames of one source.
 
-    Packets that do not decode (corrupted data mid-stream) are skipped: ``corrupt_packets``
-    counts them, and output frames whose source frame they held come out ``damaged`` (counted in
-    ``damaged_frames``). Iteration stops early, without raising, if the stream
-    cannot be read further (a truncated file); ``error`` then holds the reason so the caller can
-    keep the good part and still record a failure row. A stream that yields no frame at all raises.
+    Frames are ``probe.width`` x ``probe.height`` display pixels (times ``scale`` when the longer
+    side exceeds ``decode.max_side``). Packets that do not decode (corrupted data mid-stream) are
+    skipped: ``corrupt_packets`` counts them, and output frames whose source frame they held come
+    out ``damaged`` (counted in ``damaged_frames``). Iteration stops early, without raising, if
+    the stream cannot be read further (a truncated file); ``error`` then holds the reason so the
+    caller can keep the good part and still record a failure row. A stream that yields no frame
+    at all raises.
     """
 
     def __init__(self, source: Source, probe: ProbeInfo, config: DecodeConfig):
@@ -53,14 +73,15 @@ class FrameDecoder:
         self.fps = config.fps
         self.error: StageError | None = None
         self.damaged_frames = 0
-        self._decoding = _Decoding()
+        self._decoding = Decoding()
         longest = max(probe.width, probe.height)
         self.scale = min(1.0, config.max_side / longest) if longest else 1.0
         self.size = (max(2, round(probe.width * self.scale)), max(2, round(probe.height * self.scale)))
 
     def __iter__(self) -> Iterator[Frame]:
         rotation = self.probe.rotation
-        # Reformatting happens before rotation, so a 90/270 rotation swaps the coded size.
+        # Reformatting (which also makes the pixels square) happens before rotation, so a 90/270
+        # rotation swaps the size asked of the scaler.
         coded = self.size if rotation in (0, 180) else self.size[::-1]
         source_period = 1.0 / self.probe.fps if self.probe.fps > 0 else 1.0 / self.fps
         step = 1.0 / self.fps
@@ -71,16 +92,12 @@ class FrameDecoder:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             lost = (0.0, 0.0)  # the latest stretch of source time whose frames were lost
-            for frame in _decode_skipping(container, stream, self._decoding):
-                if frame.time is None:
-                    time = (held_time + source_period) if held is not None else 0.0
-                else:
-                    if t0 is None:
-                        t0 = frame.time
-                    time = frame.time - t0
+            clock = DisplayClock(source_period)
+            for frame, time in clock.times(decode_skipping(container, stream, self._decoding)):
+                if t0 is None:
+                    t0 = time
+                time -= t0
                 if held is not None:
-                    if time <= held_time:
-                        continue  # out-of-order or duplicate timestamp: keep the earlier frame
                     midpoint = 0.5 * (held_time + time)
                     if self.corrupt_packets and time - held_time > _LOST_GAP * source_period:
                         # Packets were refused and frames are missing here: grid times inside
@@ -120,39 +137,113 @@ class FrameDecoder:
         return rotate_image(image, rotation)
 
 
-def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int) -> np.ndarray:
-    """The source's first audio stream as (n,) float32 mono at ``sample_rate``, sample 0 at the
-    first video frame. Returns an empty array for a source without audio.
+REORDER_DEPTH = 16
+"""Frames over which out-of-order timestamps are sorted: H.264 reorders at most 16 frames."""
+_FIRST_DEPTH = 4
+"""Frames held back while the timestamps have been in order (B-pyramids reorder up to 3); the
+first time out of order, repeated or missing widens the window to :data:`REORDER_DEPTH`. A 1080p
+frame held costs 3 MB, a 4K one 12 MB."""
 
-    Audio is placed by timestamp: a stretch missing from the stream (packets that did not decode,
-    or a gap in the timestamps) becomes silence of the same length, so what follows stays in
-    sync. A stream that cannot be read further keeps what was read (the clip audio is
-    zero-padded later)."""
+
+class DisplayClock:
+    """Presentation times, in seconds, for video frames taken in the order a decoder returns
+    them (display order), whatever the timestamps attached to them say (see the module doc).
+
+    :meth:`times` holds a few frames back (up to ``depth``) to see the timestamps that follow.
+    The times it gives increase strictly; where the stream's timestamps are in order and present
+    they are those timestamps, unchanged.
+    """
+
+    def __init__(self, period_s: float, depth: int = REORDER_DEPTH):
+        self.period_s = period_s
+        self.depth = depth
+        self._window = min(_FIRST_DEPTH, depth)
+        self._pending: deque[tuple[av.VideoFrame, bool]] = deque()  # (frame, has a timestamp)
+        self._stamps: list[float] = []  # heap of the pending frames' timestamps
+        self._last: float | None = None
+        self._latest_stamp: float | None = None
+
+    def times(self, frames) -> Iterator[tuple[av.VideoFrame, float]]:
+        """``(frame, time_s)`` for each of ``frames``, in the same order."""
+        for frame in frames:
+            time = frame.time
+            self._pending.append((frame, time is not None))
+            if time is None or (self._latest_stamp is not None and time <= self._latest_stamp):
+                self._window = self.depth
+            if time is not None:
+                heapq.heappush(self._stamps, float(time))
+                self._latest_stamp = float(time)
+            while len(self._pending) > self._window:
+                yield self._next()
+        while self._pending:
+            yield self._next()
+
+    def _next(self) -> tuple[av.VideoFrame, float]:
+        frame, stamped = self._pending.popleft()
+        if stamped:
+            # The earliest pending timestamp belongs to the earliest pending frame, whichever
+            # frame it came with.
+            time = heapq.heappop(self._stamps)
+            if self._last is not None and time <= self._last:
+                time = self._last + self.period_s
+        elif self._last is not None:
+            time = self._last + self.period_s
+        else:
+            time = self._first_unstamped()
+        self._last = time
+        return frame, time
+
+    def _first_unstamped(self) -> float:
+        """The time of a first frame without a timestamp: counted back from the first
+        timestamp that follows it, or 0 when none does."""
+        if not self._stamps:
+            return 0.0
+        before = 1 + next(i for i, (_, stamped) in enumerate(self._pending) if stamped)
+        return self._stamps[0] - before * self.period_s
+
+
+def first_frame_time(container, stream, first: av.VideoFrame, following: list[av.VideoFrame]) -> float:
+    """Presentation time in seconds of the first frame a video stream shows: time zero of the
+    output timeline, to which the audio is aligned.
+
+    ``first`` is the first decoded frame and ``following`` the frames decoded after it (a few are
+    enough, to count back from when ``first`` has no timestamp). AVI stores no presentation
+    times: its frames are shown one per period from the stream's start, but FFmpeg dates them
+    from the decoding order plus the decoder's B-frame delay, which would cut that delay off the
+    start of the sound; for AVI with B-frames the stream's start time is used when it is earlier.
+    """
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    clock = DisplayClock(1.0 / float(rate) if rate else 1.0 / 25)
+    time = next(iter(clock.times([first, *following])))[1]
+    avi = "avi" in container.format.name.split(",")
+    if avi and stream.codec_context.has_b_frames and stream.start_time is not None and stream.time_base:
+        time = min(time, float(stream.start_time * stream.time_base))
+    return time
+
+
+def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int, max_s: float | None = None) -> np.ndarray:
+    """The source's first audio stream as (n,) float32 mono at ``sample_rate``, sample 0 at the
+    first video frame (``probe.video_start_s``): audio that starts later is preceded by silence,
+    audio that starts earlier is cut. Returns an empty array for a source without audio. With
+    ``max_s``, at most the first ``max_s`` seconds after the first video frame are read (the
+    caller passes the video's length plus a margin; later sound is never used).
+
+    Read by :func:`pseudo3d.pipelines.audio.read_audio_stream`: any sample format and layout at
+    the right level, rate or layout changes mid-stream resampled through, and audio placed by
+    timestamp: a stretch missing from the stream (packets that did not decode, or a gap in the
+    timestamps) becomes silence of the same length, so what follows stays in sync. A stream
+    that cannot be read further keeps what was read (the clip audio is zero-padded later)."""
     if not probe.has_audio:
         return np.zeros(0, np.float32)
-    chunks: list[np.ndarray] = []
-    first_time = None
-    expected_time = None  # where the next decoded audio frame should start, seconds
     with open_container(source.uri, STAGE) as container:
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
-        decoding = _Decoding()
-        for frame in _decode_skipping(container, stream, decoding):
-            if frame.time is not None:
-                if first_time is None:
-                    first_time = frame.time
-                elif expected_time is not None and frame.time - expected_time > _AUDIO_GAP_S:
-                    chunks.append(np.zeros(round((frame.time - expected_time) * sample_rate), np.float32))
-                expected_time = frame.time + frame.samples / frame.sample_rate
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().mean(axis=0))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().mean(axis=0))
-    problem = decoding.read_error or decoding.first_refusal
-    if problem is not None and not chunks:
-        raise StageError(STAGE, "audio_error", f"the audio stream does not decode: {describe_av_error(problem)}")
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    offset = round(((first_time or 0.0) - probe.video_start_s) * sample_rate)
+        until_s = None if max_s is None else probe.video_start_s + max_s
+        read = read_audio_stream(container, container.streams.audio[0], sample_rate, STAGE, until_s=until_s)
+    audio = read.samples
+    # Without timestamps, the sound is taken to start with the picture.
+    start_s = probe.video_start_s if read.start_s is None else read.start_s
+    offset = round((start_s - probe.video_start_s) * sample_rate)
+    if max_s is not None:
+        offset = min(offset, round(max_s * sample_rate))
     if offset > 0:
         audio = np.concatenate([np.zeros(offset, np.float32), audio])
     elif offset < 0:
@@ -163,41 +254,6 @@ def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int) -> np.ndarr
 _LOST_GAP = 1.5
 """After refused packets, a jump between decoded frames of more than this many source frame
 periods marks the frames in between as lost."""
-_AUDIO_GAP_S = 0.02
-"""A jump in audio timestamps larger than this is filled with silence."""
-
-
-@dataclass
-class _Decoding:
-    """What :func:`_decode_skipping` met on the way."""
-
-    refused: int = 0
-    """Packets the decoder refused (corrupted data)."""
-    first_refusal: Exception | None = None
-    read_error: Exception | None = None
-    """Why the stream could not be read further, if it ended early."""
-
-
-def _decode_skipping(container, stream, decoding: _Decoding) -> Iterator[av.frame.Frame]:
-    """Decoded frames of ``stream``. A packet the decoder refuses is skipped and counted; a
-    stream that cannot be read further (a truncated file) ends the iteration. ``decoding``
-    records both."""
-    packets = container.demux(stream)
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return
-        except av.error.FFmpegError as exc:
-            decoding.read_error = exc
-            return
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError as exc:  # the decoder refused this packet's data
-            decoding.refused += 1
-            decoding.first_refusal = decoding.first_refusal or exc
-            continue
-        yield from frames
 
 
 def slice_audio(audio: np.ndarray, start_frame: int, n_frames: int, fps: float, sample_rate: int) -> np.ndarray:

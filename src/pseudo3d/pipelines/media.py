@@ -8,12 +8,17 @@ Inputs are untrusted, so FFmpeg is held to a policy whenever pseudo3d opens one:
 * ``format_whitelist`` = :data:`ALLOWED_DEMUXERS`: only ordinary media containers are parsed;
   playlist and concatenation demuxers (HLS, ffconcat), which open further files named inside the
   input, and image-sequence or device demuxers are never used. The container actually opened is
-  checked against the list again.
+  checked against the list again. Audio files (``pseudo3d animate``, finetune recordings) may
+  also use the plain audio demuxers of :data:`AUDIO_DEMUXERS`; a build never does.
+
+:func:`decode_skipping` reads one stream's frames through packets that do not decode (skipped and
+counted) and stops quietly where the file cannot be read further, for the video and audio readers.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import av
@@ -27,29 +32,40 @@ from pseudo3d.pipelines.sources import local_path
 ALLOWED_DEMUXERS = ("mov", "matroska", "avi", "mpegts", "flv", "asf", "mpeg", "mxf", "ogg")
 """FFmpeg demuxers pseudo3d opens: MP4/MOV/M4V/3GP, Matroska/WebM, AVI, MPEG-TS, FLV, ASF/WMV,
 MPEG-PS, MXF and Ogg."""
-_FFMPEG_POLICY = {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
+AUDIO_DEMUXERS = ("wav", "w64", "aiff", "flac", "mp3", "aac", "caf")
+"""Demuxers allowed in addition when an audio file is read (``audio=True``): WAV/Wave64, AIFF,
+FLAC, MP3, ADTS AAC and CAF. M4A/AAC-in-MP4 (``mov``), Opus/Vorbis (``ogg``) and MKA/WebM
+(``matroska``) are in :data:`ALLOWED_DEMUXERS` already."""
+
+
+def _policy(demuxers: tuple[str, ...]) -> dict[str, str]:
+    return {"protocol_whitelist": "file", "format_whitelist": ",".join(demuxers)}
 
 
 @contextlib.contextmanager
-def open_container(uri: str, stage: str) -> Iterator[av.container.InputContainer]:
+def open_container(uri: str, stage: str, *, audio: bool = False) -> Iterator[av.container.InputContainer]:
     """Open ``uri`` for reading under the policy above; any failure to open becomes a
-    ``StageError`` of ``stage``."""
+    ``StageError`` of ``stage``. ``audio=True`` also allows :data:`AUDIO_DEMUXERS`."""
+    demuxers = ALLOWED_DEMUXERS + AUDIO_DEMUXERS if audio else ALLOWED_DEMUXERS
+    what = "an audio or video file" if audio else "a video"
     path = local_path(uri)
     with contextlib.ExitStack() as stack:
         try:
             if path is not None:
-                container = av.open(str(path), mode="r", options=dict(_FFMPEG_POLICY))
+                container = av.open(str(path), mode="r", options=_policy(demuxers))
             else:
                 handle = stack.enter_context(fsspec.open(uri, "rb"))
-                container = av.open(handle, mode="r", options=dict(_FFMPEG_POLICY))
+                container = av.open(handle, mode="r", options=_policy(demuxers))
         except FileNotFoundError:
             raise StageError(stage, "missing", f"file not found: {uri}") from None
+        except IsADirectoryError:
+            raise StageError(stage, "not_a_video", f"{uri} is a directory, not {what}") from None
         except av.error.FFmpegError as exc:
-            raise StageError(stage, "not_a_video", "cannot open as a media file (not a video, or a truncated "
+            raise StageError(stage, "not_a_video", f"cannot open as a media file (not {what}, or a truncated "
                                                     f"or corrupt one): {describe_av_error(exc)}") from None
         stack.callback(container.close)
         demuxer = set(container.format.name.split(","))
-        if not demuxer & set(ALLOWED_DEMUXERS):
+        if not demuxer & set(demuxers):
             raise StageError(stage, "refused_container", f"container format {container.format.name!r} is not "
                                                           "in pseudo3d's allow-list")
         yield container
@@ -72,3 +88,36 @@ def normalise_rotation(degrees: float | int | None) -> int:
     if degrees is None:
         return 0
     return int(round(float(degrees) / 90.0)) % 4 * 90
+
+
+@dataclass
+class Decoding:
+    """What :func:`decode_skipping` met on the way."""
+
+    refused: int = 0
+    """Packets the decoder refused (corrupted data)."""
+    first_refusal: Exception | None = None
+    read_error: Exception | None = None
+    """Why the stream could not be read further, if it ended early."""
+
+
+def decode_skipping(container, stream, decoding: Decoding) -> Iterator[av.frame.Frame]:
+    """Decoded frames of ``stream``, in the order the decoder returns them (presentation order).
+    A packet the decoder refuses is skipped and counted; a stream that cannot be read further (a
+    truncated file) ends the iteration. ``decoding`` records both."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            decoding.read_error = exc
+            return
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:  # the decoder refused this packet's data
+            decoding.refused += 1
+            decoding.first_refusal = decoding.first_refusal or exc
+            continue
+        yield from frames

@@ -1,12 +1,24 @@
-"""Probe stage: what a source holds, checked before any decoding work is spent on it."""
+"""Probe stage: what a source holds, checked before any decoding work is spent on it.
+
+The width and height reported are those of the picture as displayed: rotated by the stream's
+display rotation, and with non-square pixels made square. A stream whose sample aspect ratio
+(SAR, from the container or else the bitstream, as FFmpeg's ``av_guess_sample_aspect_ratio``)
+is not 1:1 keeps its height and has its width scaled by the SAR: 720x576 PAL widescreen with SAR
+64:45 is displayed 1024x576, 1440x1080 HDV with SAR 4:3 is 1920x1080, 720x480 NTSC 4:3 with SAR
+8:9 is 640x480. Frames are decoded to that size (:mod:`pseudo3d.pipelines.decode`), so landmarks,
+crops and face sizes are all in display pixels.
+"""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import av
 import fsspec
 
 from pseudo3d.config import DecodeConfig, LimitsConfig
 from pseudo3d.errors import StageError
+from pseudo3d.pipelines.decode import REORDER_DEPTH, first_frame_time
 from pseudo3d.pipelines.media import describe_av_error, normalise_rotation, open_container
 from pseudo3d.pipelines.sources import protocol_of
 from pseudo3d.schemas.records import ProbeInfo, Source
@@ -77,10 +89,12 @@ class Prober:
         else:
             duration = 0.0
         self._check_limits(video.codec_context.width, video.codec_context.height, duration)
-        first = _first_frame(container, video)
+        first, following = _first_frames(container, video)
         rotation = normalise_rotation(getattr(first, "rotation", 0))
-        width, height = first.width, first.height
-        self._check_limits(width, height, duration)  # the decoded size, should the header have understated it
+        # The decoded size, should the header have understated it.
+        self._check_limits(first.width, first.height, duration)
+        width, height = display_size(first.width, first.height, video.sample_aspect_ratio)
+        self._check_limits(width, height, duration)  # what the frames are scaled to
         if rotation in (90, 270):
             width, height = height, width
         rate = video.average_rate or video.guessed_rate or video.base_rate
@@ -104,14 +118,35 @@ class Prober:
             audio_codec=audio.codec_context.name if audio is not None else None,
             audio_sample_rate=int(audio.codec_context.sample_rate) if audio is not None else None,
             audio_channels=int(audio.codec_context.channels) if audio is not None else None,
-            video_start_s=float(first.time or 0.0),
+            video_start_s=first_frame_time(container, video, first, following),
         )
 
 
-def _first_frame(container, video):
+def display_size(width: int, height: int, sample_aspect_ratio: Fraction | None) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` picture of pixels ``sample_aspect_ratio``
+    wide (width / height of one pixel; None or 0 means square): the height is kept and the width
+    scaled, rounded to whole pixels."""
+    if not sample_aspect_ratio or sample_aspect_ratio <= 0 or sample_aspect_ratio == 1:
+        return width, height
+    return max(1, round(width * sample_aspect_ratio)), height
+
+
+def _first_frames(container, video) -> tuple[av.VideoFrame, list[av.VideoFrame]]:
+    """The first decoded frame, and the frames after it up to the first one with a timestamp
+    when it has none (at most :data:`REORDER_DEPTH`), to count its time back from."""
+    first, following = None, []
     try:
         for frame in container.decode(video):
-            return frame
+            if first is None:
+                first = frame
+            else:
+                following.append(frame)
+            if frame.time is not None or len(following) >= REORDER_DEPTH:
+                break
     except av.error.FFmpegError as exc:
-        raise StageError(STAGE, "undecodable", f"the video stream does not decode: {describe_av_error(exc)}") from None
-    raise StageError(STAGE, "no_frames", "the video stream holds no decodable frame")
+        if first is None:
+            raise StageError(STAGE, "undecodable",
+                             f"the video stream does not decode: {describe_av_error(exc)}") from None
+    if first is None:
+        raise StageError(STAGE, "no_frames", "the video stream holds no decodable frame")
+    return first, following

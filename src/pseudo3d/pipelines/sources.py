@@ -11,6 +11,11 @@ Rules, in the order they are tried for each INPUT:
 * any other existing file: taken as a source as it is (a file that is not a video becomes a
   failure row later, not an error now).
 
+A path that exists is taken literally even when its name holds glob characters (``*``, ``?``,
+``[``, ``]``): ``clip[1].mp4`` is that file and ``takes [2020]/`` that directory. In a pattern,
+leading folders that exist literally are literal too, so ``takes [2020]/*.mp4`` lists that
+folder's videos; elsewhere in a pattern, ``[[]`` matches a literal ``[``.
+
 A path that does not exist, or a directory or glob without videos, is an error naming it.
 
 Each source gets an *identity* (the path relative to its input root, prefixed by the root's
@@ -21,6 +26,7 @@ stable across runs and machines as long as the corpus layout is.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -111,11 +117,11 @@ def _expand(raw: str) -> list[tuple[str, str, dict[str, Any]]]:
         to_uri = lambda p: p  # noqa: E731 - local paths stay plain paths
 
     suffix = posixpath.splitext(path)[1].lower()
-    if _GLOB_CHARS.search(path):
-        matches = sorted(p for p in fs.glob(path) if fs.isfile(p) and _is_video(p))
+    if _GLOB_CHARS.search(path) and not fs.exists(path):
+        base, pattern = _glob_base(fs, path)
+        matches = sorted(p for p in fs.glob(pattern) if fs.isfile(p) and _is_video(p))
         if not matches:
             raise Pseudo3DError(f"input {raw!r}: the glob matched no video files")
-        base = _glob_base(path)
         root_name = posixpath.basename(base.rstrip("/"))
         return [(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base)), {}) for p in matches]
     if not fs.exists(path):
@@ -140,12 +146,20 @@ def _is_hidden(path: str, root: str) -> bool:
     return any(part.startswith(".") for part in posixpath.relpath(path, root).split("/"))
 
 
-def _glob_base(pattern: str) -> str:
+def _glob_base(fs, pattern: str) -> tuple[str, str]:
+    """The folder a glob is relative to (its leading parts that hold no glob characters or
+    exist as folders literally) and the pattern with that folder escaped."""
     parts = pattern.split("/")
-    for index, part in enumerate(parts):
-        if _GLOB_CHARS.search(part):
-            return "/".join(parts[:index]) or "/"
-    return posixpath.dirname(pattern)
+    index = 0
+    while index < len(parts) - 1:
+        base = "/".join(parts[:index + 1]) or "/"
+        if _GLOB_CHARS.search(parts[index]) and not fs.isdir(base):
+            break
+        index += 1
+    base = "/".join(parts[:index]) or "/"
+    rest = "/".join(parts[index:])
+    escaped = glob.escape(base) if _GLOB_CHARS.search(base) else base
+    return base, posixpath.join(escaped, rest)
 
 
 def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, dict[str, Any]]]:

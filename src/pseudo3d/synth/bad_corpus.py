@@ -1,14 +1,15 @@
 """A reproducible corpus of bad inputs: one small file for each way a video can be hostile or odd.
 
 :func:`make_bad_corpus` writes one file per kind of :data:`BAD_KINDS` (described in
-:data:`BAD_KIND_DESCRIPTIONS`), named ``{kind}.mp4`` except ``webm_vp9_opus.webm`` and
-``mkv_h264.mkv``; the playlists are text saved under a ``.mp4`` name. Clips are 3-4 s at 25 fps
+:data:`BAD_KIND_DESCRIPTIONS`), named ``{kind}.mp4`` except ``webm_vp9_opus.webm``,
+``mkv_h264.mkv``, ``avi_b_frames.avi``, ``missing_timestamps.ts`` and ``audio_format_change.ts``;
+the playlists are text saved under a ``.mp4`` name. Clips are 3-4 s at 25 fps
 with 48 kHz speech, 320 x 240 unless the kind is about size, so the whole corpus takes seconds.
 
 Every file that shows a watchable talking face gets a truth sidecar ``{kind}.truth.json``
 (:class:`~pseudo3d.synth.bad_kinds.FaceTruth`): ``kind``, the nominal ``fps``, per-frame
-``times_s`` (seconds) and ``mouth_open`` (of the speaking, largest face, in [0, 1]),
-``audio_s`` (seconds of speech), plus kind-specific fields such as ``rotation_deg`` or
+``times_s`` (seconds from the first frame) and ``mouth_open`` (of the speaking, largest face, in
+[0, 1]), ``audio_s`` (seconds of speech), plus kind-specific fields such as ``rotation_deg`` or
 ``speech_audio_index``. Values are rounded to 4 decimals.
 
 The display-rotation convention of ``rotation_*`` is in :mod:`pseudo3d.synth.bad_kinds`. The
@@ -64,11 +65,19 @@ BAD_KIND_DESCRIPTIONS: dict[str, str] = {
                          "its ftyp and moov boxes are intact.",
     "webm_vp9_opus": "A WebM with VP9 video and 48 kHz Opus audio.",
     "mkv_h264": "A Matroska file with H.264 video and AAC audio.",
+    "anamorphic_sar": "An H.264 MP4 stored 240 x 240 with a sample aspect ratio of 4:3: displayed 320 x 240.",
+    "avi_b_frames": "H.264 with B-frames and 16-bit PCM in AVI: FFmpeg's frame times come out of order around "
+                    "B-frames and one frame late at the start.",
+    "missing_timestamps": "H.264 + AAC in MPEG-TS where every other video PES header, the first among them, "
+                          "carries no timestamp.",
+    "audio_format_change": "Two MPEG-TS recordings joined byte for byte: 48 kHz mono AAC up to frame 38, "
+                           "44.1 kHz stereo AAC after it.",
 }
 BAD_KINDS: tuple[str, ...] = tuple(BAD_KIND_DESCRIPTIONS)
 
 _PLAYLIST_TARGET = "mkv_h264"
-_SUFFIXES = {"webm_vp9_opus": ".webm", "mkv_h264": ".mkv"}
+_SUFFIXES = {"webm_vp9_opus": ".webm", "mkv_h264": ".mkv", "avi_b_frames": ".avi", "missing_timestamps": ".ts",
+             "audio_format_change": ".ts"}
 
 
 def bad_file_name(kind: str) -> str:
@@ -100,6 +109,10 @@ _WRITERS: dict[str, KindWriter] = {
     "corrupted_packets": bad_kinds.write_corrupted_packets,
     "webm_vp9_opus": bad_kinds.write_webm_vp9_opus,
     "mkv_h264": bad_kinds.write_mkv_h264,
+    "anamorphic_sar": bad_kinds.write_anamorphic_sar,
+    "avi_b_frames": bad_kinds.write_avi_b_frames,
+    "missing_timestamps": bad_kinds.write_missing_timestamps,
+    "audio_format_change": bad_kinds.write_audio_format_change,
 }
 # Kinds that refer to another kind's file, which is then written too, and first.
 _NEEDS = {"hls_playlist": (_PLAYLIST_TARGET,), "concat_playlist": (_PLAYLIST_TARGET,)}

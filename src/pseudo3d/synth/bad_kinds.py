@@ -27,6 +27,7 @@ import av
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from scipy.signal import resample_poly
 
 from pseudo3d.synth.bad import TRUNCATE_FRACTION
 from pseudo3d.synth.bad_render import (
@@ -59,6 +60,16 @@ DISTANT_FACE_PX = 40.0
 HUGE_SIZE = (7680, 4320)
 # Fraction of the mdat payload overwritten in corrupted_packets, centred in it.
 CORRUPT_FRACTION = 0.08
+# anamorphic_sar: a 320 x 240 picture stored 240 x 240 with pixels 4/3 as wide as tall (as HDV
+# stores 1920 x 1080 in 1440 x 1080).
+ANAMORPHIC_STORED = (240, 240)
+ANAMORPHIC_SAR = Fraction(4, 3)
+# audio_format_change: the frame where the second recording (44.1 kHz stereo after 48 kHz mono) starts.
+FORMAT_CHANGE_FRAME = 38
+FORMAT_CHANGE_RATE = 44_100
+# MPEG-TS kinds start at this time (3 frames), so that no stream's first timestamp (AAC's encoder priming
+# reaches 1024 samples before the audio) is negative and the muxer shifts nothing.
+TS_START_S = 0.12
 _ROUND = 4
 _TEXT = ("Minutes of the garden committee, spring meeting.\n\n"
          "The committee agreed to plant beans along the south fence and to move the compost bins\n"
@@ -105,8 +116,9 @@ def write_bytes(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def _video(clip: TalkingClip, **settings) -> VideoTrack:
-    return VideoTrack(clip.frames, clip.times_s, clip.width, clip.height, FPS, **settings)
+def _video(clip: TalkingClip, times_s: NDArray[np.float64] | None = None, **settings) -> VideoTrack:
+    times = clip.times_s if times_s is None else times_s
+    return VideoTrack(clip.frames, times, clip.width, clip.height, FPS, **settings)
 
 
 def _speech(clip: TalkingClip, **settings) -> AudioTrack:
@@ -290,3 +302,84 @@ def write_mkv_h264(path: Path, seed: int, key: int) -> FaceTruth:
     clip = _talking(seed, key)
     write_media(path, "matroska", _video(clip), [_speech(clip)])
     return FaceTruth(clip, float(FPS))
+
+
+def write_anamorphic_sar(path: Path, seed: int, key: int) -> FaceTruth:
+    """A talking clip shown 320 x 240, stored squeezed to :data:`ANAMORPHIC_STORED` with a sample
+    aspect ratio of :data:`ANAMORPHIC_SAR` in the H.264 bitstream and the MP4 (``pasp``)."""
+    clip = _talking(seed, key)
+    stored = np.stack([cv2.resize(frame, ANAMORPHIC_STORED, interpolation=cv2.INTER_AREA) for frame in clip.frames])
+    video = VideoTrack(stored, clip.times_s, *ANAMORPHIC_STORED, FPS, sample_aspect_ratio=ANAMORPHIC_SAR)
+    write_media(path, "mp4", video, [_speech(clip)])
+    return FaceTruth(clip, float(FPS), {"sample_aspect_ratio": [ANAMORPHIC_SAR.numerator, ANAMORPHIC_SAR.denominator],
+                                        "stored_size": list(ANAMORPHIC_STORED),
+                                        "display_size": [clip.width, clip.height]})
+
+
+def write_avi_b_frames(path: Path, seed: int, key: int) -> FaceTruth:
+    """H.264 with B-frames and 16-bit PCM in AVI. AVI keeps no presentation times: FFmpeg dates
+    each frame from the decoding order plus the B-frame delay, so the times it gives come out of
+    order around B-frames, and the first frame one frame period late."""
+    clip = _talking(seed, key)
+    write_media(path, "avi", _video(clip), [_speech(clip, codec="pcm_s16le")])
+    return FaceTruth(clip, float(FPS))
+
+
+def write_missing_timestamps(path: Path, seed: int, key: int) -> FaceTruth:
+    """H.264 + AAC in MPEG-TS whose video PES headers alternately carry no timestamp, starting
+    with the first: half the frames, the first among them, decode with no time (legal: MPEG-TS
+    needs a time at least every 0.7 s, not on every frame)."""
+    clip = _talking(seed, key)
+    with tempfile.TemporaryDirectory(prefix="pseudo3d-bad-") as scratch:
+        whole = write_media(Path(scratch) / "clip.ts", "mpegts", _video(clip, times_s=clip.times_s + TS_START_S),
+                            [_speech(clip, start_s=TS_START_S)]).read_bytes()
+    data, stripped = strip_video_pes_timestamps(whole, every=2)
+    write_bytes(path, data)
+    return FaceTruth(clip, float(FPS), {"video_pes_without_timestamp": stripped})
+
+
+def write_audio_format_change(path: Path, seed: int, key: int) -> FaceTruth:
+    """Two MPEG-TS recordings of one talking clip, concatenated byte for byte (as a recorder that
+    restarts does): up to frame :data:`FORMAT_CHANGE_FRAME` with 48 kHz mono AAC, then with
+    :data:`FORMAT_CHANGE_RATE` Hz stereo AAC, the timestamps running on."""
+    clip = _talking(seed, key)
+    cut_s = FORMAT_CHANGE_FRAME / float(FPS)
+    cut = int(round(cut_s * SAMPLE_RATE))
+    second = resample_poly(clip.audio[:, cut:], FORMAT_CHANGE_RATE // 300, SAMPLE_RATE // 300, axis=1)
+    parts = [
+        (slice(0, FORMAT_CHANGE_FRAME), AudioTrack(clip.audio[:1, :cut], start_s=TS_START_S)),
+        (slice(FORMAT_CHANGE_FRAME, None), AudioTrack(np.clip(second, -1, 1).astype(np.float32),
+                                                      sample_rate=FORMAT_CHANGE_RATE, start_s=TS_START_S + cut_s)),
+    ]
+    data = b""
+    with tempfile.TemporaryDirectory(prefix="pseudo3d-bad-") as scratch:
+        for number, (frames, audio) in enumerate(parts):
+            video = VideoTrack(clip.frames[frames], clip.times_s[frames] + TS_START_S, clip.width, clip.height, FPS)
+            data += write_media(Path(scratch) / f"part{number}.ts", "mpegts", video, [audio]).read_bytes()
+    write_bytes(path, data)
+    return FaceTruth(clip, float(FPS), {"audio_formats": [[SAMPLE_RATE, "mono", 0.0],
+                                                          [FORMAT_CHANGE_RATE, "stereo", round(cut_s, _ROUND)]]})
+
+
+_TS_PACKET = 188
+
+
+def strip_video_pes_timestamps(data: bytes, every: int) -> tuple[bytes, int]:
+    """MPEG-TS ``data`` with the timestamps of every ``every``-th video PES packet (the first,
+    then each ``every``-th after it) removed, and how many were. The PES header keeps its length:
+    its ``PTS_DTS_flags`` are cleared, so readers skip the old timestamp bytes as header padding."""
+    out = bytearray(data)
+    seen = stripped = 0
+    for offset in range(0, len(out) - _TS_PACKET + 1, _TS_PACKET):
+        if out[offset] != 0x47 or not out[offset + 1] & 0x40:   # not a packet that starts a PES
+            continue
+        start = offset + 4
+        if out[offset + 3] & 0x20:                             # an adaptation field comes first
+            start += 1 + out[offset + 4]
+        if out[start:start + 3] != b"\x00\x00\x01" or out[start + 3] & 0xF0 != 0xE0:  # not video
+            continue
+        if seen % every == 0 and out[start + 7] & 0xC0:
+            out[start + 7] &= 0x3F
+            stripped += 1
+        seen += 1
+    return bytes(out), stripped

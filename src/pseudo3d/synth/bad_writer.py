@@ -42,6 +42,8 @@ class VideoTrack:
     ``times_s``: presentation time of each frame in seconds, stored as
     ``pts = round(t / time_base)``; ``time_base`` defaults to ``1 / fps``.
     ``rotation_deg``: display rotation written into the stream (``set_display_rotation``).
+    ``sample_aspect_ratio``: the width / height of one stored pixel (e.g. 64/45 for anamorphic
+    PAL), written into the bitstream and the container; None for square pixels.
     """
 
     frames: Iterable[NDArray[np.uint8] | av.VideoFrame]
@@ -54,16 +56,19 @@ class VideoTrack:
     options: Mapping[str, str] = field(default_factory=lambda: dict(X264_OPTIONS))
     time_base: Fraction | None = None
     rotation_deg: int = 0
+    sample_aspect_ratio: Fraction | None = None
 
 
 @dataclass(frozen=True)
 class AudioTrack:
-    """An audio stream: ``samples`` ``(channels, N)`` float32 in [-1, 1], 1 or 2 channels."""
+    """An audio stream: ``samples`` ``(channels, N)`` float32 in [-1, 1], 1 or 2 channels, at
+    ``sample_rate``, the first sample presented at ``start_s`` seconds (the video's clock)."""
 
     samples: NDArray[np.float32]
     codec: str = "aac"
     sample_rate: int = SAMPLE_RATE
     title: str | None = None
+    start_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ def _add_video(container: av.container.OutputContainer, video: VideoTrack) -> av
         stream.codec_context.time_base = video.time_base
     if video.rotation_deg:
         stream.set_display_rotation(video.rotation_deg)
+    if video.sample_aspect_ratio is not None:
+        stream.codec_context.sample_aspect_ratio = video.sample_aspect_ratio
     return stream
 
 
@@ -140,10 +147,11 @@ class _AudioFeed:
             self._stream.metadata["title"] = track.title
         self._samples = np.ascontiguousarray(track.samples, dtype=np.float32)
         self._rate = track.sample_rate
+        self._start = int(round(track.start_s * track.sample_rate))  # pts of the first sample
         self._next = 0
 
     def feed_until(self, time_s: float) -> None:
-        end = min(int(round(time_s * self._rate)), self._samples.shape[1])
+        end = min(int(round(time_s * self._rate)) - self._start, self._samples.shape[1])
         while self._next + _AUDIO_CHUNK <= end:
             self._encode(self._next + _AUDIO_CHUNK)
 
@@ -156,7 +164,7 @@ class _AudioFeed:
         chunk = np.ascontiguousarray(self._samples[:, self._next:stop])
         frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self._layout)
         frame.sample_rate = self._rate
-        frame.pts = self._next
+        frame.pts = self._start + self._next
         frame.time_base = Fraction(1, self._rate)
         self._container.mux(self._stream.encode(frame))
         self._next = stop

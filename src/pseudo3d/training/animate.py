@@ -1,6 +1,8 @@
 """``pseudo3d animate``: speech in, facial motion out, from a trained run.
 
-AUDIO is a wav/flac/ogg file or any video file with an audio track (decoded with PyAV). The output
+AUDIO is an audio file (WAV, FLAC, MP3, AAC, M4A, Ogg/Opus, ... at any sample rate and channel
+layout) or any video file with an audio track, read by :func:`pseudo3d.pipelines.audio.load_audio`
+(mono, 16 kHz). The output
 ``.npz`` holds plain arrays (``np.load(..., allow_pickle=False)`` reads it) at the run's frame rate:
 
 * ``fps`` (scalar), ``n_frames``;
@@ -26,40 +28,29 @@ import torch
 
 from pseudo3d.errors import Pseudo3DError
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 SAMPLE_RATE = 16000
 
 
 def load_audio(path: str | Path) -> np.ndarray:
-    """(S,) float32 mono at 16 kHz from an audio file or a video's first audio track."""
+    """(S,) float32 mono at 16 kHz from an audio file or a video's first audio track; a
+    :class:`Pseudo3DError` naming the file when it cannot be read."""
+    from pseudo3d.pipelines.audio import load_audio as read
+
     path = Path(path)
     if not path.is_file():
         raise Pseudo3DError(f"audio not found: {path}")
-    if path.suffix.lower() in AUDIO_SUFFIXES:
-        import soundfile
-        from scipy.signal import resample_poly
+    return read(path, SAMPLE_RATE)
 
-        try:
-            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except RuntimeError as error:
-            raise Pseudo3DError(f"{path}: not a readable audio file ({error})") from None
-        audio = audio.mean(axis=1)
-        if rate != SAMPLE_RATE:
-            divisor = np.gcd(int(rate), SAMPLE_RATE)
-            audio = resample_poly(audio, SAMPLE_RATE // divisor, int(rate) // divisor).astype(np.float32)
-        return audio
-    from pseudo3d.config import DecodeConfig
-    from pseudo3d.errors import StageError
-    from pseudo3d.pipelines.decode import decode_audio
-    from pseudo3d.pipelines.probe import Prober
-    from pseudo3d.pipelines.sources import resolve_sources
 
-    source = resolve_sources([str(path)])[0]
+def _load_template(path: str | Path) -> np.ndarray:
+    """The (V, 3) template of ``--template``; errors name the file."""
     try:
-        probe = Prober(DecodeConfig(require_audio=True))(source)
-        return decode_audio(source, probe, SAMPLE_RATE)
-    except StageError as error:
-        raise Pseudo3DError(f"{path}: {error.message}") from None
+        template = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise Pseudo3DError(f"--template {path}: not a readable .npy of (V, 3) vertices ({error})") from None
+    if not isinstance(template, np.ndarray) or template.ndim != 2 or template.shape[1] != 3:
+        raise Pseudo3DError(f"--template {path}: expected a (V, 3) array, got shape {getattr(template, 'shape', '?')}")
+    return template
 
 
 @dataclass
@@ -69,8 +60,9 @@ class Animation:
     faces: np.ndarray | None
 
 
-def predict(run: str | Path, audio: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """(T, D) denormalised prediction at the run's frame rate, and the run's config."""
+def predict(run: str | Path, audio: np.ndarray, name: str = "the audio") -> tuple[np.ndarray, dict[str, Any]]:
+    """(T, D) denormalised prediction at the run's frame rate, and the run's config. ``name``
+    (the audio's file) is what an error about the audio calls it."""
     from pseudo3d.training.runs import _load_run
 
     model, mean, std, run_config = _load_run(Path(run))
@@ -78,7 +70,7 @@ def predict(run: str | Path, audio: np.ndarray) -> tuple[np.ndarray, dict[str, A
     fps = float(run_config["fps"])
     n_frames = int(len(audio) / SAMPLE_RATE * fps)
     if n_frames < 2:
-        raise Pseudo3DError(f"the audio is too short to animate ({len(audio) / SAMPLE_RATE:.2f} s)")
+        raise Pseudo3DError(f"{name} is too short to animate ({len(audio) / SAMPLE_RATE:.2f} s)")
     with torch.no_grad():
         output = model(torch.as_tensor(audio[None], dtype=torch.float32), n_frames=n_frames, fps=fps)
     return (output[0] * std + mean).numpy(), run_config
@@ -90,7 +82,7 @@ def animate(audio_path: str | Path, run: str | Path, out: str | Path, *, csv: st
     from pseudo3d.training.data import TargetSpec
 
     audio = load_audio(audio_path)
-    motion, run_config = predict(run, audio)
+    motion, run_config = predict(run, audio, name=str(audio_path))
     target = TargetSpec.from_dict(run_config["target"])
     fps = float(run_config["fps"])
     arrays: dict[str, np.ndarray] = {"fps": np.float64(fps), "n_frames": np.int64(len(motion))}
@@ -100,7 +92,10 @@ def animate(audio_path: str | Path, run: str | Path, out: str | Path, *, csv: st
         arrays["offsets"] = offsets
         base = None
         if template is not None:
-            base = np.load(template, allow_pickle=False)
+            base = _load_template(template)
+            if base.shape[0] != target.n_vertices:
+                raise Pseudo3DError(f"--template {template}: {base.shape[0]} vertices, but the run predicts "
+                                    f"{target.n_vertices}")
         elif target.n_vertices == 478 and run_config.get("stage") == "pretrain":
             from pseudo3d.reconstruction.template import mediapipe_template
 

@@ -1,4 +1,7 @@
-"""The training subcommands of ``pseudo3d``: ``train pretrain|finetune``, ``eval``, ``animate``."""
+"""The training subcommands of ``pseudo3d``: ``train pretrain|finetune``, ``eval``, ``animate``.
+
+Each names its input files (``inputs``) so that the command line can name them when reading one
+fails (see :mod:`pseudo3d.cli`)."""
 
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ def add_commands(commands) -> None:
     pre.add_argument("--data", nargs="+", required=True, metavar="DATASET[@WEIGHT]",
                      help="dataset directories, shard globs or URLs; @WEIGHT mixes several")
     _add_train_options(pre)
-    pre.set_defaults(func=cmd_pretrain)
+    pre.set_defaults(func=cmd_pretrain, inputs=("data",))
 
     fine = stages.add_parser("finetune", help="finetune a run on VOCASET- or BEAT-layout data")
     fine.add_argument("--init", metavar="RUN", help="the pretrained run to start from")
@@ -119,7 +122,7 @@ def add_commands(commands) -> None:
     fine.add_argument("--freeze-encoder", action="store_true", help="keep the audio encoder fixed")
     fine.add_argument("--new-head", action="store_true", help="replace the output head (new topology or output kind)")
     _add_train_options(fine)
-    fine.set_defaults(func=cmd_finetune)
+    fine.set_defaults(func=cmd_finetune, inputs=("data", "init"))
 
     evaluate = commands.add_parser("eval", help="evaluate a run (LVE, FDD, MVE, lip-audio correlation)")
     evaluate.add_argument("--checkpoint", required=True, metavar="RUN")
@@ -128,14 +131,15 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--masks", metavar="PKL", help="FLAME_masks.pkl-layout regions (lips, forehead, eye_region)")
     evaluate.add_argument("--split", choices=["val", "train"], default="val", help="finetune data split (default val)")
     evaluate.add_argument("--json", metavar="PATH", help="also write the metrics here")
-    evaluate.set_defaults(func=cmd_eval)
+    evaluate.set_defaults(func=cmd_eval, inputs=("checkpoint", "data", "masks"))
 
     animate = commands.add_parser("animate", help="speech → facial motion with a trained run")
-    animate.add_argument("audio", metavar="AUDIO", help="wav/flac/ogg, or a video file's audio track")
+    animate.add_argument("audio", metavar="AUDIO",
+                         help="an audio file (wav, flac, mp3, aac, m4a, ogg/opus, ...) or a video file's audio track")
     animate.add_argument("--checkpoint", required=True, metavar="RUN")
     animate.add_argument("--out", required=True, metavar="OUT.npz")
     animate.add_argument("--csv", metavar="CSV", help="blendshape runs: also write Live Link Face CSV")
     animate.add_argument("--preview", metavar="MP4", help="also render the animated mesh with the audio")
     animate.add_argument("--template", metavar="NPY", help="(V, 3) template to add to predicted offsets")
     animate.add_argument("--flame-model", metavar="PKL", help="FLAME model to turn FLAME parameters into vertices")
-    animate.set_defaults(func=cmd_animate)
+    animate.set_defaults(func=cmd_animate, inputs=("audio", "checkpoint", "template", "flame_model"))

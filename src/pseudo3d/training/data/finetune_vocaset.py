@@ -11,10 +11,15 @@ template name its stem starts with, followed by ``_``. ``templates.pkl`` is a Py
 read only through :func:`pseudo3d.reconstruction.safe_pickle.safe_unpickle` (nothing in it is
 imported or run). Targets are ``mesh_offsets`` = vertices − the subject's template, at ``fps``
 by keeping every k-th frame (60 → 30: every other frame, as the field does).
+
+A ``.npy`` under ``vertices_npy/`` that is not a sequence (its name starts with no subject, it is
+not a plain numeric array of the templates' vertex count, or its wav is missing or unreadable)
+is skipped with a warning naming it; only a dataset left with no sequence is refused.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +33,12 @@ TEMPLATES_FILE = "templates.pkl"
 VERTICES_DIR = "vertices_npy"
 WAV_DIR = "wav"
 SOURCE_FPS = 60.0
+
+log = logging.getLogger(__name__)
+
+
+class StrayFile(ValueError):
+    """A file in the layout that is not a usable sequence; the message says why."""
 
 
 def load_templates(path: Path) -> dict[str, np.ndarray]:
@@ -78,35 +89,47 @@ class VocasetReader:
         folder = self.root / VERTICES_DIR
         if not folder.is_dir():
             raise FileNotFoundError(f"VOCASET {self.root}: no {VERTICES_DIR}/ directory")
-        paths = sorted(folder.glob("*.npy"))
+        paths = sorted(p for p in folder.glob("*.npy") if not p.name.startswith("."))
         if not paths:
             raise FileNotFoundError(f"VOCASET {folder}: no .npy files")
         by_length = sorted(self.templates, key=len, reverse=True)
-        infos = []
+        infos, skipped = [], []
         for path in paths:
-            subject = next((s for s in by_length if path.stem.startswith(s + "_")), None)
-            if subject is None:
-                raise ValueError(f"VOCASET {path}: its name starts with no subject of {TEMPLATES_FILE} "
-                                 f"({', '.join(sorted(self.templates))})")
-            audio_path = self.root / WAV_DIR / f"{path.stem}.wav"
-            if not audio_path.is_file():
-                raise FileNotFoundError(f"VOCASET {path}: its audio {audio_path} does not exist")
-            shape = self._vertices(path).shape
-            n_values = 3 * self.target.n_vertices
-            if len(shape) != 2 or shape[1] != n_values:
-                raise ValueError(f"VOCASET {path}: shape {shape}, expected (T, {n_values}) for "
-                                 f"{self.target.n_vertices} vertices as in {TEMPLATES_FILE}")
-            infos.append(SequenceInfo(id=path.stem, subject=subject,
-                                      n_frames=usable_frames(shape[0], self.step, self.fps, audio_path),
-                                      motion_path=path, audio_path=audio_path))
+            try:
+                infos.append(self._info(path, by_length))
+            except StrayFile as stray:
+                log.warning("VOCASET: skipping %s: %s", path, stray)
+                skipped.append(f"{path.name}: {stray}")
+        if not infos:
+            raise ValueError(f"VOCASET {folder}: none of the {len(paths)} .npy files is a usable sequence "
+                             f"(the first: {skipped[0]})")
         return infos
+
+    def _info(self, path: Path, by_length: list[str]) -> SequenceInfo:
+        subject = next((s for s in by_length if path.stem.startswith(s + "_")), None)
+        if subject is None:
+            raise StrayFile(f"its name starts with no subject of {TEMPLATES_FILE} "
+                            f"({', '.join(sorted(self.templates))})")
+        shape = self._vertices(path).shape
+        n_values = 3 * self.target.n_vertices
+        if len(shape) != 2 or shape[1] != n_values:
+            raise StrayFile(f"shape {shape}, expected (T, {n_values}) for {self.target.n_vertices} vertices "
+                            f"as in {TEMPLATES_FILE}")
+        audio_path = self.root / WAV_DIR / f"{path.stem}.wav"
+        if not audio_path.is_file():
+            raise StrayFile(f"its audio {audio_path} does not exist")
+        try:
+            n_frames = usable_frames(shape[0], self.step, self.fps, audio_path)
+        except ValueError as error:
+            raise StrayFile(str(error)) from None
+        return SequenceInfo(id=path.stem, subject=subject, n_frames=n_frames, motion_path=path, audio_path=audio_path)
 
     @staticmethod
     def _vertices(path: Path) -> np.ndarray:
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as error:
-            raise ValueError(f"VOCASET {path} is not a plain numeric .npy: {error}") from None
+        except (OSError, ValueError, EOFError) as error:
+            raise StrayFile(f"not a plain numeric .npy: {error}") from None
 
     def load(self, info: SequenceInfo) -> LoadedSequence:
         vertices = np.asarray(self._vertices(info.motion_path)[:: self.step][: info.n_frames], np.float32)

@@ -1,0 +1,169 @@
+"""Reading sound with PyAV: one audio stream → (N,) float32 mono at a chosen sample rate.
+
+The one audio reader of pseudo3d. The decode stage uses it for a source video's first audio
+stream (:func:`pseudo3d.pipelines.decode.decode_audio` then aligns it to the first video frame);
+``pseudo3d animate`` and the finetune datasets use :func:`load_audio` for an audio file (WAV,
+FLAC, MP3, AAC, M4A, Ogg/Opus, ...) or a video's first audio track. Whatever the file holds:
+
+* any sample format (16-, 24- or 32-bit integers, float, planar or packed) becomes float in
+  [-1, 1] at the same level: a −6 dBFS sine stays −6 dBFS;
+* channels are averaged, so a mono voice recorded on two identical channels keeps its level;
+* FFmpeg's resampler takes it to the output rate. A stream whose sample rate, channel layout or
+  sample format changes part-way (a spliced broadcast, concatenated MPEG-TS recordings) gets a
+  fresh resampler at each change, the previous one flushed first, so no sound is lost;
+* sound is placed by timestamp: a jump forward in the stream's timestamps of more than
+  :data:`AUDIO_GAP_S` (packets that did not decode, a hole in a recording) becomes silence of the
+  same length, so what follows keeps its time; a step back of up to :data:`MAX_OVERLAP_S` (two
+  recordings joined, the second starting with its encoder's priming before the first one's end)
+  cuts what overlaps off the end of the sound so far. A larger step back is a clock reset: the
+  sound goes on.
+
+Files are opened under the FFmpeg input policy of :mod:`pseudo3d.pipelines.media`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from pseudo3d.errors import Pseudo3DError, StageError
+from pseudo3d.pipelines.media import Decoding, decode_skipping, describe_av_error, open_container
+
+AUDIO_GAP_S = 0.02
+"""A jump in audio timestamps larger than this many seconds is filled with silence."""
+MAX_OVERLAP_S = 0.5
+"""A step back in audio timestamps of more than :data:`AUDIO_GAP_S` and up to this many seconds
+replaces the overlapping sound."""
+
+
+@dataclass
+class AudioRead:
+    """One audio stream, read."""
+
+    samples: np.ndarray
+    """(N,) float32 mono at the requested rate, in [-1, 1] for ordinary (not clipped) sources."""
+    start_s: float | None
+    """Presentation time of ``samples[0]`` on the container's clock, seconds; None when the
+    stream carries no timestamps."""
+    decoding: Decoding = field(default_factory=Decoding)
+    """Packets refused and why reading stopped, if it stopped early."""
+
+
+def read_audio_stream(container, stream, sample_rate: int, stage: str, until_s: float | None = None) -> AudioRead:
+    """Decode ``stream`` of the open ``container`` to mono float32 at ``sample_rate`` Hz.
+
+    Packets that do not decode are skipped and a stream that cannot be read further keeps what was
+    read (both recorded in :attr:`AudioRead.decoding`). With ``until_s`` (seconds on the
+    container's clock), reading stops at that time: nothing after it is decoded, and neither a
+    timestamp jump nor a stream without timestamps can make the sound longer than the time up to
+    it (the input is untrusted; a forged jump must not allocate hours of silence). Raises
+    ``StageError(stage, "audio_error")`` when nothing at all decodes, or when the resampler
+    refuses the decoded sound.
+    """
+    decoding = Decoding()
+    pieces: list[np.ndarray] = []
+    mixer = _Mixer(sample_rate)
+    first_time = None
+    expected_time = None  # where the next decoded frame should start, seconds
+    read_s = 0.0  # decoded and inserted sound so far, seconds
+    try:
+        for frame in decode_skipping(container, stream, decoding):
+            if until_s is not None and _past(until_s, frame.time, first_time, read_s):
+                break
+            if frame.time is not None:
+                if first_time is None:
+                    first_time = frame.time
+                elif expected_time is not None and frame.time - expected_time > AUDIO_GAP_S:
+                    pieces.extend(mixer.flush())  # what was before the hole, then the hole
+                    pieces.append(np.zeros(round((frame.time - expected_time) * sample_rate), np.float32))
+                    read_s += frame.time - expected_time
+                elif expected_time is not None and AUDIO_GAP_S < expected_time - frame.time <= MAX_OVERLAP_S:
+                    pieces.extend(mixer.flush())
+                    pieces = _cut_end(pieces, round((expected_time - frame.time) * sample_rate))
+                expected_time = frame.time + frame.samples / frame.sample_rate
+            elif expected_time is not None:
+                expected_time += frame.samples / frame.sample_rate
+            read_s += frame.samples / frame.sample_rate
+            pieces.extend(mixer.add(frame))
+        pieces.extend(mixer.flush())
+    except (ValueError, av.error.FFmpegError) as exc:  # a layout or format the resampler cannot take
+        raise StageError(stage, "audio_error", f"the audio stream cannot be resampled: "
+                                               f"{describe_av_error(exc)}") from None
+    problem = decoding.read_error or decoding.first_refusal
+    if problem is not None and not any(piece.size for piece in pieces):
+        raise StageError(stage, "audio_error", f"the audio stream does not decode: {describe_av_error(problem)}")
+    samples = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+    return AudioRead(samples, first_time, decoding)
+
+
+def _past(until_s: float, time: float | None, first_time: float | None, read_s: float) -> bool:
+    """Whether a frame at ``time`` lies past ``until_s``, or (without a timestamp) the sound read
+    so far already reaches past it."""
+    if time is not None:
+        return time >= until_s
+    return read_s >= until_s - (first_time or 0.0)
+
+
+class _Mixer:
+    """Decoded audio frames → mono float32 pieces at one rate, whatever each frame's rate,
+    layout and sample format (a new resampler whenever they change)."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self._resampler: av.AudioResampler | None = None
+        self._setup: tuple | None = None
+
+    def add(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        setup = (frame.format.name, frame.layout.name, len(frame.layout.channels), frame.sample_rate)
+        pieces = []
+        if setup != self._setup:
+            pieces = self.flush()
+            self._resampler = av.AudioResampler(format="fltp", rate=self.sample_rate)
+            self._setup = setup
+        return pieces + [_mono(out) for out in self._resampler.resample(frame)]
+
+    def flush(self) -> list[np.ndarray]:
+        """What the resampler still holds; the next frame starts a new one."""
+        if self._resampler is None:
+            return []
+        pieces = [_mono(out) for out in self._resampler.resample(None)]
+        self._resampler, self._setup = None, None
+        return pieces
+
+
+def _cut_end(pieces: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """``pieces`` without their last ``n`` samples."""
+    while n > 0 and pieces:
+        last = pieces.pop()
+        if last.size > n:
+            pieces.append(last[:last.size - n])
+        n -= last.size
+    return pieces
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    return frame.to_ndarray().mean(axis=0, dtype=np.float32)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """(N,) float32 mono at ``sample_rate`` Hz: the first audio stream of an audio file or of a
+    video, sample 0 being the stream's first sample.
+
+    Raises :class:`~pseudo3d.errors.Pseudo3DError` naming the file when it is missing, is not
+    an audio or video file the input policy allows, has no audio stream, or decodes to no sound.
+    """
+    uri = os.fspath(path)
+    try:
+        with open_container(uri, "audio", audio=True) as container:
+            if not container.streams.audio:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+                raise Pseudo3DError(f"{uri}: no audio stream in the file ({kinds})")
+            read = read_audio_stream(container, container.streams.audio[0], sample_rate, "audio")
+    except StageError as error:
+        raise Pseudo3DError(f"{uri}: {error.message}") from None
+    if not read.samples.size:
+        raise Pseudo3DError(f"{uri}: the audio stream holds no sound (an empty or truncated file)")
+    return read.samples
