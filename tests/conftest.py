@@ -82,6 +82,19 @@ def synthetic_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def framing_corpus(tmp_path_factory) -> Path:
+    """The synthetic framings (tight 224 crop, medium shots, heads turned 90 and 180 degrees; see
+    pseudo3d.synth.corpus.FRAMING_SCENARIOS), 3 s each, with one plain video."""
+    from pseudo3d.logs import native_stderr_silenced
+    from pseudo3d.synth.corpus import make_corpus
+
+    folder = tmp_path_factory.mktemp("framing_corpus")
+    with native_stderr_silenced():
+        make_corpus(folder, n_videos=1, seconds=3.0, seed=1, framings=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def runner_corpus(tmp_path_factory) -> Path:
     """A small corpus (4 videos of 4 s and 3 bad inputs) the runner tests build on every runner."""
     from pseudo3d.logs import native_stderr_silenced

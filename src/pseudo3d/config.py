@@ -49,7 +49,8 @@ class DecodeConfig:
     """Output audio sample rate in Hz (mono)."""
     max_side: int = 1280
     """Frames whose longer side exceeds this many pixels are downscaled before tracking.
-    Landmarks are still reported in source-resolution pixels."""
+    Landmarks are still reported in source-resolution display pixels (rotation applied, non-square
+    pixels made square)."""
     require_audio: bool = True
     """A source without an audio stream becomes a failure row (stage ``probe``)."""
 
@@ -91,7 +92,8 @@ class TrackConfig:
     """Face tracking, clip segmentation and face crops."""
 
     min_detection_confidence: float = 0.5
-    """Face detector score needed to start (or restart) a track."""
+    """Face detector score needed to start (or restart) a track: the full-range detector's in the
+    search over the whole frame, and the short-range one's in the face's own window (docs/tracking.md)."""
     min_tracking_confidence: float = 0.5
     """Landmark-model face presence below which the track counts as lost and the next frame
     runs the detector again."""
@@ -108,8 +110,20 @@ class TrackConfig:
     """A face whose centre moves more than this fraction of its size in one frame is treated as
     a different track (a cut the histogram missed, or a switch to another face)."""
     max_faces: int = 2
-    """Faces tracked at once; the most prominent (largest) is followed. 1 tracks about 10 %
-    faster but follows whichever face the detector reports first."""
+    """Faces considered at once (the detector's best-scoring ones); the largest of them is
+    followed, and another takes over only when it is 1.5 times larger. 1 follows whichever face
+    the detector scores highest."""
+    min_face_px: float = 32.0
+    """Smallest face the search is sure to find: the detector box's side (about brows to chin,
+    some 0.9 of forehead to chin), in pixels of the frame as tracked (after ``decode.max_side``
+    downscaling). Frames more than ~17 times larger are also searched in tiles, which costs
+    detector runs while no face is followed. Faces too small for the dataset are dropped by
+    ``qa.min_face_size_px``."""
+    find_rotated_faces: bool = True
+    """Also search for faces turned by 90°, 180° or 270° (video whose rotation is not tagged);
+    such a face is tracked in its own orientation and its landmarks are reported in frame
+    pixels. Costs three detector runs on some of the frames without a followed face (every 5th,
+    every 25th after a second without one)."""
     crop_size: int = 224
     """Side of the square face crops in pixels (DECA's input size)."""
     crop_scale: float = 1.25
@@ -126,6 +140,7 @@ class TrackConfig:
         _check(0 < self.cut_threshold <= 1, f"cut_threshold must be in (0, 1], got {self.cut_threshold}")
         _check(self.max_jump > 0, f"max_jump must be > 0, got {self.max_jump}")
         _check(1 <= self.max_faces <= 8, f"max_faces must be in [1, 8], got {self.max_faces}")
+        _check(8.0 <= self.min_face_px <= 1000.0, f"min_face_px must be in [8, 1000] pixels, got {self.min_face_px}")
         _check(32 <= self.crop_size <= 1024, f"crop_size must be in [32, 1024] pixels, got {self.crop_size}")
         _check(0.5 <= self.crop_scale <= 4.0, f"crop_scale must be in [0.5, 4], got {self.crop_scale}")
 
@@ -178,12 +193,38 @@ class QAConfig:
     """Share of audio samples at full scale."""
     max_abs_av_offset_s: float = 0.08
     """Largest audio-visual offset tolerated (2 frames at 25 fps); beyond it lips and speech look
-    out of sync."""
-    min_av_sync_strength: float = 0.2
-    """Smallest peak correlation between mouth opening and speech envelope (dubbed or unrelated
-    audio scores near 0)."""
+    out of sync. A clip is rejected only when its offset's whole interval lies beyond this and
+    its sync peak is significant (``max_av_sync_p_value``): an unconfident estimate never rejects."""
+    max_av_sync_p_value: float = 0.05
+    """Significance level of the audio-visual peak: ``av_sync_p_value`` at or below this is a
+    real peak. Above it, a clip with ``min_av_speech_s`` of speech and ``min_av_mouth_motion``
+    is rejected as dubbed or unrelated audio."""
+    min_av_speech_s: float = 20.0
+    """Seconds of speech a clip needs before a missing peak counts against it: in-sync natural
+    speech with weak lip motion shows a significant peak only from about this length on."""
+    min_av_mouth_motion: float = 0.06
+    """Mouth motion (``av_mouth_motion``: 5th-95th percentile range of the outer-lip opening, in
+    inter-ocular distances) a clip needs before a missing peak counts against it; a face that
+    does not speak (0.02-0.04) is kept, talking faces measure 0.08 and more."""
     av_max_lag_s: float = 0.5
     """How far the sync search shifts the audio each way, seconds."""
+    sync_model: Optional[str] = field(default=None, metadata=_ASSET)
+    """SyncNet weights, VGG's ``syncnet_v2.model`` (``--sync-model PATH``; never shipped). When
+    set, every clip is also scored by SyncNet (``lse_d``, ``lse_c``, ``syncnet_offset_frames``,
+    as joonson/syncnet_python computes them) and the three SyncNet filters below apply. Needs
+    PyTorch (``pip install 'pseudo3d[train]'``), ``decode.fps`` 25 and ``decode.sample_rate`` 16000
+    (what SyncNet was trained on); runs on ``reconstruct.device``."""
+    min_lse_c: float = 3.0
+    """Smallest SyncNet confidence (LSE-C) kept; audio unrelated to the face scores near 0 to 2,
+    in-sync talking heads about 6 to 9. Only with ``sync_model``."""
+    max_lse_d: Optional[float] = None
+    """Largest SyncNet distance (LSE-D) kept; off by default (null), as LSE-D depends on the crops
+    more than LSE-C does (in-sync talking heads measure about 6 to 8). Only with ``sync_model``."""
+    max_abs_syncnet_offset_frames: float = 2.0
+    """Largest SyncNet offset tolerated, frames at 25 fps; judged only where SyncNet is confident
+    (``lse_c`` at least ``min_lse_c``). Only with ``sync_model``."""
+    sync_batch_size: int = field(default=64, metadata=_RUNTIME)
+    """SyncNet windows (5 frames each) per forward pass; speed only, not content."""
 
     def __post_init__(self):
         _check(0 <= self.min_confidence_mean <= 1, f"min_confidence_mean must be in [0, 1], got {self.min_confidence_mean}")
@@ -195,8 +236,15 @@ class QAConfig:
         for name in ("max_silence_fraction", "max_clipping_fraction"):
             _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
         _check(self.max_abs_av_offset_s > 0, f"max_abs_av_offset_s must be > 0 seconds, got {self.max_abs_av_offset_s}")
-        _check(-1 <= self.min_av_sync_strength <= 1, f"min_av_sync_strength must be in [-1, 1], got {self.min_av_sync_strength}")
+        _check(0 < self.max_av_sync_p_value < 1, f"max_av_sync_p_value must be in (0, 1), got {self.max_av_sync_p_value}")
+        _check(self.min_av_speech_s >= 0, f"min_av_speech_s must be >= 0 seconds, got {self.min_av_speech_s}")
+        _check(self.min_av_mouth_motion >= 0, f"min_av_mouth_motion must be >= 0, got {self.min_av_mouth_motion}")
         _check(0 < self.av_max_lag_s <= 5, f"av_max_lag_s must be in (0, 5] seconds, got {self.av_max_lag_s}")
+        _check(self.min_lse_c >= 0, f"min_lse_c must be >= 0, got {self.min_lse_c}")
+        _check(self.max_lse_d is None or self.max_lse_d > 0, f"max_lse_d must be > 0 (or null: off), got {self.max_lse_d}")
+        _check(0 <= self.max_abs_syncnet_offset_frames <= 15,
+               f"max_abs_syncnet_offset_frames must be in [0, 15] frames, got {self.max_abs_syncnet_offset_frames}")
+        _check(self.sync_batch_size >= 1, f"sync_batch_size must be >= 1, got {self.sync_batch_size}")
 
 
 @dataclass(frozen=True)
@@ -304,6 +352,10 @@ class BuildConfig:
         for option, flag in _BACKEND_NEEDS.get(self.backend, ()):
             _check(getattr(self.reconstruct, option) is not None,
                    f"backend {self.backend} needs reconstruct.{option} ({flag} PATH)")
+        if self.qa.sync_model is not None:  # SyncNet's windows are 5 frames at 25 fps over 16 kHz MFCCs
+            _check(self.decode.fps == 25.0, f"qa.sync_model (SyncNet) needs decode.fps: 25, got {self.decode.fps:g}")
+            _check(self.decode.sample_rate == 16000,
+                   f"qa.sync_model (SyncNet) needs decode.sample_rate: 16000, got {self.decode.sample_rate}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -331,10 +383,15 @@ class BuildConfig:
             raise ConfigError(f"--config {path}: expected a mapping of sections, got {type(data).__name__}")
         config = cls.from_dict(data)
         # Asset paths written in the file are relative to the file, not to where pseudo3d runs.
-        assets = {spec.name: str((path.parent / value).resolve())
-                  for spec in dataclasses.fields(ReconstructConfig) if spec.metadata.get("asset")
-                  for value in [getattr(config.reconstruct, spec.name)] if value and not Path(value).is_absolute()}
-        return config.with_overrides(reconstruct=assets) if assets else config
+        overrides = {}
+        for section in ("reconstruct", "qa"):
+            options = getattr(config, section)
+            assets = {spec.name: str((path.parent / value).resolve())
+                      for spec in dataclasses.fields(options) if spec.metadata.get("asset")
+                      for value in [getattr(options, spec.name)] if value and not Path(value).is_absolute()}
+            if assets:
+                overrides[section] = assets
+        return config.with_overrides(**overrides) if overrides else config
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> "BuildConfig":
         """A copy with some options replaced, e.g. ``with_overrides(decode={"fps": 30})``;

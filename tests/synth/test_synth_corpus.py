@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -6,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pseudo3d.synth.corpus import SCENARIOS, make_corpus, plan_video
+from pseudo3d.synth.corpus import FRAMING_SCENARIOS, SCENARIOS, make_corpus, plan_framing_video, plan_video
+from pseudo3d.synth.face import UPSAMPLE, load_portrait
 from pseudo3d.synth.speech import rms_envelope
+from pseudo3d.synth.talking import render_talking_video
 
 EXPECTED = {
     "talk_25fps": (Fraction(25), 640, 480, True),
@@ -29,6 +32,7 @@ POSE = ("yaw_rad", "pitch_rad", "roll_rad", "tx_px", "ty_px", "scale")
     ("seed", -1), ("seed", 1.5),
     ("bad_inputs", "yes"),
     ("progress", 42),
+    ("framings", 1),
 ])
 def test_bad_arguments_raise_naming_the_option(tmp_path, option, value):
     with pytest.raises(ValueError, match=option):
@@ -53,7 +57,7 @@ def test_first_cycle_follows_the_scenario_table():
             assert 12.0 <= spec.duration_s <= 15.0
         else:
             assert 6.4 <= spec.duration_s <= 10.0
-    assert plan_video(2, 8.0, 0).audio_delay_frames == 3
+    assert plan_video(2, 8.0, 0).audio_delay_frames == 5
     assert plan_video(5, 8.0, 0).shot_cut
 
 
@@ -173,15 +177,25 @@ def test_audio_as_stored_matches_the_truth_envelope_and_offset(corpus):
         assert np.corrcoef(envelope, stored)[0, 1] > 0.99
         assert envelope.sum() == pytest.approx(stored.sum(), rel=0.05)
 
-        mouth = np.array(truth["mouth_open"])
-        lags = np.arange(-5, 6)
-        scores = [np.corrcoef(mouth[max(0, -lag):n - max(0, lag)], stored[max(0, lag):n - max(0, -lag)])[0, 1]
-                  for lag in lags]
+        # The sound's own timing (the truth's syllables) lines up with the stored audio exactly after
+        # the injected offset; the mouth, articulating naturally, leads it by 1-3 frames.
+        def best_lag(curve, lags=np.arange(-8, 9)):
+            scores = [np.corrcoef(curve[max(0, -lag):n - max(0, lag)], stored[max(0, lag):n - max(0, -lag)])[0, 1]
+                      for lag in lags]
+            return int(lags[int(np.argmax(scores))])
+
+        times = np.arange(n) / fps
+        sounding = np.zeros(n)
+        for syllable in truth["syllables"]:
+            sounding[(times >= syllable["start_s"]) & (times <= syllable["end_s"])] = 1.0
         expected_lag = round(truth["audio_offset_s"] * fps)
-        assert lags[int(np.argmax(scores))] == expected_lag
+        assert truth["articulation"] == "natural" and not truth["dubbed"]
+        assert best_lag(sounding) == expected_lag
+        assert expected_lag + 1 <= best_lag(np.array(truth["mouth_open"])) <= expected_lag + 3
+        assert all(0.05 <= s["lip_lead_s"] <= 0.25 for s in truth["syllables"])
         if truth["scenario"] == "talk_2997fps_offset":
-            assert expected_lag == 3
-            assert truth["audio_offset_s"] == pytest.approx(3 * 1001 / 30000, abs=1 / 48000)
+            assert expected_lag == 5
+            assert truth["audio_offset_s"] == pytest.approx(5 * 1001 / 30000, abs=1 / 48000)
         else:
             assert truth["audio_offset_s"] == 0.0
 
@@ -250,3 +264,52 @@ def test_same_seed_reproduces_the_corpus_and_another_seed_does_not(tmp_path):
         parsed_a = json.loads(truth_a)
         assert parsed_a["mouth_open"] != truth_c["mouth_open"]
         assert parsed_a["head_pose"]["yaw_rad"] != truth_c["head_pose"]["yaw_rad"]
+
+
+# --- framings (issue 13): tight crop, medium shots, heads turned without a rotation tag ----------
+
+FRAMING_EXPECTED = {
+    # name: (width, height, framing, head turn in degrees)
+    "tight_224": (224, 224, "tight", 0),
+    "medium_1920x1080": (1920, 1080, "medium", 0),
+    "medium_720x1080": (720, 1080, "medium", 0),
+    "roll_90": (640, 480, "standard", 90),
+    "roll_180": (640, 480, "standard", 180),
+}
+
+
+def test_framing_plans_follow_their_table():
+    assert [s.name for s in FRAMING_SCENARIOS] == list(FRAMING_EXPECTED)
+    for index, scenario in enumerate(FRAMING_SCENARIOS):
+        spec = plan_framing_video(index, seconds=8.0, seed=0)
+        width, height, framing, turn = FRAMING_EXPECTED[scenario.name]
+        assert spec.name == f"framing_{scenario.name}" and spec.scenario == scenario.name
+        assert (spec.width, spec.height, spec.framing, spec.head_turn_deg, spec.fps) == (width, height, framing, turn, 25)
+        assert 6.4 <= spec.duration_s <= 10.0 and spec.has_audio
+        # Their own random streams: not those of corpus video `index`.
+        assert spec.family != plan_video(index, 8.0, 0).family
+
+
+@pytest.mark.slow
+def test_framing_truth_matches_the_framing(framing_corpus):
+    face_height = load_portrait().face_height / UPSAMPLE          # source-portrait pixels
+    for name, (width, height, framing, turn) in FRAMING_EXPECTED.items():
+        truth = json.loads((framing_corpus / f"framing_{name}.truth.json").read_text())
+        assert (truth["width"], truth["height"], truth["scenario"]) == (width, height, name)
+        frames = _decode_video(framing_corpus / f"framing_{name}.mp4")
+        assert len(frames) == truth["n_frames"] and frames[0].shape == (height, width, 3)
+        pose = truth["head_pose"]
+        face_px = np.array(pose["scale"]) * face_height            # forehead to chin, frame pixels
+        if framing == "tight":
+            assert np.all((face_px > 0.6 * 224) & (face_px < 0.8 * 224))
+        elif framing == "medium":
+            assert np.all((face_px > 0.9 * 64) & (face_px < 1.1 * 110))
+        roll = np.array(pose["roll_rad"]) - np.radians(turn)
+        assert np.max(np.abs(roll)) <= np.radians(10) + 1e-6
+        assert all(truth["face_visible"])
+
+
+def test_an_unknown_framing_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="framing"):
+        render_talking_video(replace(plan_framing_video(0, 3.0, 0), framing="wide"), tmp_path)
+    assert list(tmp_path.iterdir()) == []

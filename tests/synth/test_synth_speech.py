@@ -111,3 +111,69 @@ def test_rms_envelope_of_a_sine():
     envelope = speech.rms_envelope(sine, rate, np.array([0.5, 1.0, 1.5, 5.0]), window_s=0.2)
     assert envelope[:3] == pytest.approx(0.8 / np.sqrt(2), rel=1e-3)
     assert envelope[3] == 0.0
+
+
+# --- natural articulation ---------------------------------------------------------------------
+
+def _natural(seed: int, duration_s: float = 20.0) -> tuple[speech.SpeechPlan, np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    return speech.plan_speech(rng, duration_s, "natural"), rng
+
+
+def test_natural_plans_lead_with_the_lips_most_at_utterance_onsets():
+    plan, _ = _natural(10)
+    assert plan.articulation == "natural"
+    phrases = _phrases(plan)
+    onsets = np.array([phrase[0].lip_lead_s for phrase in phrases])
+    inside = np.array([s.lip_lead_s for phrase in phrases for s in phrase[1:]])
+    assert onsets.min() >= 0.15 - 1e-9 and onsets.max() <= 0.25 + 1e-9
+    assert inside.min() >= 0.05 - 1e-9 and inside.max() <= 0.25 + 1e-9 and np.median(inside) < np.median(onsets)
+    # the lead varies from phrase to phrase
+    assert np.std([np.mean([s.lip_lead_s for s in phrase[1:]]) for phrase in phrases if len(phrase) > 1]) > 0.01
+    # the mouth is already opening before the first sound of each phrase (not after a bilabial)
+    first = [phrase[0] for phrase in phrases if not phrase[0].bilabial]
+    before = np.array([s.nucleus_start_s - 0.5 * s.lip_lead_s for s in first])
+    assert np.median(speech.mouth_open_curve(plan, before)) > 0.05
+    assert speech.plan_speech(np.random.default_rng(10), 20.0).articulation == "lockstep"
+
+
+def test_lips_are_shut_while_a_voiced_bilabial_sounds():
+    plan, rng = _natural(11)
+    audio = speech.synthesize_speech(plan, rng).astype(np.float64)
+    bilabials = [s for s in plan.syllables if s.bilabial and s.consonant_s >= 0.05]
+    assert {s.consonant for s in plan.syllables if s.bilabial} == {"m", "b"} and len(bilabials) >= 3
+    for syllable in bilabials:
+        middle = syllable.start_s + 0.5 * syllable.consonant_s
+        assert speech.mouth_open_curve(plan, np.array([middle]))[0] < 0.05
+        window = audio[int((middle - 0.015) * speech.SAMPLE_RATE):int((middle + 0.015) * speech.SAMPLE_RATE)]
+        spectrum = np.abs(np.fft.rfft(window * np.hanning(window.size))) ** 2
+        frequencies = np.fft.rfftfreq(window.size, 1.0 / speech.SAMPLE_RATE)
+        assert np.sqrt(np.mean(window ** 2)) > 0.005                       # it sounds ...
+        assert spectrum[frequencies < 500].sum() > 0.8 * spectrum.sum()    # ... voiced, low (murmur, voice bar)
+
+
+def test_opening_varies_at_equal_loudness():
+    plan, _ = _natural(12)
+    scales = np.array([s.opening_scale for s in plan.syllables])
+    assert scales.min() >= 0.6 and scales.max() <= 1.3 and scales.std() > 0.1
+    loudness = np.array([s.loudness for s in plan.syllables])
+    assert abs(np.corrcoef(scales, loudness)[0, 1]) < 0.3
+
+
+def test_natural_mouth_leads_the_loudness_by_one_to_three_frames():
+    plan, rng = _natural(13, 12.0)
+    audio = speech.synthesize_speech(plan, rng)
+    fps = 25.0
+    times = np.arange(int(12.0 * fps)) / fps
+    mouth = speech.mouth_open_curve(plan, times)
+    loudness = speech.rms_envelope(audio, speech.SAMPLE_RATE, times, 1.0 / fps)
+    n = len(times)
+    scores = {lag: np.corrcoef(mouth[:n - lag], loudness[lag:])[0, 1] for lag in range(0, 6)}
+    scores.update({-lag: np.corrcoef(mouth[lag:], loudness[:n - lag])[0, 1] for lag in range(1, 6)})
+    assert 1 <= max(scores, key=scores.get) <= 3
+    assert max(scores.values()) > 0.5
+
+
+def test_unknown_articulation_is_refused():
+    with pytest.raises(ValueError, match="articulation must be one of"):
+        speech.plan_speech(np.random.default_rng(0), 5.0, "mumbled")

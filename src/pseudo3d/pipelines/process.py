@@ -59,7 +59,9 @@ class SourcePipeline:
         self.backend = make_backend(config) if reconstruct else None
         self.prober = Prober(config.decode, config.limits) if track else None
         self.decode_track = DecodeTrack(config.decode, config.track,
-                                        want_crops=spec.needs_crops or config.shards.write_crops) if track else None
+                                        want_crops=spec.needs_crops or config.shards.write_crops,
+                                        want_sync_crops=config.qa.sync_model is not None) if track else None
+        self.syncnet = _load_syncnet(config) if reconstruct else None
         self.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed}) if reconstruct else None
         self.on_probe: Callable[[ProbeInfo], None] | None = None
         """Called after a source is probed (the local runner sets the watchdog's deadline from it)."""
@@ -122,7 +124,7 @@ class SourcePipeline:
         outcome = item.outcome
         if outcome.reason:  # failed before reconstruction
             return outcome
-        outcome.assets = self.backend.asset_hashes()
+        outcome.assets = self.asset_hashes()
         try:
             for clip, arrays in zip(item.clips, item.outputs):
                 if arrays is None:
@@ -159,14 +161,46 @@ class SourcePipeline:
             arrays["crops"] = clip.crops
         meta = {
             "backend": self.backend.name,
-            "assets": self.backend.asset_hashes(),
+            "assets": self.asset_hashes(),
             "smoothing": self.smooth.describe(clip.fps),
             "crop": {"size": self.config.track.crop_size, "scale": self.config.track.crop_scale},
             "per_clip_arrays": sorted(self.backend.per_clip),
             "has_audio": clip.has_audio,
         }
         metrics = clip_metrics(clip, arrays, self.config.qa.av_max_lag_s)
+        if self.syncnet is not None:
+            metrics.update(self._syncnet_metrics(clip))
         return ClipResult(clip=clip, arrays=arrays, meta=meta, metrics=metrics)
+
+    def asset_hashes(self) -> dict[str, str]:
+        """Asset name → SHA-256 of every user file the samples depend on: the backend's, and
+        SyncNet's weights when QA scores with them."""
+        return {**self.backend.asset_hashes(), **(self.syncnet.asset_hashes if self.syncnet is not None else {})}
+
+    def _syncnet_metrics(self, clip: Clip) -> dict[str, float]:
+        """``lse_d``, ``lse_c`` and ``syncnet_offset_frames`` of one clip (NaN without audio)."""
+        from pseudo3d.qa.syncnet import SYNCNET_METRICS, syncnet_scores
+
+        if not clip.has_audio or clip.sync_crops is None:
+            return dict.fromkeys(SYNCNET_METRICS, float("nan"))
+        return syncnet_scores(self.syncnet, clip.sync_crops, clip.audio, batch_size=self.config.qa.sync_batch_size,
+                              sample_rate=clip.sample_rate, fps=clip.fps)
+
+
+def uses_torch(config: BuildConfig) -> bool:
+    """Whether the reconstruct side runs PyTorch models, and so can use a GPU: a GPU-capable
+    backend, or SyncNet scoring in QA (``qa.sync_model``)."""
+    return BACKENDS[config.backend].gpu_capable or config.qa.sync_model is not None
+
+
+def _load_syncnet(config: BuildConfig):
+    """SyncNet with the weights of ``qa.sync_model`` on ``reconstruct.device``, or None."""
+    if config.qa.sync_model is None:
+        return None
+    from pseudo3d.qa.syncnet import SyncNet
+    from pseudo3d.reconstruction.device import resolve_device
+
+    return SyncNet.from_checkpoint(config.qa.sync_model, resolve_device(config.reconstruct.device))
 
 
 def fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:

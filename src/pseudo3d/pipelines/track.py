@@ -18,9 +18,12 @@ from pseudo3d.pipelines.cuts import ShotCutDetector
 from pseudo3d.pipelines.decode import FrameDecoder, decode_audio, slice_audio
 from pseudo3d.pipelines.face_tracker import N_LANDMARKS, FaceTracker
 from pseudo3d.pipelines.segment import segment_track
+from pseudo3d.qa.syncnet_scoring import CROP_SIZE, crop_for_syncnet, crop_windows, landmark_face_boxes
 from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
 
 STAGE = "track"
+_MISORIENTED = ("the face's landmarks disagreed with the detector's eye and mouth keypoints (a sideways or "
+                "upside-down face the tracker could not resolve)")
 AUDIO_SHORT_TOLERANCE_S = 0.5
 """Audio ending up to this long before the video is zero-padded; a larger shortfall drops the
 frames without sound (a ``decode``/``audio_short`` row)."""
@@ -39,10 +42,13 @@ class DecodeTrack:
     """Probed source → clips. Raises ``StageError`` when no face is found at all; returns no
     clips (and a row per short track) when every face track is too short."""
 
-    def __init__(self, decode: DecodeConfig, track: TrackConfig, want_crops: bool = False):
+    def __init__(self, decode: DecodeConfig, track: TrackConfig, want_crops: bool = False,
+                 want_sync_crops: bool = False):
         self.decode = decode
         self.track = track
         self.want_crops = want_crops
+        self.want_sync_crops = want_sync_crops
+        """Also cut SyncNet's crops (``Clip.sync_crops``) for sources with audio (``qa.sync_model``)."""
         self._tracker: FaceTracker | None = None
 
     @property
@@ -58,6 +64,7 @@ class DecodeTrack:
         tracker.reset()
         cut_detector = ShotCutDetector(self.track.cut_threshold)
         landmarks, confidence, cut_before, transforms, crops = [], [], [], [], []
+        misoriented = 0  # frames whose landmarks the tracker dropped for disagreeing with the detector
         nan_landmarks = np.full((N_LANDMARKS, 3), np.nan, np.float32)
         box = None
         size = self.track.crop_size
@@ -73,6 +80,7 @@ class DecodeTrack:
                 observation = tracker(frame.image)
                 points = None if observation.landmarks is None else observation.landmarks / frame.scale
                 score = observation.confidence
+                misoriented += observation.rejected == "orientation"
                 if points is not None:
                     box = face_box(points)
             landmarks.append(nan_landmarks if points is None else points)
@@ -104,9 +112,18 @@ class DecodeTrack:
         landmarks = np.stack(landmarks)
         tracked = ~np.isnan(landmarks[:, 0, 0])
         if not tracked.any():
+            if misoriented:
+                raise StageError(STAGE, "face_orientation", f"{_MISORIENTED} in {misoriented} of the {n_frames} "
+                                                            f"frames, and no other face was tracked")
             raise StageError(STAGE, "no_face", f"no face found in any of the {n_frames} frames "
                                                f"({n_frames / fps:.1f} s)")
-        audio = decode_audio(source, probe, self.decode.sample_rate)
+        if misoriented:
+            failures.append(Failure(source.source_id, source.uri, STAGE, "face_orientation",
+                                    f"{_MISORIENTED} in {misoriented} frame(s); they are treated as tracking gaps",
+                                    duration_s=misoriented / fps))
+        # Sound past the last frame is never used: reading stops there (a forged timestamp jump in
+        # untrusted input must not allocate hours of silence).
+        audio = decode_audio(source, probe, self.decode.sample_rate, max_s=n_frames / fps + 1.0)
         usable = _frames_with_sound(audio, probe, n_frames, fps, self.decode.sample_rate)
         if usable < n_frames:
             lost_s = (n_frames - usable) / fps
@@ -155,7 +172,38 @@ class DecodeTrack:
                 crops=np.stack(crops[start:stop]) if self.want_crops else None,
                 has_audio=probe.has_audio,
             ))
+        if self.want_sync_crops and probe.has_audio:
+            add_sync_crops(clips, FrameDecoder(source, probe, self.decode))
         return TrackedSource(clips=clips, failures=failures, n_frames=n_frames)
+
+
+def add_sync_crops(clips: list[Clip], decoder: FrameDecoder) -> None:
+    """Set every clip's ``sync_crops`` from a second pass over the source's frames.
+
+    SyncNet's crop windows are median-filtered along the whole face track (the reference's rule,
+    :func:`~pseudo3d.qa.syncnet_scoring.crop_windows`), so they are known only once tracking is
+    done; decoding again costs less than keeping every frame of the source meanwhile. Only the
+    frames of the clips are cut, and decoding stops after the last one.
+    """
+    if not clips:
+        return
+    wanted: dict[int, tuple[int, int, np.ndarray]] = {}  # output frame → (clip, frame in clip, window)
+    for position, clip in enumerate(clips):
+        windows = crop_windows(landmark_face_boxes(clip.landmarks))
+        for offset, window in enumerate(windows):
+            wanted[clip.start_frame + offset] = (position, offset, window)
+    crops = [np.zeros((clip.n_frames, CROP_SIZE, CROP_SIZE, 3), np.uint8) for clip in clips]
+    last = max(wanted)
+    for frame in decoder:
+        if frame.index > last:
+            break
+        hit = wanted.get(frame.index)
+        if hit is not None:
+            position, offset, window = hit
+            # Windows are in source pixels; the decoded frame may be downscaled (decode.max_side).
+            crops[position][offset] = crop_for_syncnet(frame.image, np.floor(window * frame.scale))
+    for clip, clip_crops in zip(clips, crops):
+        clip.sync_crops = clip_crops
 
 
 

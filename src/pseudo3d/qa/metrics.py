@@ -14,7 +14,7 @@ import numpy as np
 
 from pseudo3d.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_euler_yxz
 from pseudo3d.qa.audio import audio_metrics
-from pseudo3d.qa.sync import av_sync
+from pseudo3d.qa.sync import av_sync, not_measured
 from pseudo3d.schemas.records import Clip
 
 
@@ -60,7 +60,9 @@ def head_rotation_camera(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
 
 def clip_metrics(clip: Clip, arrays: Mapping[str, np.ndarray], av_max_lag_s: float) -> dict[str, float]:
     """The manifest's QA columns for one clip (see docs/qa.md). ``arrays`` holds everything
-    written for the clip, including ``mouth_open`` and ``audio_envelope``."""
+    written for the clip, including ``audio_envelope``; the audio-visual sync columns come from
+    the clip's tracked landmarks and audio (:func:`pseudo3d.qa.sync.av_sync`), searched over
+    ``±av_max_lag_s`` seconds."""
     metrics = {
         "confidence_mean": float(np.mean(clip.confidence)),
         "confidence_min": float(np.min(clip.confidence)),
@@ -79,8 +81,9 @@ def clip_metrics(clip: Clip, arrays: Mapping[str, np.ndarray], av_max_lag_s: flo
         metrics["reprojection_error_px"] = float(finite.mean()) if finite.size else float("nan")
         metrics["reprojection_error_p95_px"] = float(np.percentile(finite, 95)) if finite.size else float("nan")
     audio = audio_metrics(clip.audio, arrays["audio_envelope"])
-    sync = av_sync(arrays["mouth_open"], arrays["audio_envelope"], clip.fps, av_max_lag_s)
-    if not clip.has_audio:  # silence stands in for the missing track: nothing to measure
+    if clip.has_audio:
+        sync = av_sync(clip.landmarks, clip.audio, clip.sample_rate, clip.fps, av_max_lag_s).as_metrics()
+    else:  # silence stands in for the missing track: nothing to measure
         audio = dict.fromkeys(audio, float("nan"))
-        sync = dict.fromkeys(sync, float("nan"))
+        sync = not_measured().as_metrics()
     return {**metrics, **audio, **sync}

@@ -92,6 +92,9 @@ class Clip:
     sample_rate: int
     crops: np.ndarray | None = None
     """(T, S, S, 3) uint8 RGB face crops, present when a backend or the output asks for them."""
+    sync_crops: np.ndarray | None = None
+    """(T, 224, 224, 3) uint8 **BGR** SyncNet crops (:mod:`pseudo3d.qa.syncnet_scoring`), present
+    when ``qa.sync_model`` is set; used for QA only, never written."""
     has_audio: bool = True
     """Whether the source has an audio stream (without one, ``audio`` is silence)."""
 

@@ -1,13 +1,27 @@
 """Speech-like audio synthesised from scratch, and the mouth opening that goes with it.
 
 One random *syllable plan* drives both: syllables of 120-300 ms grouped into words and phrases,
-each with a vowel, an optional voiceless consonant before it, and a phrase loudness. The audio is
-a glottal-pulse source (F0 100-220 Hz with jitter and a falling intonation per phrase) filtered
-through the vowel's formant resonators, plus noise bursts for the consonants. The mouth opening
-is the vowel's openness times the same smooth syllable envelope that shapes the voiced sound, so
-mouth and loudness rise and fall together at zero lag.
+each with a vowel, an optional consonant before it, and a phrase loudness. The audio is a
+glottal-pulse source (F0 100-220 Hz with jitter and a falling intonation per phrase) filtered
+through the vowel's formant resonators, plus noise bursts for the voiceless consonants.
 
-Times are seconds from the start of the plan; audio is mono float32 at :data:`SAMPLE_RATE`.
+Two articulation modes (:data:`ARTICULATIONS`) decide how the mouth follows the plan:
+
+``lockstep``
+    The mouth opening is the vowel's openness times the same smooth syllable envelope that
+    shapes the voiced sound, so mouth and loudness rise and fall together at zero lag. Only
+    voiceless consonants.
+``natural``
+    As in recorded speech, the lips lead the sound: each syllable's opening gesture starts
+    :attr:`Syllable.lip_lead_s` before its sound (drawn per phrase, 50-150 ms within a phrase
+    and 150-250 ms at the phrase's first syllable, the utterance onset) and its closing
+    starts a quarter of that lead before the sound ends. Voiced bilabials *m* and *b* join the
+    consonants: the lips are closed while they sound (a nasal murmur, or a voice bar and a
+    release burst) and open at the release. How far the lips open varies from syllable to
+    syllable at equal loudness (:attr:`Syllable.opening_scale`, 0.6-1.3).
+
+Times are seconds from the start of the plan (the sound's clock); audio is mono float32 at
+:data:`SAMPLE_RATE`.
 """
 
 from __future__ import annotations
@@ -43,6 +57,24 @@ CONSONANTS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "k": ((1_500.0, 3_500.0), (0.015, 0.03)),
 }
 
+# Voiced bilabials (natural articulation only): duration range in seconds. The lips are closed
+# while they sound: "m" is a nasal murmur (a low resonance, about 250 Hz), "b" a short voice bar
+# (about 150 Hz) ending in a release burst as the lips part.
+VOICED_BILABIALS: dict[str, tuple[float, float]] = {"m": (0.06, 0.10), "b": (0.03, 0.06)}
+_BILABIAL_CHANCE = 0.25
+_NASAL_FORMANT_HZ, _NASAL_BANDWIDTH_HZ = 250.0, 100.0
+_VOICE_BAR_HZ, _VOICE_BAR_BANDWIDTH_HZ = 150.0, 80.0
+_BURST_S = 0.008
+
+ARTICULATIONS = ("natural", "lockstep")
+# Natural articulation: how long the lips start moving before the sound, seconds, drawn per
+# phrase (utterance onsets lead most), and the spread of the lip opening at equal loudness.
+_ONSET_LEAD_S = (0.15, 0.25)
+_PHRASE_LEAD_S = (0.05, 0.15)
+_OPENING_SCALE = (0.6, 1.3)
+# The lips start closing this fraction of the lead before the syllable's sound ends.
+_CLOSING_LEAD_FRACTION = 0.25
+
 # Resolution of the mouth curve before it is sampled at video frame times.
 _MOUTH_RATE = 1_000
 # Articulator inertia and coarticulation: the jaw and lips cannot follow syllable envelopes
@@ -50,6 +82,8 @@ _MOUTH_RATE = 1_000
 # curve keeps the syllable rhythm (gain 0.68 at 4 Hz) but not the edges (0.21 at 8 Hz), like
 # recorded lip-aperture trajectories, and the mouth no longer snaps shut inside every word.
 _MOUTH_SMOOTHING_S = 0.035
+# Lips pressing together for a bilabial close faster than the jaw moves (natural articulation).
+_CLOSURE_SMOOTHING_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -64,6 +98,13 @@ class Syllable:
     loudness: float             # linear amplitude of the vowel, about 0.4-1
     stress: float               # extra jaw opening for accented syllables, 0.75-1
     f0_hz: float                # pitch at the middle of the syllable (intonation included)
+    lip_lead_s: float = 0.0     # natural articulation: the lips start moving this long before the sound
+    opening_scale: float = 1.0  # natural articulation: how far the lips open, relative to the vowel's norm
+
+    @property
+    def bilabial(self) -> bool:
+        """A voiced bilabial (m, b): the lips are closed while the consonant sounds."""
+        return self.consonant in VOICED_BILABIALS
 
     @property
     def nucleus_start_s(self) -> float:
@@ -76,26 +117,33 @@ class Syllable:
 
 @dataclass(frozen=True)
 class SpeechPlan:
-    """Syllables in time order and the plan's total length."""
+    """Syllables in time order, the plan's total length, and how the mouth articulates them."""
 
     syllables: tuple[Syllable, ...]
     duration_s: float
+    articulation: str = "lockstep"
 
 
-def plan_speech(rng: np.random.Generator, duration_s: float) -> SpeechPlan:
+def plan_speech(rng: np.random.Generator, duration_s: float, articulation: str = "lockstep") -> SpeechPlan:
     """A random plan of phrases filling ``duration_s`` seconds, starting and ending in silence.
 
     Phrases of 2-6 words, words of 1-3 syllables back to back, 30-120 ms between words and
-    250-700 ms of silence between phrases.
+    250-700 ms of silence between phrases. ``articulation`` is one of :data:`ARTICULATIONS`;
+    ``"lockstep"`` draws exactly the plans of earlier versions (same ``rng`` → same plan).
     """
+    if articulation not in ARTICULATIONS:
+        raise ValueError(f"articulation must be one of {ARTICULATIONS}, got {articulation!r}")
+    natural = articulation == "natural"
     base_f0 = rng.uniform(110.0, 190.0)
     end_limit = duration_s - 0.15
     syllables: list[Syllable] = []
     t = rng.uniform(0.15, 0.45)
     while t < end_limit - 0.3:
-        phrase = _plan_phrase(rng, t, end_limit)
+        phrase = _plan_phrase(rng, t, end_limit, natural)
         if not phrase:
             break
+        if natural:
+            phrase = _articulate_phrase(rng, phrase)
         phrase_start, phrase_end = phrase[0].start_s, phrase[-1].end_s
         for syllable in phrase:
             # Declination: pitch falls through the phrase, stressed syllables a little higher.
@@ -103,11 +151,26 @@ def plan_speech(rng: np.random.Generator, duration_s: float) -> SpeechPlan:
             f0 = base_f0 * (1.15 - 0.3 * progress) * (1.0 + 0.25 * (syllable.stress - 0.75))
             syllables.append(replace(syllable, f0_hz=float(np.clip(f0, 95.0, 225.0))))
         t = phrase_end + rng.uniform(0.25, 0.70)
-    return SpeechPlan(tuple(syllables), float(duration_s))
+    return SpeechPlan(tuple(syllables), float(duration_s), articulation)
 
 
-def _plan_phrase(rng: np.random.Generator, start_s: float, end_limit_s: float) -> list[Syllable]:
-    """Syllables of one phrase from ``start_s``, none ending after ``end_limit_s``; pitch not set."""
+def _articulate_phrase(rng: np.random.Generator, phrase: list[Syllable]) -> list[Syllable]:
+    """Natural articulation of one phrase: the lips' lead (larger at the utterance onset) and how
+    far they open, per syllable."""
+    onset_lead = rng.uniform(*_ONSET_LEAD_S)
+    phrase_lead = rng.uniform(*_PHRASE_LEAD_S)
+    articulated = []
+    for index, syllable in enumerate(phrase):
+        lead = onset_lead if index == 0 else float(np.clip(phrase_lead * rng.uniform(0.8, 1.2), 0.05, 0.25))
+        articulated.append(replace(syllable, lip_lead_s=float(lead),
+                                   opening_scale=float(rng.uniform(*_OPENING_SCALE))))
+    return articulated
+
+
+def _plan_phrase(rng: np.random.Generator, start_s: float, end_limit_s: float, natural: bool = False) -> list[Syllable]:
+    """Syllables of one phrase from ``start_s``, none ending after ``end_limit_s``; pitch not set.
+    ``natural`` adds the voiced bilabials to the consonants (with their own draws, so that
+    ``natural=False`` draws as before)."""
     vowels, consonants = list(VOWELS), list(CONSONANTS)
     phrase_loudness = rng.uniform(0.45, 1.0)
     syllables: list[Syllable] = []
@@ -120,9 +183,11 @@ def _plan_phrase(rng: np.random.Generator, start_s: float, end_limit_s: float) -
             if t + duration > end_limit_s:
                 return syllables
             consonant = consonants[rng.integers(len(consonants))] if rng.random() < 0.45 else None
+            if natural and rng.random() < _BILABIAL_CHANCE:
+                consonant = "m" if rng.random() < 0.5 else "b"
             consonant_s = 0.0
             if consonant is not None:
-                low, high = CONSONANTS[consonant][1]
+                low, high = VOICED_BILABIALS[consonant] if consonant in VOICED_BILABIALS else CONSONANTS[consonant][1]
                 consonant_s = min(rng.uniform(low, high), 0.35 * duration)
             vowel = vowels[rng.integers(len(vowels))]
             syllables.append(Syllable(t, duration, vowel, consonant, consonant_s,
@@ -141,15 +206,43 @@ def _nucleus_envelope(times: NDArray[np.float64], syllable: Syllable) -> NDArray
     return 0.25 * (1.0 - np.cos(np.pi * rise)) * (1.0 - np.cos(np.pi * fall))
 
 
+def _gesture_envelope(times: NDArray[np.float64], start: float, end: float) -> NDArray[np.float64]:
+    """Smooth 0-1-0 envelope over [start, end]: raised-cosine rise and fall, flat top."""
+    ramp = 0.4 * (end - start)
+    rise = np.clip((times - start) / ramp, 0.0, 1.0)
+    fall = np.clip((end - times) / ramp, 0.0, 1.0)
+    return 0.25 * (1.0 - np.cos(np.pi * rise)) * (1.0 - np.cos(np.pi * fall))
+
+
 def mouth_open_curve(plan: SpeechPlan, times_s: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Mouth opening in [0, 1] at ``times_s`` (seconds, any shape): openness x syllable envelope."""
+    """Mouth opening in [0, 1] at ``times_s`` (seconds, any shape).
+
+    Lockstep: openness x the syllable's sound envelope. Natural: openness x opening scale over a
+    gesture that starts :attr:`Syllable.lip_lead_s` before the nucleus sounds (at the release,
+    after a voiced bilabial) and ends a quarter of that before the sound does; overlapping
+    gestures take the larger opening, and the lips are shut while a voiced bilabial sounds.
+    """
     grid = np.arange(0.0, plan.duration_s + 1.0 / _MOUTH_RATE, 1.0 / _MOUTH_RATE)
     curve = np.zeros_like(grid)
+    natural = plan.articulation == "natural"
+    closed = np.zeros_like(grid, dtype=bool)
     for syllable in plan.syllables:
-        span = (grid >= syllable.nucleus_start_s) & (grid <= syllable.end_s)
         openness = VOWELS[syllable.vowel][1] * syllable.stress
-        curve[span] = openness * _nucleus_envelope(grid[span], syllable)
+        if not natural:
+            span = (grid >= syllable.nucleus_start_s) & (grid <= syllable.end_s)
+            curve[span] = openness * _nucleus_envelope(grid[span], syllable)
+            continue
+        start = syllable.nucleus_start_s - (0.0 if syllable.bilabial else syllable.lip_lead_s)
+        end = syllable.end_s - _CLOSING_LEAD_FRACTION * syllable.lip_lead_s
+        span = (grid >= start) & (grid <= end)
+        gesture = min(openness * syllable.opening_scale, 1.0) * _gesture_envelope(grid[span], start, end)
+        curve[span] = np.maximum(curve[span], gesture)
+        if syllable.bilabial:       # the lips shut a little before the murmur and part at the release
+            closed |= (grid >= syllable.start_s - 0.5 * syllable.lip_lead_s) & (grid <= syllable.nucleus_start_s)
+    curve[closed] = 0.0
     curve = gaussian_filter1d(curve, _MOUTH_SMOOTHING_S * _MOUTH_RATE, mode="nearest")
+    if closed.any():    # lips pressed together are shut, however the jaw moves around them
+        curve *= 1.0 - gaussian_filter1d(closed.astype(np.float64), _CLOSURE_SMOOTHING_S * _MOUTH_RATE, mode="nearest")
     return np.clip(np.interp(np.asarray(times_s, np.float64), grid, curve), 0.0, 1.0)
 
 
@@ -202,7 +295,10 @@ def synthesize_speech(plan: SpeechPlan, rng: np.random.Generator) -> NDArray[np.
         # Open vowels are intrinsically louder than close ones.
         gain = syllable.loudness * (0.5 + 0.5 * VOWELS[syllable.vowel][1])
         audio[first:last] += gain * envelope * voiced / max(level, 1e-12)
-        if syllable.consonant is not None:
+        if syllable.bilabial:
+            first, voiced_consonant = _voiced_bilabial(syllable, source, n_samples, rng)
+            audio[first:first + voiced_consonant.size] += voiced_consonant
+        elif syllable.consonant is not None:
             first, burst = _consonant(syllable, n_samples, rng)
             audio[first:first + burst.size] += burst
     peak = float(np.max(np.abs(audio))) if n_samples else 0.0
@@ -223,6 +319,30 @@ def _consonant(syllable: Syllable, n_samples: int, rng: np.random.Generator) -> 
     noise /= max(float(np.std(noise)), 1e-12)
     shape = np.sin(np.pi * np.arange(length) / length) ** 0.5
     return first, 0.25 * syllable.loudness * shape * noise
+
+
+def _voiced_bilabial(syllable: Syllable, source: NDArray[np.float64], n_samples: int,
+                    rng: np.random.Generator) -> tuple[int, NDArray[np.float64]]:
+    """The closed-lip sound of an *m* (nasal murmur) or a *b* (voice bar, then a release burst)
+    at the start of ``syllable``: (first sample, samples). Voiced, so it follows the pitch."""
+    first = min(int(syllable.start_s * SAMPLE_RATE), n_samples)
+    length = min(int(syllable.consonant_s * SAMPLE_RATE), n_samples - first)
+    if length < 8:
+        return first, np.zeros(0)
+    if syllable.consonant == "m":
+        frequency, bandwidth, level = _NASAL_FORMANT_HZ, _NASAL_BANDWIDTH_HZ, 0.35
+    else:
+        frequency, bandwidth, level = _VOICE_BAR_HZ, _VOICE_BAR_BANDWIDTH_HZ, 0.15
+    radius = np.exp(-np.pi * bandwidth / SAMPLE_RATE)
+    a = [1.0, -2.0 * radius * np.cos(2.0 * np.pi * frequency / SAMPLE_RATE), radius * radius]
+    voiced = lfilter([sum(a)], a, source[first:first + length])
+    voiced /= max(float(np.std(voiced)), 1e-12)
+    ramp = np.minimum(1.0, np.minimum(np.arange(length), np.arange(length)[::-1]) / (0.2 * length))
+    sound = level * syllable.loudness * np.sin(0.5 * np.pi * ramp) * voiced
+    if syllable.consonant == "b":   # the lips part with a short broadband burst
+        burst = min(int(_BURST_S * SAMPLE_RATE), length)
+        sound[length - burst:] += 0.2 * syllable.loudness * rng.standard_normal(burst) * np.hanning(burst)
+    return first, sound
 
 
 def rms_envelope(audio: NDArray[np.floating], sample_rate: int, times_s: NDArray[np.float64],

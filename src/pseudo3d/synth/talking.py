@@ -31,6 +31,15 @@ _SENSOR_NOISE_LEVELS = (2.0, 4.0)
 # how long it stays away.
 _EXIT_S = 0.35
 _AWAY_S = 1.5
+# Framings other than "standard": a tight crop's face height (forehead to chin) as a fraction of
+# the frame (VoxCeleb2/LRS3-style 224 x 224 face crops), and a medium shot's face height in pixels.
+FRAMINGS = ("standard", "tight", "medium")
+_TIGHT_FACE_FRACTION = (0.66, 0.74)
+_MEDIUM_FACE_PX = (64.0, 110.0)
+# Frames over this many pixels take their sensor noise from smaller fields (rows, columns) tiled
+# over the frame: a bank of full-HD fields would take 400 MB.
+_NOISE_FIELD_MAX_PIXELS = 960 * 720
+_NOISE_TILE = (540, 960)
 # A blink: the lids close in 80 ms and open again in 150 ms.
 _BLINK_CLOSING_S = 0.08
 _BLINK_OPENING_S = 0.15
@@ -52,7 +61,11 @@ class VideoSpec:
     audio_delay_frames: int = 0
     face_leaves: bool = False
     shot_cut: bool = False
-    family: int = 0             # 0: corpus videos, 1: bad inputs; keeps their random streams apart
+    family: int = 0             # 0: corpus videos, 1: bad inputs, 2: bad corpus, 3: framings; keeps random streams apart
+    framing: str = "standard"   # "standard", "tight" (the face fills the frame) or "medium" (a small face); see FRAMINGS
+    head_turn_deg: int = 0      # the head turned clockwise on screen by 0, 90, 180 or 270 degrees (no rotation tag)
+    articulation: str = "natural"   # how the mouth follows the speech: speech.ARTICULATIONS
+    dubbed: bool = False        # the audio speaks another, unrelated plan than the mouth articulates
 
 
 def random_streams(seed: int, index: int, family: int = 0) -> dict[str, np.random.Generator]:
@@ -125,23 +138,34 @@ class SensorNoise:
     def __init__(self, rng: np.random.Generator, height: int, width: int):
         self.rng = rng
         self.sigma = float(rng.uniform(*_SENSOR_NOISE_LEVELS))
-        self.bank = (rng.standard_normal((self.BANK, 2 * height, 2 * width, 3), dtype=np.float32)
-                     * np.float32(self.sigma))
+        self.field_size = (height, width)
+        if height * width > _NOISE_FIELD_MAX_PIXELS:
+            self.field_size = (min(height, _NOISE_TILE[0]), min(width, _NOISE_TILE[1]))
+        self.bank = (rng.standard_normal((self.BANK, 2 * self.field_size[0], 2 * self.field_size[1], 3),
+                                         dtype=np.float32) * np.float32(self.sigma))
 
     def apply(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
         height, width = image.shape[:2]
+        field_height, field_width = self.field_size
         field = self.bank[self.rng.integers(self.BANK)]
-        dy, dx = self.rng.integers(height), self.rng.integers(width)
-        noise = field[dy:dy + height, dx:dx + width]
+        dy, dx = self.rng.integers(field_height), self.rng.integers(field_width)
+        noise = field[dy:dy + field_height, dx:dx + field_width]
+        if (field_height, field_width) != (height, width):
+            reps = (-(-height // field_height), -(-width // field_width), 1)
+            noise = np.tile(noise, reps)[:height, :width]
         if self.rng.random() < 0.5:
             noise = -noise
         return np.clip(image + noise, 0.0, 255.0).astype(np.uint8)
 
 
 def to_stereo(mono: NDArray[np.float32], rng: np.random.Generator, delay_samples: int) -> NDArray[np.float32]:
-    """``(2, samples)``: ``mono`` delayed by ``delay_samples``, with slightly unequal channel gains."""
-    delay_samples = min(delay_samples, len(mono))
-    delayed = np.concatenate([np.zeros(delay_samples, np.float32), mono[:len(mono) - delay_samples]])
+    """``(2, samples)``: ``mono`` delayed by ``delay_samples`` (negative: advanced, the end padded
+    with silence), with slightly unequal channel gains."""
+    delay_samples = int(np.clip(delay_samples, -len(mono), len(mono)))
+    if delay_samples >= 0:
+        delayed = np.concatenate([np.zeros(delay_samples, np.float32), mono[:len(mono) - delay_samples]])
+    else:
+        delayed = np.concatenate([mono[-delay_samples:], np.zeros(-delay_samples, np.float32)])
     gains = np.array([1.0, rng.uniform(0.8, 0.9)], np.float32)
     if rng.random() < 0.5:
         gains = gains[::-1]
@@ -161,8 +185,9 @@ def write_truth(path: Path, truth: dict) -> None:
 
 def build_truth(spec: VideoSpec, mouth_open: NDArray, motion: HeadMotion, visible: list[bool],
                 cuts: list[int], envelope: NDArray, eye_closure: NDArray, delay_samples: int,
-                focal_px: float, noise_sigma: float) -> dict:
-    """The truth sidecar's JSON object (fields documented in :mod:`pseudo3d.synth.corpus`)."""
+                focal_px: float, noise_sigma: float, plan: speech.SpeechPlan | None = None) -> dict:
+    """The truth sidecar's JSON object (fields documented in :mod:`pseudo3d.synth.corpus`);
+    ``plan`` is the speech plan the mouth articulates (None: no speaking face)."""
     n_frames = len(mouth_open)
     fps = float(spec.fps)
     return {
@@ -179,6 +204,12 @@ def build_truth(spec: VideoSpec, mouth_open: NDArray, motion: HeadMotion, visibl
         "has_audio": spec.has_audio,
         "audio_sample_rate": speech.SAMPLE_RATE if spec.has_audio else None,
         "audio_offset_s": round(delay_samples / speech.SAMPLE_RATE, 9),
+        "articulation": None if plan is None else plan.articulation,
+        "dubbed": bool(spec.dubbed),
+        "syllables": [] if plan is None else [
+            {"start_s": round(s.start_s, 6), "nucleus_start_s": round(s.nucleus_start_s, 6), "end_s": round(s.end_s, 6),
+             "vowel": s.vowel, "consonant": s.consonant, "lip_lead_s": round(s.lip_lead_s, 6),
+             "opening_scale": round(s.opening_scale, 6)} for s in plan.syllables],
         "mouth_open": _round_list(mouth_open),
         "head_pose": {
             "yaw_rad": _round_list(motion.yaw_rad),
@@ -216,12 +247,29 @@ def _stage(spec: VideoSpec, streams: dict[str, np.random.Generator], portrait: P
     rng = streams["scene"]
     n_frames, fps = len(times_s), float(spec.fps)
     # Face height (forehead to chin) as a fraction of the frame height; the cut's zoom-in
-    # starts from a smaller face so that the close-up still fits.
-    face_fraction = rng.uniform(0.34, 0.38) if spec.shot_cut else rng.uniform(0.36, 0.42)
+    # starts from a smaller face so that the close-up still fits. A head turned sideways has its
+    # height along the frame's width.
+    if spec.framing not in FRAMINGS or spec.head_turn_deg not in (0, 90, 180, 270):
+        raise ValueError(f"framing must be one of {FRAMINGS} and head_turn_deg one of 0, 90, 180, 270; got "
+                         f"{spec.framing!r}, {spec.head_turn_deg!r}")
+    along, across = (spec.width, spec.height) if spec.head_turn_deg % 180 else (spec.height, spec.width)
+    if spec.framing == "tight":
+        face_fraction = rng.uniform(*_TIGHT_FACE_FRACTION)
+    elif spec.framing == "medium":
+        face_fraction = rng.uniform(*_MEDIUM_FACE_PX) / along
+    else:
+        face_fraction = rng.uniform(0.34, 0.38) if spec.shot_cut else rng.uniform(0.36, 0.42)
     layer_width = (layer.x1 - layer.x0) / UPSAMPLE             # source-portrait pixels
-    scale = min(face_fraction * spec.height * UPSAMPLE / portrait.face_height, 0.85 * spec.width / layer_width)
-    centre = (spec.width * rng.uniform(0.47, 0.53), spec.height * rng.uniform(0.48, 0.52))
+    scale = face_fraction * along * UPSAMPLE / portrait.face_height
+    if spec.framing != "tight":                                # a tight crop cuts the hair and ears off
+        scale = min(scale, 0.85 * across / layer_width)
+    if spec.framing == "medium":                               # anywhere across, head in the upper part
+        centre = (spec.width * rng.uniform(0.3, 0.7), spec.height * rng.uniform(0.3, 0.45))
+    else:
+        centre = (spec.width * rng.uniform(0.47, 0.53), spec.height * rng.uniform(0.48, 0.52))
     motion = random_head_motion(streams["motion"], n_frames, fps, spec.width, spec.height, centre, scale)
+    if spec.head_turn_deg:
+        motion = replace(motion, roll_rad=motion.roll_rad + np.radians(spec.head_turn_deg))
     backdrops = [make_backdrop(rng, spec.width, spec.height)]
     cuts: list[int] = []
     if spec.shot_cut:
@@ -243,7 +291,7 @@ def render_talking_video(spec: VideoSpec, out_dir: Path) -> Path:
     n_frames = max(int(round(spec.duration_s * fps)), 1)
     times = np.arange(n_frames) / fps
 
-    plan = speech.plan_speech(streams["speech"], n_frames / fps)
+    plan = speech.plan_speech(streams["speech"], n_frames / fps, spec.articulation)
     mouth_open = speech.mouth_open_curve(plan, times)
     eye_closure = blink_curve(streams["blinks"], times)
     staging = _stage(spec, streams, portrait, layer, times)
@@ -263,7 +311,9 @@ def render_talking_video(spec: VideoSpec, out_dir: Path) -> Path:
     delay_samples = 0
     envelope = np.zeros(n_frames)
     if spec.has_audio:
-        mono = speech.synthesize_speech(plan, streams["speech"])
+        # Dubbed: the sound of another plan, drawn after the mouth's from the same stream.
+        sound_plan = speech.plan_speech(streams["speech"], n_frames / fps, spec.articulation) if spec.dubbed else plan
+        mono = speech.synthesize_speech(sound_plan, streams["speech"])
         delay_samples = int(round(spec.audio_delay_frames / fps * speech.SAMPLE_RATE))
         audio = to_stereo(mono, streams["speech"], delay_samples)
         envelope = speech.rms_envelope(audio.mean(axis=0), speech.SAMPLE_RATE, times, 1.0 / fps)
@@ -272,6 +322,6 @@ def render_talking_video(spec: VideoSpec, out_dir: Path) -> Path:
     video_path = out_dir / f"{spec.name}.mp4"
     write_mp4(video_path, frames(), spec.fps, spec.width, spec.height, audio, speech.SAMPLE_RATE)
     truth = build_truth(spec, mouth_open, staging.motion, visible, list(staging.cuts), envelope, eye_closure,
-                        delay_samples, staging.focal_px, sensor.sigma)
+                        delay_samples, staging.focal_px, sensor.sigma, plan)
     write_truth(out_dir / f"{spec.name}{TRUTH_SUFFIX}", truth)
     return video_path

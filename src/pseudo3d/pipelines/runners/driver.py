@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from pseudo3d.config import BuildConfig
+from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.finalize import finalize_dataset
 from pseudo3d.pipelines.output_dir import ResumeState, prepare_output
 from pseudo3d.pipelines.shard_writer import ShardWriter
@@ -86,11 +87,23 @@ def start_build(sources: list[Source], out_dir: Path, config: BuildConfig, *,
     an empty report. A runner that commits shards itself uses this and :func:`finish_build`."""
     out_dir = Path(out_dir)
     BACKENDS[config.backend].check_assets(config)
+    if config.qa.sync_model is not None:
+        check_sync_model(config.qa.sync_model)
     state = prepare_output(out_dir, config, overwrite=overwrite)
     pending = state.pending(sources)
     report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
                          processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
     return state, pending, report
+
+
+def check_sync_model(path: str) -> None:
+    """Read SyncNet's weights once, before any worker loads them: a missing or wrong file (or no
+    PyTorch) stops the build with a message naming it, instead of failing every source."""
+    try:
+        from pseudo3d.qa.syncnet import load_syncnet_state_dict
+    except ImportError as exc:
+        raise Pseudo3DError(f"qa.sync_model (--sync-model) needs PyTorch: pip install 'pseudo3d[train]' ({exc})") from None
+    load_syncnet_state_dict(path)
 
 
 def finish_build(report: BuildReport, config: BuildConfig, *, qa_report: bool = True) -> BuildReport:

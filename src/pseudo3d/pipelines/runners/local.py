@@ -16,10 +16,9 @@ from typing import Iterator
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
-from pseudo3d.pipelines.process import InFlight, SourcePipeline
+from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_units
-from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads
     global _WORKER_PIPELINE, _WORKER_ERROR
     redirect_process_stderr(log_path)
     try:
-        if BACKENDS[config.backend].gpu_capable:
+        if uses_torch(config):
             import torch
 
             torch.set_num_threads(threads)  # workers share the cores; no oversubscription
@@ -90,9 +89,10 @@ def default_workers() -> int:
 
 
 def reconstructs_in_parent(config: BuildConfig) -> bool:
-    """GPU work happens once per GPU: a GPU-capable backend on a CUDA device reconstructs in the
-    parent process, in batches spanning sources; everything else runs inside the CPU workers."""
-    if not BACKENDS[config.backend].gpu_capable:
+    """GPU work happens once per GPU: a GPU-capable backend (or SyncNet scoring) on a CUDA device
+    reconstructs in the parent process, in batches spanning sources; everything else runs inside
+    the CPU workers."""
+    if not uses_torch(config):
         return False
     from pseudo3d.reconstruction.device import resolve_device
 

@@ -29,11 +29,10 @@ from typing import Any, Iterator
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.process import InFlight, SourcePipeline
+from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners import local
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
-from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Source, SourceOutcome
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def build_ray(sources: list[Source], out_dir: Path, config: BuildConfig, *, addr
         n_gpus = int(resources.get("GPU", 0))
         n_cpu_actors = workers or max(1, int(resources.get("CPU", 1)) - (1 if n_gpus else 0))
         if split is None:
-            split = BACKENDS[config.backend].gpu_capable and n_gpus > 0
+            split = uses_torch(config) and n_gpus > 0
         n_gpu_actors = gpu_actors if gpu_actors is not None else max(1, n_gpus)
 
         def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:

@@ -153,30 +153,38 @@ def offset_histogram(offsets_ms: np.ndarray, fps: float, limit_ms: float | None,
 
 
 def sync_scatter(offsets_ms: np.ndarray, strengths: np.ndarray, limit_ms: float | None,
-                 min_strength: float | None) -> str | None:
-    """Sync strength against AV offset per clip, with the acceptance box drawn."""
+                 low_ms: np.ndarray | None = None, high_ms: np.ndarray | None = None,
+                 significant: np.ndarray | None = None) -> str | None:
+    """Sync strength against AV offset per clip: each offset's interval as a horizontal bar,
+    filled dots where the peak is significant, hollow where it is not; outside ±limit shaded."""
     offsets, strengths = np.asarray(offsets_ms, np.float64), np.asarray(strengths, np.float64)
     ok = np.isfinite(offsets) & np.isfinite(strengths)
     if not ok.any():
         return None
+    low = np.asarray(low_ms, np.float64) if low_ms is not None else offsets
+    high = np.asarray(high_ms, np.float64) if high_ms is not None else offsets
+    sure = np.asarray(significant, bool) if significant is not None else np.ones_like(ok)
     figure, axes = _figure(4.5, 2.2, (0.56, 0.42, 0.12, 0.12))
     with matplotlib.rc_context(theme.FIGURE_RC):
-        reach = max(float(np.abs(offsets[ok]).max()), limit_ms or 0.0) * 1.15 or 1.0
+        spans = np.concatenate([np.abs(offsets[ok]), np.abs(low[ok & np.isfinite(low)]), np.abs(high[ok & np.isfinite(high)])])
+        reach = max(float(spans.max()), limit_ms or 0.0) * 1.15 or 1.0
         axes.set_xlim(-reach, reach)
         axes.set_ylim(min(0.0, float(strengths[ok].min()) - 0.05), 1.02)
         if limit_ms is not None:
             axes.axvspan(-reach, -limit_ms, color=theme.ALERT_LIGHT, lw=0, zorder=0)
             axes.axvspan(limit_ms, reach, color=theme.ALERT_LIGHT, lw=0, zorder=0)
-        if min_strength is not None:
-            axes.axhspan(axes.get_ylim()[0], min_strength, color=theme.ALERT_LIGHT, lw=0, zorder=0)
-            axes.axhline(min_strength, color=theme.ALERT, lw=1.2, zorder=2)
-        if limit_ms is not None:
             for x in (-limit_ms, limit_ms):
                 axes.axvline(x, color=theme.ALERT, lw=1.2, zorder=2)
-        axes.scatter(offsets[ok], strengths[ok], s=22, color=theme.ACCENT, edgecolors=theme.PAPER,
-                     linewidths=0.6, zorder=3)
+        bars = ok & np.isfinite(low) & np.isfinite(high)
+        axes.hlines(strengths[bars], low[bars], high[bars], color=theme.ACCENT_LIGHT, lw=1.0, zorder=2)
+        axes.scatter(offsets[ok & sure], strengths[ok & sure], s=22, color=theme.ACCENT, edgecolors=theme.PAPER,
+                     linewidths=0.6, zorder=3, label="significant peak")
+        if (ok & ~sure).any():
+            axes.scatter(offsets[ok & ~sure], strengths[ok & ~sure], s=22, facecolors=theme.PAPER,
+                         edgecolors=theme.ACCENT, linewidths=1.0, zorder=3, label="no significant peak")
+            axes.legend(loc="lower left", frameon=True, framealpha=0.92, edgecolor=theme.RULE)
         axes.grid(axis="x", visible=True)
-        axes.set_xlabel("AV offset, ms")
+        axes.set_xlabel("AV offset and its interval, ms")
         axes.set_ylabel("sync strength")
     return figure_data_uri(figure)
 

@@ -49,6 +49,7 @@ class GalleryItem:
     av_offset_frames: float
     av_offset_s: float
     av_sync_strength: float
+    av_sync_p_value: float
     confidence_mean: float
 
 
@@ -101,6 +102,7 @@ def _item(dataset: Dataset, row: int, sample: dict | None, flame_model: str | No
                   av_offset_frames=_value(dataset, "av_offset_frames", row),
                   av_offset_s=_value(dataset, "av_offset_s", row),
                   av_sync_strength=_value(dataset, "av_sync_strength", row),
+                  av_sync_p_value=_value(dataset, "av_sync_p_value", row),
                   confidence_mean=_value(dataset, "confidence_mean", row))
     if sample is None:
         note = f"sample {key} was not found in shards/{column['shard'][row]}.tar"

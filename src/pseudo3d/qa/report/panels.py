@@ -79,23 +79,31 @@ def sync_section(dataset: Dataset, summary: dict) -> str:
     limit_ms = None if limit_s is None else limit_s * 1000.0
     offsets_ms = dataset.column("av_offset_s") * 1000.0
     rejected_ms = [v * 1000.0 for v in filtered_values(dataset).get("av_offset_s", [])]
-    min_strength = thresholds(dataset).get("av_sync_strength")
     histogram = offset_histogram(offsets_ms, dataset.fps, limit_ms, rejected_ms)
+    p_values = dataset.column("av_sync_p_value")
+    alpha = av["significance_level"]
+    with np.errstate(invalid="ignore"):
+        significant = p_values <= alpha if alpha is not None else np.isfinite(p_values)
     scatter = sync_scatter(offsets_ms, dataset.column("av_sync_strength"), limit_ms,
-                           None if min_strength is None else min_strength.value)
+                           dataset.column("av_offset_ci_low_s") * 1000.0, dataset.column("av_offset_ci_high_s") * 1000.0,
+                           significant)
     ms, frames = av["ms"], av["frames"]
     numbers = [
         ("median offset", f"{fmt.number(ms['median'], 2)} ms", f"{fmt.number(frames['median'], 2)} frames"),
         ("p05 … p95", f"{fmt.number(ms['p05'], 2)} … {fmt.number(ms['p95'], 2)} ms", ""),
+        ("significant peak", str(av["significant"]), f"p ≤ {fmt.number(alpha)}" if alpha is not None else ""),
         ("kept beyond the limit", str(av["beyond_threshold_kept"]),
-         f"±{limit_ms:g} ms" if limit_ms is not None else "no limit set"),
+         (f"±{limit_ms:g} ms, interval reaches inside" if limit_ms is not None else "no limit set")),
         ("filtered for offset", str(av["filtered"]), "clips"),
-        ("not measurable", str(av["not_measured"]), "no audio or flat signal"),
+        ("filtered as unrelated", str(av["filtered_unrelated"]), "no peak with enough speech"),
+        ("not measurable", str(av["not_measured"]), "no audio, silence or still lips"),
     ]
     keynums = "".join(f'<div>{esc(k)}<br><b>{esc(v)}</b> <span class="msg">{esc(d)}</span></div>' for k, v, d in numbers)
-    lead = ("The audio-visual offset is the lag that best correlates the mouth opening with the speech envelope "
-            "(positive: the audio lags the picture); the strength is that peak correlation. The shaded areas are "
-            "outside the QA limits.")
+    lead = ("The audio-visual offset is the lag that best correlates the mouth's motion with the speech's onsets, "
+            "less the natural lead of lips over sound (positive: the audio lags the picture); the bar is its "
+            "interval and the strength is the peak correlation. A clip is filtered for offset only when its peak is "
+            "significant and its whole interval lies in a shaded area, and as unrelated only when it has no "
+            "significant peak despite enough speech and mouth motion (see docs/qa.md).")
     body = (f'<div class="keynums">{keynums}</div><div class="pair"><div>{_img(histogram, "AV offsets")}</div>'
             f'<div>{_img(scatter, "sync strength against offset")}</div></div>')
     return section("sync", "Audio-visual sync", lead, body)
@@ -122,7 +130,8 @@ def gallery_section(items: list[GalleryItem], requested: int) -> str:
     for item in items:
         offset_ms = item.av_offset_s * 1000.0 if math.isfinite(item.av_offset_s) else float("nan")
         foot = (f"AV offset {_signed(item.av_offset_frames)} frames ({_signed(offset_ms, 1)} ms) · "
-                f"strength {fmt.number(item.av_sync_strength, 2)} · confidence {fmt.number(item.confidence_mean, 2)}")
+                f"strength {fmt.number(item.av_sync_strength, 2)} · p {fmt.number(item.av_sync_p_value, 2)} · "
+                f"confidence {fmt.number(item.confidence_mean, 2)}")
         plot = f'<div class="plot"><img src="{item.plot_uri}" alt="mouth opening and audio envelope"></div>' if item.plot_uri else ""
         cards.append(
             f'<article class="shot"><header><h4>{esc(item.source_name)} · clip {item.clip_index}</h4>'

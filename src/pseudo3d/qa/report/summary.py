@@ -61,6 +61,8 @@ def _av_offset(dataset: Dataset) -> dict:
     threshold = thresholds(dataset).get("av_offset_s")
     limit = threshold.value if threshold else None
     beyond = int(np.count_nonzero(np.abs(seconds[np.isfinite(seconds)]) > limit)) if limit is not None else 0
+    alpha = dataset.qa_config.get("max_av_sync_p_value")
+    p_values = dataset.column("av_sync_p_value")
     ms = _quantiles(seconds * 1000.0)
     return {
         "frames": _quantiles(frames),
@@ -69,6 +71,9 @@ def _av_offset(dataset: Dataset) -> dict:
         "beyond_threshold_kept": beyond,
         "filtered": len(filtered_values(dataset).get("av_offset_s", [])),
         "not_measured": int(np.count_nonzero(~np.isfinite(seconds))),
+        "significance_level": None if alpha is None else float(alpha),
+        "significant": int(np.count_nonzero(p_values[np.isfinite(p_values)] <= alpha)) if alpha is not None else 0,
+        "filtered_unrelated": len(filtered_values(dataset).get("av_sync_p_value", [])),
     }
 
 
@@ -142,7 +147,9 @@ def qa_summary(dataset_dir: str | Path) -> dict:
     hours lost, rows of unknown cost); ``metrics`` (per manifest metric: n, median, p05, p95, and
     threshold, bound, beyond_threshold_kept where a QA rule applies); ``jitter`` (per group: median
     raw, median smooth, median per-clip ratio); ``av_offset`` (quantiles in frames and ms,
-    threshold_s, beyond_threshold_kept, filtered, not_measured); ``qa_enabled``; ``thresholds``
+    threshold_s, beyond_threshold_kept, filtered, not_measured, significance_level, significant =
+    clips whose sync peak is significant, filtered_unrelated = clips filtered for having none);
+    ``qa_enabled``; ``thresholds``
     (the build's ``qa`` options); ``report`` (where :func:`write_report` puts the page).
     """
     return summarize(load_dataset(dataset_dir))
@@ -183,7 +190,7 @@ def format_summary(summary: dict) -> str:
         lines.append(_line("metrics", f"{'median':>32} [p05 … p95]   {state}, kept clips beyond it"))
         for name, entry in shown:
             spread = f"[{fmt.number(entry['p05'])} … {fmt.number(entry['p95'])}]"
-            lines.append(_line("", f"{name:<22}{fmt.number(entry['median']):>10} {spread:<18}"
+            lines.append(_line("", f"{name:<22}{fmt.number(entry['median']):>10} {spread:<21}"
                                    f"{_BOUNDS[entry['bound']]} {fmt.number(entry['threshold'])}, "
                                    f"{entry['beyond_threshold_kept']} beyond"))
     if summary["jitter"]:
@@ -194,5 +201,6 @@ def format_summary(summary: dict) -> str:
         limit = f"±{av['threshold_s'] * 1000:.0f} ms" if av["threshold_s"] is not None else "no threshold"
         lines.append(_line("av offset", f"median {fmt.number(av['ms']['median'], 2)} ms [{fmt.number(av['ms']['p05'], 2)} … "
                                         f"{fmt.number(av['ms']['p95'], 2)}]; {av['beyond_threshold_kept']} kept beyond "
-                                        f"{limit}, {av['filtered']} filtered"))
+                                        f"{limit}, {av['filtered']} filtered; {av['significant']} significant, "
+                                        f"{av['filtered_unrelated']} filtered as unrelated"))
     return "\n".join(lines)
