@@ -95,6 +95,20 @@ def framing_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bad_corpus(tmp_path_factory):
+    """The bad-input corpus (seed 0), written once for the session: (folder, kind → path, the
+    progress calls made while writing it). Tests must not add files to the folder."""
+    from pseudo3d.logs import native_stderr_silenced
+    from pseudo3d.synth.bad_corpus import make_bad_corpus
+
+    folder = tmp_path_factory.mktemp("bad_corpus")
+    calls = []
+    with native_stderr_silenced():
+        paths = make_bad_corpus(folder, seed=0, progress=lambda done, total, name: calls.append((done, total, name)))
+    return folder, paths, calls
+
+
+@pytest.fixture(scope="session")
 def runner_corpus(tmp_path_factory) -> Path:
     """A small corpus (4 videos of 4 s and 3 bad inputs) the runner tests build on every runner."""
     from pseudo3d.logs import native_stderr_silenced

@@ -66,4 +66,4 @@ def test_mead_recipe_keeps_full_hd_studio_footage_at_25_fps(studio_video, tmp_pa
     assert card["counts"]["ok"] == 1 and len(rows) == 1
     [row] = rows
     assert row["fps"] == 25.0 and row["n_frames"] == 75  # 3 s of 30 fps frames, picked by time onto 25 fps
-    assert card["config"]["qa"]["max_silence_fraction"] == 0.9
+    assert card["config"]["track"]["min_clip_s"] == 1.5 and card["config"]["decode"]["fps"] == 25.0

@@ -207,7 +207,10 @@ class QAConfig:
     inter-ocular distances) a clip needs before a missing peak counts against it; a face that
     does not speak (0.02-0.04) is kept, talking faces measure 0.08 and more."""
     av_max_lag_s: float = 0.5
-    """How far the sync search shifts the audio each way, seconds."""
+    """How far the sync search shifts the audio each way, seconds (at most a third of the clip).
+    An offset beyond it is not seen: the estimate then lands on a side peak, possibly a
+    significant one. 1.0 catches the 0.5-1 s desyncs of badly muxed files, at the price of more
+    side-peak estimates on clips of a few seconds (docs/qa.md)."""
     sync_model: Optional[str] = field(default=None, metadata=_ASSET)
     """SyncNet weights, VGG's ``syncnet_v2.model`` (``--sync-model PATH``; never shipped). When
     set, every clip is also scored by SyncNet (``lse_d``, ``lse_c``, ``syncnet_offset_frames``,

@@ -8,12 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pseudo3d.logs import native_stderr_silenced
 from pseudo3d.pipelines.runners.local import build_local
 from pseudo3d.pipelines.sources import resolve_sources
 from pseudo3d.qa.sync import NATURAL_LEAD_S
 from pseudo3d.schemas.shard_reader import iter_samples
-from pseudo3d.synth.bad_corpus import BAD_KINDS, bad_file_name, make_bad_corpus
+from pseudo3d.synth.bad_corpus import BAD_KINDS, bad_file_name
 
 pytestmark = pytest.mark.slow
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hardening.md"
@@ -51,14 +50,13 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("bad_corpus")
-    with native_stderr_silenced():
-        make_bad_corpus(corpus, seed=0)
+def built(bad_corpus, tmp_path_factory):
+    corpus, _, _ = bad_corpus
     # A protocol the default limits refuse, named in a list file (untrusted data).
-    (corpus / "list.txt").write_text("memory://elsewhere/remote.mp4\n")
+    listed = tmp_path_factory.mktemp("bad_list") / "list.txt"
+    listed.write_text("memory://elsewhere/remote.mp4\n")
     out = tmp_path_factory.mktemp("bad_dataset") / "ds"
-    report = build_local(resolve_sources([str(corpus)]) + resolve_sources([str(corpus / "list.txt")]), out,
+    report = build_local(resolve_sources([str(corpus)]) + resolve_sources([str(listed)]), out,
                          _config(), workers=2, progress=False, qa_report=False)
     return corpus, out, report
 

@@ -45,7 +45,7 @@ def test_syncnet_rules():
     assert rejection.describe() == "lse_c = 2.9 is below qa.min_lse_c = 3"
     [rejection] = check_clip({**GOOD, "syncnet_offset_frames": 3.0}, config, True)
     assert rejection.describe() == ("syncnet_offset_frames (absolute) = 3 is above "
-                                    "qa.max_abs_syncnet_offset_frames = 2 (SyncNet confident: lse_c = 7.5)")
+                                    "qa.max_abs_syncnet_offset_frames = 2 (lse_c = 7.5, at least qa.min_lse_c = 3)")
     assert check_clip({**GOOD, "syncnet_offset_frames": -2.0, "lse_d": 25.0}, config, True) == []
     without = {key: value for key, value in GOOD.items() if key not in ("lse_d", "lse_c", "syncnet_offset_frames")}
     assert check_clip(without, config, True) == []

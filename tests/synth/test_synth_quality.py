@@ -12,7 +12,7 @@ import mediapipe as mp
 import numpy as np
 import pytest
 
-from pseudo3d.synth.corpus import SCENARIOS, make_corpus
+from pseudo3d.synth.corpus import SCENARIOS
 
 MIN_FOUND = 0.98
 MIN_MOUTH_R = 0.95
@@ -20,12 +20,16 @@ MIN_ROLL_R = 0.8
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory):
-    """Per video: (truth, found (T,), mouth ratio (T,), eye-line angle (T,)); NaN where not found."""
-    paths = make_corpus(tmp_path_factory.mktemp("quality"), n_videos=6, seconds=8.0, seed=0)
+def tracked(synthetic_corpus):
+    """Per video of the shared test corpus (one per scenario): (truth, found (T,), mouth ratio (T,),
+    eye-line angle (T,)); NaN where not found."""
+    names = {scenario.name for scenario in SCENARIOS}
     results = {}
-    for path in paths:
-        truth = json.loads(path.with_name(path.stem + ".truth.json").read_text())
+    for sidecar in sorted(synthetic_corpus.glob("*.truth.json")):
+        truth = json.loads(sidecar.read_text())
+        if truth["scenario"] not in names:
+            continue
+        path = sidecar.with_name(sidecar.name[:-len(".truth.json")] + ".mp4")
         found, ratio, angle = [], [], []
         with av.open(str(path)) as container, mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=False, refine_landmarks=True, max_num_faces=1) as mesh:

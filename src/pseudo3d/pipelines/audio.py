@@ -24,6 +24,7 @@ Files are opened under the FFmpeg input policy of :mod:`pseudo3d.pipelines.media
 from __future__ import annotations
 
 import os
+import wave
 from dataclasses import dataclass, field
 
 import av
@@ -31,6 +32,7 @@ import numpy as np
 
 from pseudo3d.errors import Pseudo3DError, StageError
 from pseudo3d.pipelines.media import Decoding, decode_skipping, describe_av_error, open_container
+from pseudo3d.pipelines.sources import local_path
 
 AUDIO_GAP_S = 0.02
 """A jump in audio timestamps larger than this many seconds is filled with silence."""
@@ -153,7 +155,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     video, sample 0 being the stream's first sample.
 
     Raises :class:`~pseudo3d.errors.Pseudo3DError` naming the file when it is missing, is not
-    an audio or video file the input policy allows, has no audio stream, or decodes to no sound.
+    an audio or video file the input policy allows, has no audio stream, decodes to no sound, or
+    decodes to less sound than its header declares (a truncated WAV, FLAC, M4A, MKV ...).
     """
     uri = os.fspath(path)
     try:
@@ -162,8 +165,51 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
                 raise Pseudo3DError(f"{uri}: no audio stream in the file ({kinds})")
             read = read_audio_stream(container, container.streams.audio[0], sample_rate, "audio")
+            declared = _declared_length_s(uri, container, container.streams.audio[0])
     except StageError as error:
         raise Pseudo3DError(f"{uri}: {error.message}") from None
     if not read.samples.size:
         raise Pseudo3DError(f"{uri}: the audio stream holds no sound (an empty or truncated file)")
+    decoded = read.samples.size / sample_rate
+    if declared is not None and declared - decoded > max(TRUNCATION_TOLERANCE_S, 0.02 * declared):
+        raise Pseudo3DError(f"{uri}: the file declares {declared:.2f} s of sound but only {decoded:.2f} s decode "
+                            "(a truncated file?)")
     return read.samples
+
+
+TRUNCATION_TOLERANCE_S = 0.2
+"""A file whose sound ends this much (or 2 % of its length, if more) before the length its header
+declares is refused as truncated."""
+_EXACT_LENGTH_FORMATS = {"wav", "w64", "aiff", "flac", "caf", "mov", "mp4", "m4a", "matroska", "webm"}
+"""Containers whose header states the length exactly (not estimated from a bit rate, as FFmpeg
+does for MP3 or raw AAC, where a truncation check would refuse good files)."""
+
+
+def _declared_length_s(uri: str, container, stream) -> float | None:
+    """The audio stream's length as the header declares it, seconds, where the format states it exactly."""
+    formats = set(container.format.name.split(","))
+    if "wav" in formats:
+        return _wav_header_length_s(uri)
+    if not formats & _EXACT_LENGTH_FORMATS:
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration is not None else None
+
+
+def _wav_header_length_s(uri: str) -> float | None:
+    """What a WAV file's data chunk declares, seconds. FFmpeg clamps a WAV's length to the bytes
+    present, so the header is read with the standard library's reader; None where it cannot
+    read it (float or extensible formats on older Pythons, a streamed WAV of unknown size)."""
+    path = local_path(uri)
+    if path is None:
+        return None
+    try:
+        with wave.open(str(path), "rb") as header:
+            frames, rate = header.getnframes(), header.getframerate()
+            frame_bytes = max(1, header.getsampwidth() * header.getnchannels())
+    except (wave.Error, EOFError, OSError):
+        return None
+    if rate <= 0 or frames >= 0xFFFFFFFF // frame_bytes:
+        return None  # a writer that did not know the size wrote the largest value
+    return frames / rate

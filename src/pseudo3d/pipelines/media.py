@@ -61,8 +61,9 @@ def open_container(uri: str, stage: str, *, audio: bool = False) -> Iterator[av.
         except IsADirectoryError:
             raise StageError(stage, "not_a_video", f"{uri} is a directory, not {what}") from None
         except av.error.FFmpegError as exc:
-            raise StageError(stage, "not_a_video", f"cannot open as a media file (not {what}, or a truncated "
-                                                    f"or corrupt one): {describe_av_error(exc)}") from None
+            raise StageError(stage, "not_a_video", f"cannot open as a media file (not {what}, a truncated "
+                                                    f"or corrupt one, or a container outside pseudo3d's allow-list: "
+                                                    f"{', '.join(demuxers)}): {describe_av_error(exc)}") from None
         stack.callback(container.close)
         demuxer = set(container.format.name.split(","))
         if not demuxer & set(demuxers):
@@ -81,6 +82,17 @@ def rotate_image(image: np.ndarray, rotation: int) -> np.ndarray:
     """Apply a display rotation (degrees counter-clockwise, a multiple of 90) to an HxWxC image."""
     turns = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+def rotate_points(points: np.ndarray, rotation: int, width: float, height: float) -> np.ndarray:
+    """Where pixel positions ``(..., 2)`` (x right, y down, 0..width × 0..height) of a
+    ``width`` × ``height`` image land in :func:`rotate_image` of it by ``rotation`` degrees
+    counter-clockwise (a multiple of 90)."""
+    points = np.array(points, np.float64, copy=True)
+    for _ in range((rotation // 90) % 4):  # one counter-clockwise quarter turn: (x, y) → (y, width − x)
+        points = np.stack([points[..., 1], width - points[..., 0]], axis=-1)
+        width, height = height, width
+    return points
 
 
 def normalise_rotation(degrees: float | int | None) -> int:

@@ -20,7 +20,7 @@ from pseudo3d.config import DecodeConfig, LimitsConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.decode import REORDER_DEPTH, first_frame_time
 from pseudo3d.pipelines.media import describe_av_error, normalise_rotation, open_container
-from pseudo3d.pipelines.sources import protocol_of
+from pseudo3d.pipelines.sources import local_path, protocol_of
 from pseudo3d.schemas.records import ProbeInfo, Source
 
 STAGE = "probe"
@@ -48,6 +48,11 @@ class Prober:
             raise StageError(STAGE, "protocol_refused",
                              f"protocol {protocol!r} is not in limits.allowed_protocols "
                              f"({', '.join(self.limits.allowed_protocols)})")
+        local = local_path(source.uri)
+        if local is not None and local.exists() and not local.is_file():
+            # A FIFO or device would block the reader until the watchdog kills it; a directory is no video.
+            kind = "directory" if local.is_dir() else "FIFO, socket or device"
+            raise StageError(STAGE, "not_a_file", f"the path is a {kind}, not a regular file")
         try:
             fs, path = fsspec.core.url_to_fs(source.uri)
             size = int(fs.size(path))
@@ -119,6 +124,8 @@ class Prober:
             audio_sample_rate=int(audio.codec_context.sample_rate) if audio is not None else None,
             audio_channels=int(audio.codec_context.channels) if audio is not None else None,
             video_start_s=first_frame_time(container, video, first, following),
+            video_duration_s=(float(video.duration * video.time_base)
+                              if video.duration is not None and video.time_base is not None else None),
         )
 
 

@@ -7,6 +7,7 @@ output wants them) 224×224 crops are kept.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,8 @@ from pseudo3d.pipelines.crops import crop_transform, face_box, warp_crop
 from pseudo3d.pipelines.cuts import ShotCutDetector
 from pseudo3d.pipelines.decode import FrameDecoder, decode_audio, slice_audio
 from pseudo3d.pipelines.face_tracker import N_LANDMARKS, FaceTracker
+from pseudo3d.pipelines.face_window import landmark_angle, quarter_turns
+from pseudo3d.pipelines.media import rotate_image, rotate_points
 from pseudo3d.pipelines.segment import segment_track
 from pseudo3d.qa.syncnet_scoring import CROP_SIZE, crop_for_syncnet, crop_windows, landmark_face_boxes
 from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
@@ -109,6 +112,12 @@ class DecodeTrack:
         if decoder.error is not None:
             failures.append(Failure(source.source_id, source.uri, decoder.error.stage, decoder.error.error,
                                     decoder.error.message))
+        elif (missing_s := _missing_tail_s(probe, n_frames / fps)) > 0:
+            failures.append(Failure(
+                source.source_id, source.uri, "decode", "truncated",
+                f"the video stream declares {probe.video_duration_s:.2f} s but its frames end at "
+                f"{n_frames / fps:.2f} s: the file is cut short (a partial download or copy?); the "
+                f"missing {missing_s:.2f} s are lost", duration_s=missing_s))
         landmarks = np.stack(landmarks)
         tracked = ~np.isnan(landmarks[:, 0, 0])
         if not tracked.any():
@@ -183,15 +192,19 @@ def add_sync_crops(clips: list[Clip], decoder: FrameDecoder) -> None:
     SyncNet's crop windows are median-filtered along the whole face track (the reference's rule,
     :func:`~pseudo3d.qa.syncnet_scoring.crop_windows`), so they are known only once tracking is
     done; decoding again costs less than keeping every frame of the source meanwhile. Only the
-    frames of the clips are cut, and decoding stops after the last one.
+    frames of the clips are cut, and decoding stops after the last one. A face turned sideways
+    or upside down (video without a rotation tag) is cut from the frame turned by the quarter
+    turns that set it upright, as SyncNet was trained on upright faces.
     """
     if not clips:
         return
-    wanted: dict[int, tuple[int, int, np.ndarray]] = {}  # output frame → (clip, frame in clip, window)
+    wanted: dict[int, tuple[int, int, np.ndarray, int]] = {}  # frame → (clip, frame in clip, window, turns)
     for position, clip in enumerate(clips):
-        windows = crop_windows(landmark_face_boxes(clip.landmarks))
-        for offset, window in enumerate(windows):
-            wanted[clip.start_frame + offset] = (position, offset, window)
+        turns = upright_turns(clip.landmarks)
+        width, height = clip.image_size
+        points = rotate_points(clip.landmarks[..., :2], 90 * turns, width, height)
+        for offset, window in enumerate(crop_windows(landmark_face_boxes(points))):
+            wanted[clip.start_frame + offset] = (position, offset, window, turns)
     crops = [np.zeros((clip.n_frames, CROP_SIZE, CROP_SIZE, 3), np.uint8) for clip in clips]
     last = max(wanted)
     for frame in decoder:
@@ -199,12 +212,35 @@ def add_sync_crops(clips: list[Clip], decoder: FrameDecoder) -> None:
             break
         hit = wanted.get(frame.index)
         if hit is not None:
-            position, offset, window = hit
+            position, offset, window, turns = hit
             # Windows are in source pixels; the decoded frame may be downscaled (decode.max_side).
-            crops[position][offset] = crop_for_syncnet(frame.image, np.floor(window * frame.scale))
+            crops[position][offset] = crop_for_syncnet(rotate_image(frame.image, 90 * turns),
+                                                       np.floor(window * frame.scale))
     for clip, clip_crops in zip(clips, crops):
         clip.sync_crops = clip_crops
 
+
+def upright_turns(landmarks: np.ndarray) -> int:
+    """Counter-clockwise quarter turns (0-3) of the image that set a face track upright: the
+    nearest to the track's mean in-plane angle (``landmarks`` (T, 478, 2+) pixels)."""
+    angles = np.array([landmark_angle(points) for points in landmarks])
+    mean = math.atan2(float(np.mean(np.sin(angles))), float(np.mean(np.cos(angles))))
+    return quarter_turns(mean)
+
+
+
+TRUNCATION_TOLERANCE_S = 1.0
+"""Frames ending this much (or 2 % of the length, if more) before the declared length of the
+video stream count as a truncated file: headers round, and edit lists trim a little."""
+
+
+def _missing_tail_s(probe: ProbeInfo, decoded_s: float) -> float:
+    """Seconds of video the header declares beyond the decoded frames, when beyond the tolerance; else 0."""
+    declared = probe.video_duration_s
+    if not declared or declared <= 0:
+        return 0.0
+    missing = declared - decoded_s
+    return missing if missing > max(TRUNCATION_TOLERANCE_S, 0.02 * declared) else 0.0
 
 
 def _frames_with_sound(audio: np.ndarray, probe: ProbeInfo, n_frames: int, fps: float, sample_rate: int) -> int:

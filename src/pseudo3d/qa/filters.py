@@ -10,7 +10,7 @@ The two audio-visual sync rules judge an estimate together with its uncertainty 
 interval lies beyond the tolerance; a missing peak rejects only when the clip has enough speech
 and mouth motion for in-sync speech to show one. SyncNet's rules (with ``qa.sync_model``) take
 LSE-C as SyncNet's confidence: below ``min_lse_c`` the clip is rejected, and its offset is judged
-only above it. A threshold set to null is off.
+only above it. ``qa.max_lse_d`` is optional: null (its default) turns it off.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class ConfidentSyncNetOffsetRule(Rule):
         return _finite(metrics, "lse_c") >= config.min_lse_c and abs(value) > config.max_abs_syncnet_offset_frames
 
     def detail(self, metrics: Mapping[str, float], config: QAConfig) -> str:
-        return f" (SyncNet confident: lse_c = {_finite(metrics, 'lse_c'):.3g})"
+        return f" (lse_c = {_finite(metrics, 'lse_c'):.3g}, at least qa.min_lse_c = {config.min_lse_c:g})"
 
 
 RULES: tuple[Rule, ...] = (

@@ -59,6 +59,9 @@ class ProbeInfo:
     audio_channels: int | None = None
     video_start_s: float = 0.0
     """Presentation time of the first video frame; time zero of the output timeline."""
+    video_duration_s: float | None = None
+    """Length of the video stream as its header declares it, seconds (None when it does not);
+    a decode that ends well before it is reported as ``decode/truncated``."""
 
     @property
     def has_audio(self) -> bool:
