@@ -96,16 +96,22 @@ def framing_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bad_corpus(tmp_path_factory):
-    """The bad-input corpus (seed 0), written once for the session: (folder, kind → path, the
-    progress calls made while writing it). Tests must not add files to the folder."""
+    """The bad-input corpus, written once for the session through the command line
+    (``pseudo3d synth DIR --bad-corpus``, seed 0): (folder, kind → path, what the command
+    printed). Tests must not add files to the folder."""
+    import contextlib
+    import io
+
+    from pseudo3d.cli import main
     from pseudo3d.logs import native_stderr_silenced
-    from pseudo3d.synth.bad_corpus import make_bad_corpus
+    from pseudo3d.synth.bad_corpus import BAD_KINDS, bad_file_name
 
     folder = tmp_path_factory.mktemp("bad_corpus")
-    calls = []
-    with native_stderr_silenced():
-        paths = make_bad_corpus(folder, seed=0, progress=lambda done, total, name: calls.append((done, total, name)))
-    return folder, paths, calls
+    printed = io.StringIO()
+    with native_stderr_silenced(), contextlib.redirect_stdout(printed):
+        assert main(["synth", str(folder / "bad"), "--bad-corpus", "-q"]) == 0
+    folder = folder / "bad"
+    return folder, {kind: folder / bad_file_name(kind) for kind in BAD_KINDS}, printed.getvalue()
 
 
 @pytest.fixture(scope="session")
