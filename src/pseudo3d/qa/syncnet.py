@@ -36,7 +36,9 @@ from pseudo3d.qa.syncnet_scoring import (CROP_SIZE, DEFAULT_VSHIFT, FPS, MFCC_PE
                                          WINDOW_FRAMES, WINDOW_MFCC, n_sync_windows, offset_distances,
                                          sync_figures, syncnet_mfcc)
 from pseudo3d.reconstruction.asset_files import file_sha256, require_file
-from pseudo3d.reconstruction.torch_checkpoint import checked_state_dict, load_tensors_only, module_shapes
+from pseudo3d.reconstruction.device import resolve_device
+from pseudo3d.reconstruction.torch_checkpoint import (checked_state_dict, load_tensors_only, module_shapes,
+                                                     module_with_state)
 
 SYNCNET_METRICS = ("lse_d", "lse_c", "syncnet_offset_frames")
 """The manifest columns :func:`syncnet_scores` gives a clip."""
@@ -119,17 +121,14 @@ class SyncNet(nn.Module):
 
         Raises :class:`~pseudo3d.errors.AssetError` naming the file when it is missing, is not a
         PyTorch file, holds pickled objects other than tensors, or its keys or tensor shapes
-        differ from SyncNet's (the first few offending keys are listed); ValueError for a device
-        name torch does not know or CUDA where there is none.
+        differ from SyncNet's (the first few offending keys are listed);
+        :class:`~pseudo3d.errors.ConfigError` (a ValueError naming ``reconstruct.device``, the
+        option a build takes it from) for a device torch does not know or CUDA where there is none.
         """
         path = require_file(path, WHAT)
-        target = _device(device)
-        state = load_syncnet_state_dict(path)
-        with torch.device("meta"):  # no point drawing random weights that are replaced at once
-            model = cls()
-        model.load_state_dict(state, strict=True, assign=True)
+        target = resolve_device(str(device))
+        model = module_with_state(cls, load_syncnet_state_dict(path))
         model.asset_hashes = {"syncnet_checkpoint": file_sha256(path)}
-        model.requires_grad_(False)
         return model.to(target).eval()
 
     def forward_lip(self, video: torch.Tensor) -> torch.Tensor:
@@ -159,16 +158,6 @@ class SyncNet(nn.Module):
     def forward(self, video: torch.Tensor, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(lip embeddings, audio embeddings) of matching windows: :meth:`forward_lip`, :meth:`forward_aud`."""
         return self.forward_lip(video), self.forward_aud(mfcc)
-
-
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"SyncNet device must be cpu, cuda or cuda:N, got {device!r}") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"SyncNet device is {device!r} but CUDA is not available here (torch {torch.__version__})")
-    return target
 
 
 # --- Checkpoint --------------------------------------------------------------------------------

@@ -73,6 +73,16 @@ def checked_state_dict(state: Mapping, expected: Mapping[str, torch.Size], *, wh
     return state
 
 
+def module_with_state(make: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """``make()`` holding ``state`` (loaded with ``strict=True``), gradients off. The module is
+    built on the meta device, so no random weights are drawn only to be replaced."""
+    with torch.device("meta"):
+        module = make()
+    module.load_state_dict(state, strict=True, assign=True)
+    module.requires_grad_(False)
+    return module
+
+
 def module_shapes(make: Callable[[], torch.nn.Module]) -> dict[str, torch.Size]:
     """Key → shape of the state dict of the module ``make()`` builds, on the meta device (no
     weights are drawn)."""

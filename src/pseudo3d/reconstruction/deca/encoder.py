@@ -22,6 +22,7 @@ from pseudo3d.reconstruction.deca.checkpoint import load_deca_state_dict
 from pseudo3d.reconstruction.deca.codes import N_CODES, split_codes
 from pseudo3d.reconstruction.deca.resnet import FEATURE_SIZE, ResNet50
 from pseudo3d.reconstruction.device import resolve_device
+from pseudo3d.reconstruction.torch_checkpoint import module_with_state
 
 IMAGE_SIZE = 224
 """Side of the square crops DECA's encoder was trained on, pixels."""
@@ -57,12 +58,8 @@ class DecaEncoder(nn.Module):
         Raises :class:`~pseudo3d.errors.AssetError` naming the file when it is missing, not a
         torch checkpoint, or its ``E_flame`` does not match this architecture.
         """
-        state = load_deca_state_dict(path)
-        with torch.device("meta"):  # no point drawing random weights that are replaced at once
-            encoder = cls()
-        encoder.load_state_dict(state, strict=True, assign=True)
+        encoder = module_with_state(cls, load_deca_state_dict(path))
         encoder.asset_hashes = {"deca_checkpoint": file_sha256(path)}
-        encoder.requires_grad_(False)
         target = resolve_device("auto" if device is None else str(device))
         encoder = encoder.to(target).eval()
         if target.type == "cuda":
