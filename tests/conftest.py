@@ -1,13 +1,26 @@
-"""Shared fixtures: small generated media files (no downloads, no committed binaries)."""
+"""Shared fixtures: small generated media files (no downloads, no committed binaries), and the
+test-only fault injection (``tests/faults``)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+
+# Fault injection lives with the tests (tests/faults), never in the package: this process installs
+# it, and every process the tests start (spawned workers, Ray workers, CLI runs) loads it through
+# sitecustomize on PYTHONPATH when PSEUDO3D_FAULTS is set.
+FAULTS = str(Path(__file__).resolve().parent / "faults")
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [FAULTS, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, FAULTS)
+import pseudo3d_faults  # noqa: E402
+
+pseudo3d_faults.install()
 
 
 def write_test_video(path: Path, *, n_frames: int = 50, fps: Fraction | int = 25, size=(96, 64),

@@ -121,7 +121,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.beam_option and args.runner != "beam":
         raise Pseudo3DError("--beam-option is for --runner beam")
     sources = resolve_sources(args.inputs, config.limits.allowed_protocols)
-    common = {"workers": args.workers, "overwrite": args.overwrite, "progress": not args.quiet}
+    common = {"workers": args.workers, "overwrite": args.overwrite, "retry_failed": args.retry_failed,
+              "progress": not args.quiet}
     if args.runner == "beam":
         report = _runner("beam", "Apache Beam").build_beam(sources, Path(args.out), config,
                                                            options=args.beam_option, **common)
@@ -169,7 +170,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
     dataset = Path(args.dataset)
     if not (dataset / "dataset.json").is_file():
         raise Pseudo3DError(f"qa: {dataset} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
-    path = write_report(dataset, gallery_size=args.gallery)
+    path = write_report(dataset, gallery_size=args.gallery, flame_model=_absolute(args.flame_model))
     summary = qa_summary(dataset)
     print(format_summary(summary))
     print(f"QA report: {path}")
@@ -210,6 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     import pseudo3d
+    from pseudo3d.pipelines.output_dir import RETRY_FAILED
     from pseudo3d.reconstruction import BACKENDS
 
     parser = argparse.ArgumentParser(prog="pseudo3d", description=(
@@ -260,6 +262,10 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", help="reconstruction (and SyncNet) device: auto (default), cpu, cuda, cuda:N")
     build.add_argument("--batch-size", type=_positive_int, help="frames per GPU batch (default 256)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset instead of resuming it")
+    build.add_argument("--retry-failed", nargs="?", const="transient", choices=RETRY_FAILED, metavar="transient|all",
+                       help="when resuming, also build again the failed sources whose failure was transient (a crashed "
+                            "or timed-out worker, an I/O error, out of memory), or with =all every failed source; "
+                            "their new rows replace the old ones")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_build, inputs=("inputs", "config"))
 
@@ -267,6 +273,9 @@ def make_parser() -> argparse.ArgumentParser:
     qa.add_argument("dataset", metavar="DATASET")
     qa.add_argument("--json", metavar="PATH", help="also write the summary as JSON (for dashboards)")
     qa.add_argument("--gallery", type=_non_negative_int, default=6, help="sample clips in the report's gallery (default 6)")
+    qa.add_argument("--flame-model", metavar="PKL",
+                    help="FLAME model to draw the gallery's meshes of a deca or flame-fit dataset with (the card "
+                         "records the model's SHA-256, not its path)")
     qa.set_defaults(func=cmd_qa, inputs=("dataset",))
 
     from pseudo3d.training.cli import add_commands as add_training_commands

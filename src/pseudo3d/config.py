@@ -35,7 +35,10 @@ _ASSET = {"asset": True}
 """Field metadata: a path to a user asset. The fingerprint holds the file's SHA-256, not the path,
 so a dataset can be resumed where the same files live elsewhere."""
 _RUNTIME = {"fingerprint": False}
-"""Field metadata: a setting that changes speed, not content (left out of the fingerprint)."""
+"""Field metadata: a setting left out of the fingerprint, so a resume may change it: it changes speed,
+not content, or (``reconstruct.device`` and ``batch_size`` for the torch backends) content only
+within float32 noise on one device kind; the device kind and precision, which change more, are
+checked at resume from the shards' ``numerics`` (docs/data-contract.md, Determinism)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,29 @@ class LimitsConfig:
     """Watchdog: every input may take this long, plus ``timeout_per_video_s`` per second of video."""
     timeout_per_video_s: float = field(default=30.0, metadata=_RUNTIME)
     """Watchdog: processing seconds allowed per second of video (after probing tells its length)."""
+    stall_timeout_s: float = field(default=300.0, metadata=_RUNTIME)
+    """Watchdog: a worker that shows no progress (no frame decoded, no clip finished) for this long
+    is killed (``worker``/``timeout``), whatever its input's length; an input without a declared
+    duration has only this watch (and stops at ``max_duration_s`` of decoded video)."""
+    max_buffered_gb: float = field(default=2.0, metadata=_RUNTIME)
+    """Finished outcomes the local runner's parent may hold while an earlier, slower source is
+    still running (results are handed to the shard writer in input order); past it, no new
+    source starts until the slow one ends."""
+    threads_per_worker: int = field(default=0, metadata=_RUNTIME)
+    """Native threads each worker may start (FFmpeg decoders, OpenCV, PyTorch); 0: the machine's
+    cores divided by the local runner's workers, 1 per Ray actor or Beam worker."""
+    transient_retries: int = field(default=2, metadata=_RUNTIME)
+    """Times a source whose failure is transient (its worker crashed or timed out, an I/O error,
+    out of memory: see ``pseudo3d.schemas.failures``) is built again at once, in a fresh worker,
+    before its failure is committed. Permanent failures (a bad input) are never retried."""
 
     def __post_init__(self):
+        _check(self.stall_timeout_s > 0, f"stall_timeout_s must be > 0 seconds, got {self.stall_timeout_s}")
+        _check(self.max_buffered_gb > 0, f"max_buffered_gb must be > 0, got {self.max_buffered_gb}")
+        _check(isinstance(self.threads_per_worker, int) and self.threads_per_worker >= 0,
+               f"threads_per_worker must be an integer >= 0, got {self.threads_per_worker!r}")
+        _check(isinstance(self.transient_retries, int) and self.transient_retries >= 0,
+               f"transient_retries must be an integer >= 0, got {self.transient_retries!r}")
         _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
         _check(self.max_duration_s > 0, f"max_duration_s must be > 0 seconds, got {self.max_duration_s}")
         _check(self.timeout_base_s > 0, f"timeout_base_s must be > 0 seconds, got {self.timeout_base_s}")
@@ -316,7 +340,8 @@ class ReconstructConfig:
     device: str = field(default="auto", metadata=_RUNTIME)
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     batch_size: int = field(default=256, metadata=_RUNTIME)
-    """Frames per GPU batch; batches span clips and sources."""
+    """Frames per GPU batch; batches span clips and sources. Out of memory halves it for the rest
+    of the build (down to one frame) before a clip is given up."""
     fit: FitConfig = field(default_factory=FitConfig)
     """``flame-fit`` optimisation settings."""
 
@@ -362,6 +387,11 @@ class BuildConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def card_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` as the dataset card records it: each asset path reduced to the file's
+        name and SHA-256 (``{"name": ..., "sha256": ...}``), so no machine path reaches a dataset."""
+        return _card_view(self)
 
     def fingerprint(self) -> str:
         """A short hash of the content-deciding options (asset files by their SHA-256, runtime
@@ -418,6 +448,18 @@ def _fingerprint_view(config) -> dict[str, Any]:
             value = _fingerprint_view(value)
         elif spec.metadata.get("asset") and value is not None:
             value = _cached_sha256(str(Path(value).expanduser().resolve()))
+        view[spec.name] = value
+    return view
+
+
+def _card_view(config) -> dict[str, Any]:
+    view = {}
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if dataclasses.is_dataclass(value):
+            value = _card_view(value)
+        elif spec.metadata.get("asset") and value is not None:
+            value = {"name": Path(value).name, "sha256": _cached_sha256(str(Path(value).expanduser().resolve()))}
         view[spec.name] = value
     return view
 

@@ -42,7 +42,7 @@ def summarize_dataset(path: Path) -> str:
     failures = pq.read_table(path / "failures.parquet").to_pylist()
     for row in failures[:20]:
         clip = f" [{row['clip']}]" if row["clip"] else ""
-        lines.append(f"  - {Path(row['uri']).name}{clip}: {row['stage']}/{row['error']}: {row['message']}")
+        lines.append(f"  - {Path(row['source']).name}{clip}: {row['stage']}/{row['error']}: {row['message']}")
     if len(failures) > 20:
         lines.append(f"  ... and {len(failures) - 20} more (failures.parquet)")
     manifest = pq.read_table(path / "manifest.parquet")

@@ -91,9 +91,9 @@ def test_every_file_is_accounted_for(built):
 def test_each_kind_has_its_documented_outcome(built, kind):
     _, out, _ = built
     sources, failures, manifest = _rows(out)
-    row = next(row for row in sources if Path(row["uri"]).name == bad_file_name(kind))
+    row = next(row for row in sources if Path(row["source"]).name == bad_file_name(kind))
     status, codes = EXPECTED[kind]
-    rows = [failure for failure in failures if failure["uri"] == row["uri"]]
+    rows = [failure for failure in failures if failure["source"] == row["source"]]
     assert row["status"] == status, row["reason"]
     assert [f"{failure['stage']}/{failure['error']}" for failure in rows] == codes
     assert all(failure["message"] for failure in rows)
@@ -104,7 +104,7 @@ def test_each_kind_has_its_documented_outcome(built, kind):
 def test_a_refused_protocol_in_a_list_file_becomes_a_row(built):
     _, out, _ = built
     _, failures, _ = _rows(out)
-    row = next(failure for failure in failures if failure["uri"].startswith("memory://"))
+    row = next(failure for failure in failures if failure["source"].startswith("memory://"))
     assert (row["stage"], row["error"]) == ("probe", "protocol_refused")
     assert "limits.allowed_protocols" in row["message"]
 
@@ -147,7 +147,7 @@ def test_processed_kinds_follow_the_speaking_mouth(built, kind):
 def test_quarter_turns_swap_the_displayed_size(built, kind):
     _, out, _ = built
     sources, _, _ = _rows(out)
-    row = next(row for row in sources if _kind(row["uri"]) == kind)
+    row = next(row for row in sources if _kind(row["source"]) == kind)
     stored = json.loads((built[0] / f"{kind}.truth.json").read_text())
     assert [row["width"], row["height"]] == stored["display_size"]
 
@@ -175,7 +175,7 @@ def test_the_larger_of_two_faces_is_tracked(built):
     _, out, _ = built
     sources, _, manifest = _rows(out)
     (clip,) = [row for row in manifest if row["source"].endswith("two_faces.mp4")]
-    width = next(row["width"] for row in sources if row["uri"].endswith("two_faces.mp4"))
+    width = next(row["width"] for row in sources if row["source"].endswith("two_faces.mp4"))
     (sample,) = _samples_by_kind(out)["two_faces"]
     centre_x = sample["landmarks_2d_raw.npy"][:, :, 0].mean()
     assert centre_x < 0.5 * width, "the tracked face should be the large one on the left"
@@ -199,7 +199,7 @@ def test_non_square_pixels_are_measured_in_display_pixels(built):
     corpus, out, _ = built
     truth = json.loads((corpus / "anamorphic_sar.truth.json").read_text())
     sources, _, _ = _rows(out)
-    row = next(row for row in sources if _kind(row["uri"]) == "anamorphic_sar")
+    row = next(row for row in sources if _kind(row["source"]) == "anamorphic_sar")
     assert [row["width"], row["height"]] == truth["display_size"] == [320, 240] != truth["stored_size"]
     samples = _samples_by_kind(out)
     (sample,) = samples["anamorphic_sar"]

@@ -85,11 +85,12 @@ def test_worker_crash_is_a_failure_row_and_resume_adds_to_a_local_build(corpus, 
     out = tmp_path / "ds"
     build_local(everything[:3], out, CONFIG, workers=2, progress=False, qa_report=False)
     monkeypatch.setenv("PSEUDO3D_FAULTS", "crash=03_talk")
-    report = build_beam(everything, out, CONFIG, workers=2, progress=False, qa_report=False)
+    no_retries = CONFIG.with_overrides(limits={"transient_retries": 0})  # retries: test_retry.py
+    report = build_beam(everything, out, no_retries, workers=2, progress=False, qa_report=False)
     assert report.skipped == 3 and report.processed == len(everything) - 3
     failures = pq.read_table(out / "failures.parquet").to_pylist()
     crashed = [row for row in failures if row["stage"] == "worker"]
-    assert [(row["error"], Path(row["uri"]).name) for row in crashed] == [("crashed", "03_talk_face_leaves.mp4")]
+    assert [(row["error"], Path(row["source"]).name) for row in crashed] == [("crashed", "03_talk_face_leaves.mp4")]
 
     monkeypatch.delenv("PSEUDO3D_FAULTS")
     reference = tmp_path / "reference"

@@ -37,9 +37,9 @@ def test_every_input_is_accounted_for(built_dataset):
     dataset, report = built_dataset
     sources = pq.read_table(dataset / "sources.parquet").to_pylist()
     assert len(sources) == report.inputs == 9
-    status = {Path(row["uri"]).name: row["status"] for row in sources}
+    status = {Path(row["source"]).name: row["status"] for row in sources}
     assert sum(s == "ok" for s in status.values()) + sum(s == "failed" for s in status.values()) == 9
-    failures = {(Path(row["uri"]).name, row["stage"], row["error"])
+    failures = {(Path(row["source"]).name, row["stage"], row["error"])
                 for row in pq.read_table(dataset / "failures.parquet").to_pylist()}
     assert ("bad_not_a_video.mp4", "probe", "not_a_video") in failures
     assert ("bad_truncated.mp4", "probe", "not_a_video") in failures

@@ -66,6 +66,13 @@ def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_pat
     assert card["counts"]["ok"] == 1 and card["counts"]["failed"] == 1
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     assert all(np.isfinite(row["reprojection_error_px"]) for row in manifest)
+    import torch
+
+    from pseudo3d.pipelines.runners.local import default_workers
+
+    threads = str(default_workers())  # one worker: it has every core
+    assert card["numerics"] == [{"reconstruct": {"device": "cpu", "precision": "fp32", "torch": torch.__version__,
+                                                 "cuda": "", "cudnn": "", "threads": threads, "batch_size": "256"}}]
 
 
 def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_assets, tmp_path):
@@ -77,10 +84,15 @@ def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_asse
         backend="deca", decode={"fps": 10.0}, qa={"enabled": False},
         reconstruct={"flame_model": str(flame_assets["flame_model"]), "deca_checkpoint": str(flame_assets["deca_checkpoint"]),
                      "landmark_embedding": str(flame_assets["mediapipe_embedding"]), "batch_size": 16})
-    sources = resolve_sources([str(synthetic_corpus / "00_talk_25fps.mp4"), str(synthetic_corpus / "05_talk_cut.mp4")])
-    in_workers = build_local(sources, tmp_path / "w", config, workers=2, progress=False, reconstruct_in_parent=False)
-    in_parent = build_local(sources, tmp_path / "p", config, workers=2, progress=False, reconstruct_in_parent=True)
-    assert in_workers.clips == in_parent.clips >= 3
+    sources = resolve_sources([str(synthetic_corpus / "05_talk_cut.mp4")])  # two clips, batched together in the parent
+    in_workers = build_local(sources, tmp_path / "w", config, workers=1, progress=False, reconstruct_in_parent=False,
+                             qa_report=False)
+    in_parent = build_local(sources, tmp_path / "p", config, workers=1, progress=False, reconstruct_in_parent=True,
+                            qa_report=False)
+    assert in_workers.clips == in_parent.clips == 2
+    # Equal within float32 noise, not byte for byte: a CPU convolution's last bits depend on its
+    # batch's size and its thread count, and both differ between the parent and the workers
+    # (docs/data-contract.md, Determinism).
     for a, b in zip(_samples(tmp_path / "w"), _samples(tmp_path / "p")):
         assert a["__key__"] == b["__key__"]
         np.testing.assert_allclose(a["flame_expression_raw.npy"], b["flame_expression_raw.npy"], atol=1e-4)

@@ -15,7 +15,7 @@ from pseudo3d.logs import native_stderr_silenced
 from pseudo3d.synth.corpus import make_corpus
 
 pytestmark = pytest.mark.slow
-KILL_POINTS = 3
+KILL_POINTS = 2
 
 
 def _build(corpus, out, config, timeout=600):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_units
+from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, current_attempt, report_progress, report_units
 
 
 def _noop():
@@ -20,12 +20,36 @@ def _task(item):
     if kind == "exit":
         os._exit(3)
     if kind == "hang":
-        report_units(0.0)
+        report_units(1.0)  # 1 unit x 0.3 s: a 1.3 s deadline
         time.sleep(60)
     if kind == "slow":
         report_units(10.0)  # 10 units x 0.3 s: a 3 s deadline on top of the base
         time.sleep(1.5)
+    if kind == "killed_once" and current_attempt() == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer sends
+    if kind == "odd":
+        return "odd" if value % 2 else value * 2
+    if kind in ("beating", "stalling"):
+        report_units(0.0)  # a length nobody declared: only the stall watch applies
+        for _ in range(16 if kind == "beating" else 3):
+            report_progress()
+            time.sleep(0.25)
+        if kind == "stalling":
+            time.sleep(60)
     return value * 2
+
+
+def _logged(item):
+    """Writes when it starts (and, for the slow one, when it ends) into the folder it is given."""
+    folder, index, big = item
+    with open(f"{folder}/started-{index}", "w"):
+        pass
+    if not big:
+        time.sleep(3.0)
+        with open(f"{folder}/slow-ended", "w"):
+            pass
+        return b""
+    return b"x" * (1 << 20)
 
 
 def test_crashes_and_hangs_cost_only_their_task():
@@ -38,10 +62,49 @@ def test_crashes_and_hangs_cost_only_their_task():
     assert results[4] == TaskDied("crashed", "the worker process exited with status 3")
 
 
+def test_a_task_that_gets_on_is_never_killed_and_one_that_stalls_is():
+    items = [("beating", 1), ("stalling", 2)]
+    with IsolatedPool(2, _noop, (), _task, base_timeout=1.0, per_unit=0.3, stall_timeout=2.0) as pool:
+        results = list(pool.imap(items))
+    assert results[0] == 2  # 4 s of work with an unknown length: past the base timeout, never silent
+    assert results[1] == TaskDied("timeout", "killed after 2 s without progress (stalled)")
+
+
+def test_no_new_task_starts_while_buffered_results_pass_the_byte_limit(tmp_path):
+    items = [(str(tmp_path), 0, False)] + [(str(tmp_path), index, True) for index in range(1, 9)]
+    with IsolatedPool(2, _noop, (), _logged, base_timeout=30.0, per_unit=1.0, max_ahead=10,
+                      max_buffered_bytes=1.5 * (1 << 20)) as pool:
+        results = list(pool.imap(items))
+    assert [len(result) for result in results] == [0] + [1 << 20] * 8
+    ended = (tmp_path / "slow-ended").stat().st_mtime
+    started_meanwhile = sorted(int(path.name.split("-")[1]) for path in tmp_path.glob("started-*")
+                               if path.stat().st_mtime < ended)
+    assert started_meanwhile == [0, 1, 2]  # two 1 MiB results waiting pass 1.5 MiB: the third waits
+
+
 def test_order_is_kept_and_look_ahead_is_bounded():
     items = [("slow", i) if i == 0 else ("ok", i) for i in range(12)]
     with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, max_ahead=3) as pool:
         assert list(pool.imap(items)) == [2 * i for i in range(12)]
+
+
+def test_transient_results_are_retried_in_place_and_permanent_ones_are_not():
+    calls = []
+
+    def retry(item, result, attempt):
+        calls.append((item, result, attempt))
+        return isinstance(result, TaskDied)
+
+    items = [("ok", 1), ("killed_once", 2), ("crash", 3), ("odd", 5), ("ok", 6)]
+    with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, retries=2, retry=retry) as pool:
+        results = list(pool.imap(items))
+    assert results[:2] == [2, 4] and results[3:] == ["odd", 12]  # in order, the killed task's retry included
+    assert results[2] == TaskDied("crashed", "the worker process died from SIGSEGV")
+    retried = [(item, attempt) for item, result, attempt in calls if isinstance(result, TaskDied)]
+    assert sorted(retried) == [(("crash", 3), 1), (("crash", 3), 2), (("killed_once", 2), 1)]
+    # a crash on every attempt is asked about twice (retries=2) and then handed out; others once
+    assert sorted(item for item, result, attempt in calls if not isinstance(result, TaskDied)) == [
+        ("killed_once", 2), ("odd", 5), ("ok", 1), ("ok", 6)]
 
 
 @pytest.mark.slow
@@ -55,9 +118,9 @@ def test_build_survives_a_crashing_and_a_hanging_input(synthetic_corpus, tmp_pat
     monkeypatch.setenv("PSEUDO3D_FAULTS", "crash=01_talk;hang=05_talk")
     names = ["00_talk_25fps.mp4", "01_talk_30fps_portrait.mp4", "05_talk_cut.mp4"]
     sources = resolve_sources([str(synthetic_corpus / name) for name in names])
-    config = BuildConfig().with_overrides(limits={"timeout_base_s": 5.0})
+    config = BuildConfig().with_overrides(limits={"timeout_base_s": 5.0, "transient_retries": 0})  # retries: test_retry.py
     report = build_local(sources, tmp_path / "ds", config, workers=2, progress=False, qa_report=False)
     assert report.inputs == 3 and report.ok == 1 and report.failed == 2
-    rows = {row["uri"].rsplit("/", 1)[-1]: row for row in pq.read_table(tmp_path / "ds" / "failures.parquet").to_pylist()}
+    rows = {row["source"].rsplit("/", 1)[-1]: row for row in pq.read_table(tmp_path / "ds" / "failures.parquet").to_pylist()}
     assert (rows["01_talk_30fps_portrait.mp4"]["stage"], rows["01_talk_30fps_portrait.mp4"]["error"]) == ("worker", "crashed")
     assert (rows["05_talk_cut.mp4"]["stage"], rows["05_talk_cut.mp4"]["error"]) == ("worker", "timeout")

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pseudo3d.config import ShardConfig
+from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, ShardWriter, committed_shards, outcome_size,
                                              publish_shard, remove_uncommitted, shard_name)
 from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
@@ -22,7 +23,7 @@ def _outcome(index: int, n_clips: int, payload: int = 1000) -> SourceOutcome:
         samples.append(EncodedSample(key, members, {"key": key, "source_id": source.source_id, "n_frames": 10,
                                                     "duration_s": 0.4, "fps": 25.0, "clip_index": clip}))
     if n_clips == 0:
-        return SourceOutcome(source, "failed", failures=[Failure(source.source_id, source.uri, "probe", "x", "y")])
+        return SourceOutcome(source, "failed", failures=[Failure(source.source_id, source.uri, "probe", "missing", "y")])
     return SourceOutcome(source, "ok", samples=samples)
 
 
@@ -58,6 +59,9 @@ def test_byte_identical_and_plain_tar(tmp_path):
         members = tar.getmembers()
     assert {m.mtime for m in members} == {0} and {m.uname for m in members} == {""}
     assert members[0].name == "v0-00000000_000.audio.flac"
+    tar_bytes = (tmp_path / "a" / "shard-000000.tar").read_bytes()
+    stats = committed_shards(tmp_path / "a")[0].stats
+    assert (stats["sha256"], stats["n_bytes"]) == (hashlib.sha256(tar_bytes).hexdigest(), len(tar_bytes))
 
 
 def test_resume_fills_the_lowest_free_index_identically(tmp_path):
@@ -130,3 +134,25 @@ def test_a_runner_s_leftover_staging_directory_is_debris(tmp_path):
     (staging / ".shard-000001.tar.tmp").write_bytes(b"partial")
     assert remove_uncommitted(tmp_path) == [tmp_path / ".beam-0123abcd.tmp"]
     assert not (tmp_path / ".beam-0123abcd.tmp").exists() and len(committed_shards(tmp_path)) == 1
+
+
+CPU = {"reconstruct": {"device": "cpu", "precision": "fp32", "torch": "2.13.0", "cuda": "", "cudnn": ""}}
+CUDA = {"reconstruct": {"device": "cuda", "precision": "bf16", "torch": "2.13.0", "cuda": "12.8", "cudnn": "91002"}}
+
+
+def test_outputs_of_another_device_or_precision_are_refused(tmp_path):
+    first, second = _outcome(0, 1), _outcome(1, 1)
+    first.numerics, second.numerics = CPU, CUDA
+    writer = ShardWriter(tmp_path, ShardConfig(), "fp")
+    writer.add(first)
+    with pytest.raises(Pseudo3DError, match="this build computes reconstruct on cuda in bf16, but the dataset was "
+                                            "built with reconstruct on cpu in fp32"):
+        writer.add(second)
+    writer.close()
+    assert committed_shards(tmp_path)[0].stats["numerics"] == CPU
+    newer = _outcome(2, 1)
+    newer.numerics = {"reconstruct": {**CPU["reconstruct"], "torch": "2.14.0"}}  # versions are recorded, not checked
+    writer = ShardWriter(tmp_path, ShardConfig(), "fp", taken=[0], numerics=CPU)
+    writer.add(newer)
+    with pytest.raises(Pseudo3DError, match="built with reconstruct on cpu in fp32"):
+        writer.add(second)

@@ -1,3 +1,6 @@
+import hashlib
+import re
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -90,7 +93,37 @@ def test_fsspec_memory_urls():
 
 def test_source_id_is_readable_and_stable():
     assert make_source_id("corpus/Spk 1/Talk.v2.mp4") == make_source_id("corpus/Spk 1/Talk.v2.mp4")
-    assert make_source_id("corpus/Spk 1/Talk.v2.mp4").startswith("talk-v2-")
+    assert make_source_id("corpus/Spk 1/Talk.v2.mp4") == "spk-1-talk-v2-" + hashlib.sha256(
+        b"corpus/Spk 1/Talk.v2.mp4").hexdigest()[:16]
+    assert make_source_id("a.mp4").startswith("a-")
+
+
+def test_ids_that_collided_with_32_bits_are_distinct():
+    """The pair that shared ``video-b98409df`` in a 57k-speaker SPEAKER/video.mp4 corpus."""
+    pair = ("ids/0047496/video.mp4", "ids/0057299/video.mp4")
+    assert len({hashlib.sha1(identity.encode()).hexdigest()[:8] for identity in pair}) == 1
+    assert [make_source_id(identity)[:-17] for identity in pair] == ["0047496-video", "0057299-video"]
+    assert len({make_source_id(identity)[-16:] for identity in pair}) == 2
+
+
+def test_two_inputs_with_one_identity_are_an_error_naming_both(tmp_path):
+    for side in ("a", "b"):
+        (tmp_path / side / "corpus").mkdir(parents=True)
+        (tmp_path / side / "corpus" / "x.mp4").write_bytes(b"x")
+    first, second = tmp_path / "a" / "corpus", tmp_path / "b" / "corpus"
+    with pytest.raises(Pseudo3DError) as error:
+        resolve_sources([str(first), str(second)])
+    message = str(error.value)
+    assert str(first / "x.mp4") in message and str(second / "x.mp4") in message
+    assert "'corpus/x.mp4'" in message and "'id' column" in message
+
+
+def test_a_duplicate_id_in_a_list_file_is_an_error_naming_both(corpus, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,id\ncorpus/spk1/a.mp4,talk\ncorpus/c.mkv,talk\n")
+    expected = f"inputs {corpus / 'spk1' / 'a.mp4'} and {corpus / 'c.mkv'} both have the identity 'talk'"
+    with pytest.raises(Pseudo3DError, match=re.escape(expected)):
+        resolve_sources([str(listing)])
 
 
 def test_an_input_url_whose_protocol_is_not_allowed_is_refused_before_listing():

@@ -1,5 +1,5 @@
-"""The QA report's building blocks on small real inputs: time accounting, gallery choice, source
-frame decoding, the mesh renderer (MediaPipe topology and a synthetic FLAME model)."""
+"""The QA report's building blocks on small real inputs: time accounting, gallery choice, face
+thumbnails, the mesh renderer (MediaPipe topology and a synthetic FLAME model)."""
 
 from pathlib import Path
 
@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 from pseudo3d.qa.report.data import Dataset, failure_groups, filtered_values, funnel, seconds_lost
-from pseudo3d.qa.report.frames import LANDMARK_COLOUR, FrameUnavailable, decode_source_frame, draw_points
+from pseudo3d.qa.report.frames import LANDMARK_COLOUR, draw_points
 from pseudo3d.qa.report.gallery import choose_clips
 from pseudo3d.qa.report.meshes import MeshUnavailable, frame_mesh
 from pseudo3d.qa.report.render import BACKGROUND, mediapipe_topology, render_mesh, rotation_yx
 
 
 def _source(source_id, status="ok", duration=10.0):
-    return {"source_id": source_id, "uri": f"/corpus/{source_id}.mp4", "status": status, "duration_s": duration}
+    return {"source_id": source_id, "source": f"/corpus/{source_id}.mp4", "status": status, "duration_s": duration}
 
 
 def _failure(source_id, stage, error, clip=None, duration=None, message=""):
-    return {"source_id": source_id, "uri": f"/corpus/{source_id}.mp4", "clip": clip, "stage": stage,
+    return {"source_id": source_id, "source": f"/corpus/{source_id}.mp4", "clip": clip, "stage": stage,
             "error": error, "message": message, "duration_s": duration}
 
 
@@ -63,27 +63,23 @@ def test_gallery_spreads_over_sources_in_input_order():
     assert len(choose_clips(dataset, 50)) == 6 and choose_clips(dataset, 0) == []
 
 
-def test_source_frames_are_found_by_time(make_video):
-    # Frame i of the test video is a flat grey of level 4·i, so the pixel value names the frame.
-    path = make_video(n_frames=60, fps=25, size=(64, 48))
-    for time_s, frame in ((0.0, 0), (0.2, 5), (1.0, 25), (1.52, 38), (2.36, 59)):
-        image = decode_source_frame(str(path), time_s)
-        assert image.shape == (48, 64, 3)
-        assert abs(float(image.mean()) - 4 * frame) < 3, (time_s, float(image.mean()))
+def test_thumbnails_show_the_face_of_the_frame_nearest_the_clip_s_middle():
+    from pseudo3d.pipelines.thumbnails import SIZE, ThumbnailPicker, decode_jpeg
 
-
-def test_rotated_sources_are_shown_upright(make_video):
-    path = make_video(n_frames=10, size=(64, 48), rotation=90)
-    assert decode_source_frame(str(path), 0.1).shape == (64, 48, 3)
-
-
-def test_unreadable_sources_say_why(tmp_path):
-    with pytest.raises(FrameUnavailable, match="not found"):
-        decode_source_frame(str(tmp_path / "gone.mp4"), 1.0)
-    text = tmp_path / "text.mp4"
-    text.write_text("hello")
-    with pytest.raises(FrameUnavailable, match="cannot open"):
-        decode_source_frame(str(text), 1.0)
+    picker = ThumbnailPicker(fps=25.0)  # a candidate every 50 frames, at 25, 75, 125, ...
+    square = np.array([[100.0, 100.0], [140.0, 100.0], [100.0, 140.0], [140.0, 140.0]])  # a 40 px "face"
+    for index in range(200):
+        if picker.wants(index):
+            image = np.full((240, 320, 3), 4 * (index // 4), np.uint8)  # the grey level names the frame
+            picker.offer(index, image, square / 2, scale=2.0, size=(160, 120))  # frames decoded at twice the size
+    assert picker.for_clip(0, 20) is None  # no candidate inside
+    thumbnail = picker.for_clip(60, 200)  # middle 129.5: frame 125
+    assert thumbnail.frame == 125 - 60
+    assert thumbnail.box == (41, 41, 79, 79)  # 1.9 × 20 px wide around (60, 60), source pixels
+    image = decode_jpeg(thumbnail.jpeg)
+    assert image.shape == (SIZE, SIZE, 3) and abs(float(image.mean()) - 4 * (125 // 4)) < 2
+    with pytest.raises(ValueError, match="not a JPEG"):
+        decode_jpeg(b"hello")
 
 
 def test_points_are_drawn_where_they_belong():

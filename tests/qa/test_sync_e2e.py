@@ -34,9 +34,9 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("sync_ds") / "ds"
     report = build_local(resolve_sources([str(corpus)]), out, BuildConfig(), workers=2, progress=False)
     assert report.ok == 1 and report.clips == 1 and report.failed == 3
-    failures = {row["uri"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "failures.parquet").to_pylist()}
+    failures = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "failures.parquet").to_pylist()}
     kept = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
-    sources = {row["uri"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "sources.parquet").to_pylist()}
+    sources = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "sources.parquet").to_pylist()}
     return kept, failures, sources
 
 
@@ -54,7 +54,7 @@ def test_four_frame_offsets_are_rejected_either_way(built, name, sign):
     assert name not in kept
     row = failures[name]
     assert row["stage"] == "qa" and row["error"] == "av_offset_s" and "qa.max_abs_av_offset_s" in row["message"]
-    assert row["clip"].startswith(name) and row["duration_s"] > 9
+    assert row["clip"].startswith(f"sync_corpus0-{name}-") and row["duration_s"] > 9  # the clip's key
     low, high = (float(v) for v in row["message"].split("(interval ")[1].split(" s,")[0].split(" … "))
     assert (low > 0.08) if sign > 0 else (high < -0.08)
     assert sources[name]["status"] == "failed" and sources[name]["reason"].startswith("qa:")

@@ -67,10 +67,9 @@ def test_build_scores_every_clip_and_the_default_filter_rejects_unconfident_sync
     [row] = [r for r in pq.read_table(out / "failures.parquet").to_pylist() if r["stage"] == "qa"]
     assert row["error"] == "lse_c" and "qa.min_lse_c = 3" in row["message"]
     card = json.loads((out / "dataset.json").read_text())
-    assert card["config"]["qa"]["sync_model"] == str(sync_model)
     from pseudo3d.reconstruction.asset_files import file_sha256
 
-    assert file_sha256(sync_model) in json.dumps(card)
+    assert card["config"]["qa"]["sync_model"] == {"name": sync_model.name, "sha256": file_sha256(sync_model)}
 
 
 def test_kept_clips_carry_syncnet_figures_equal_to_scoring_the_clip_directly(talking_video, sync_model, tmp_path):

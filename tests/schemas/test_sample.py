@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pseudo3d.schemas.sample import decode_sample, encode_sample
-from pseudo3d.schemas.shard_reader import UnsafeShardError, iter_samples
+from pseudo3d.schemas.shard_reader import UnsafeShardError, iter_raw_samples, iter_samples
 
 
 def _sample():
@@ -55,6 +55,28 @@ def test_reader_refuses_unsafe_members(tmp_path, name):
     path = _tar_with({name: b"x"}, tmp_path / "bad.tar")
     with pytest.raises(UnsafeShardError):
         list(iter_samples(path))
+
+
+def test_reader_refuses_members_over_its_size_limit(tmp_path):
+    members, _, _ = _sample()
+    path = _tar_with({f"k1.{s}": d for s, d in members.items()}, tmp_path / "a.tar")
+    largest = max(len(data) for data in members.values())
+    assert len(list(iter_raw_samples(path, max_member_bytes=largest))) == 1
+    with pytest.raises(UnsafeShardError, match=f"over the reader's limit of {largest - 1} .max_member_bytes."):
+        list(iter_raw_samples(path, max_member_bytes=largest - 1))
+
+
+def test_reader_reads_only_the_wanted_samples_and_members(tmp_path):
+    members, _, _ = _sample()
+    path = _tar_with({f"{key}.{s}": d for key in ("k1", "k2", "k3") for s, d in members.items()}, tmp_path / "a.tar")
+    read = dict(iter_raw_samples(path, ["meta.json"], keys=["k2", "k9"]))
+    assert list(read) == ["k2"] and list(read["k2"]) == ["meta.json"]
+
+
+def test_thumbnails_stay_jpeg_bytes():
+    arrays = {"x": np.zeros(2, np.float32)}
+    members = encode_sample(arrays, np.zeros(1280, np.float32), 16000, {}, thumbnail=b"\xff\xd8jpeg")
+    assert decode_sample(members)["thumbnail.jpg"] == b"\xff\xd8jpeg"
 
 
 def test_reader_refuses_links(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-import os
 import platform
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,8 @@ import pyarrow.parquet as pq
 
 import pseudo3d
 from pseudo3d.config import BuildConfig
-from pseudo3d.pipelines.shard_writer import committed_shards
+from pseudo3d.files import write_atomically, write_bytes_atomically
+from pseudo3d.pipelines.shard_writer import committed_shards, current_sources
 from pseudo3d.schemas.sample import to_jsonable
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA, table_from_rows
 from pseudo3d.schemas.version import SCHEMA_VERSION
@@ -43,8 +43,9 @@ def write_dataset_files(out_dir: Path, config: BuildConfig) -> dict[str, Any]:
     """Write the four dataset-level files; returns the card (``dataset.json``) as a dict."""
     out_dir = Path(out_dir)
     shards = committed_shards(out_dir / "shards")
-    sources = [row for shard in shards for row in shard.stats["sources"]]
-    failures = [row for shard in shards for row in shard.stats["failures"]]
+    current = current_sources(shards)
+    sources = [row for _, row in current.values()]
+    failures = [row for shard in shards for row in shard.stats["failures"] if current[row["source_id"]][0] is shard]
     _write_parquet(table_from_rows(sources, SOURCES_SCHEMA), out_dir / "sources.parquet")
     _write_parquet(table_from_rows(failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
     manifests = [pq.read_table(out_dir / "shards" / f"{shard.name}.parquet") for shard in shards]
@@ -55,15 +56,19 @@ def write_dataset_files(out_dir: Path, config: BuildConfig) -> dict[str, Any]:
 
     status = Counter(row["status"] for row in sources)
     assets: dict[str, str] = {}
+    numerics: list[dict] = []
     for shard in shards:
         assets.update(shard.stats.get("assets", {}))
+        if shard.stats.get("numerics") and shard.stats["numerics"] not in numerics:
+            numerics.append(shard.stats["numerics"])
     card = {
         "schema_version": SCHEMA_VERSION,
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": config.to_dict(),
+        "config": config.card_dict(),
         "config_fingerprint": config.fingerprint(),
         "packages": package_versions(),
         "assets": dict(sorted(assets.items())),
+        "numerics": numerics,
         "counts": {
             "inputs": len(sources),
             "ok": status.get("ok", 0),
@@ -85,7 +90,7 @@ def write_dataset_files(out_dir: Path, config: BuildConfig) -> dict[str, Any]:
             "failures": "failures.parquet",
         },
     }
-    _atomic_write(out_dir / "dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomically(out_dir / "dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
     return card
 
 
@@ -94,12 +99,4 @@ def read_card(out_dir: Path) -> dict[str, Any]:
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: pq.write_table(table, temporary))

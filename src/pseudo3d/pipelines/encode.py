@@ -21,7 +21,7 @@ def encode_clip(result: ClipResult) -> EncodedSample:
         "schema_version": SCHEMA_VERSION,
         "pseudo3d_version": pseudo3d.__version__,
         "key": clip.key,
-        "source": clip.source.uri,
+        "source": clip.source.reference,
         "source_id": clip.source.source_id,
         "identity": clip.source.identity,
         "clip_index": clip.clip_index,
@@ -33,6 +33,8 @@ def encode_clip(result: ClipResult) -> EncodedSample:
         "n_audio_samples": int(clip.audio.shape[0]),
         "image_size": list(clip.image_size),
         "source_metadata": dict(clip.source.metadata),
+        "thumbnail": (None if clip.thumbnail is None else
+                      {"frame": clip.thumbnail.frame, "box": list(clip.thumbnail.box)}),
         "arrays": {name: {"shape": list(array.shape), "dtype": str(array.dtype),
                           "per_frame": name not in per_clip}
                    for name, array in sorted(result.arrays.items())},
@@ -41,7 +43,7 @@ def encode_clip(result: ClipResult) -> EncodedSample:
     row: dict[str, Any] = {
         "key": clip.key,
         "source_id": clip.source.source_id,
-        "source": clip.source.uri,
+        "source": clip.source.reference,
         "identity": clip.source.identity,
         "clip_index": clip.clip_index,
         "start_s": clip.start_s,
@@ -54,5 +56,6 @@ def encode_clip(result: ClipResult) -> EncodedSample:
     }
     for name, value in clip.source.metadata.items():
         row[name if name not in row else f"meta_{name}"] = value
-    members = encode_sample(result.arrays, clip.audio, clip.sample_rate, meta)
+    members = encode_sample(result.arrays, clip.audio, clip.sample_rate, meta,
+                            None if clip.thumbnail is None else clip.thumbnail.jpeg)
     return EncodedSample(key=clip.key, members=members, row=row)

@@ -22,7 +22,7 @@ def finalize_dataset(out_dir: Path, config: BuildConfig, *, report: bool = True)
     from pseudo3d.qa.report import write_report
 
     try:
-        return card, write_report(out_dir)
+        return card, write_report(out_dir, flame_model=config.reconstruct.flame_model)
     except Exception:  # noqa: BLE001 - the dataset is complete; the report can be redrawn with `pseudo3d qa`
         log.exception("the QA report could not be written; run `pseudo3d qa %s` to retry", out_dir)
         return card, None

@@ -42,6 +42,30 @@ def _policy(demuxers: tuple[str, ...]) -> dict[str, str]:
     return {"protocol_whitelist": "file", "format_whitelist": ",".join(demuxers)}
 
 
+_decoder_threads = 0
+"""FFmpeg decoder threads per stream; 0 lets FFmpeg choose (as many as the machine has cores)."""
+
+
+def limit_threads(threads: int) -> None:
+    """Cap this process's native thread pools at ``threads``: FFmpeg's decoders (every container
+    opened afterwards), OpenCV's, and PyTorch's when it is loaded. A worker calls it once, with its
+    share of the machine (``limits.threads_per_worker``), so 64 workers do not each start a
+    thread per core. MediaPipe's graphs keep their own small pools. ``threads=0`` lifts the
+    decoders' cap and leaves OpenCV and PyTorch as they are."""
+    global _decoder_threads
+    import sys
+
+    import cv2
+
+    _decoder_threads = threads
+    if threads < 1:
+        return
+    cv2.setNumThreads(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
 @contextlib.contextmanager
 def open_container(uri: str, stage: str, *, audio: bool = False) -> Iterator[av.container.InputContainer]:
     """Open ``uri`` for reading under the policy above; any failure to open becomes a
@@ -65,6 +89,9 @@ def open_container(uri: str, stage: str, *, audio: bool = False) -> Iterator[av.
                                                     f"or corrupt one, or a container outside pseudo3d's allow-list: "
                                                     f"{', '.join(demuxers)}): {describe_av_error(exc)}") from None
         stack.callback(container.close)
+        if _decoder_threads:
+            for stream in container.streams.video:
+                stream.thread_count = _decoder_threads
         demuxer = set(container.format.name.split(","))
         if not demuxer & set(demuxers):
             raise StageError(stage, "refused_container", f"container format {container.format.name!r} is not "

@@ -5,6 +5,7 @@ Shared by every runner, so all of them resume the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -13,13 +14,18 @@ from pathlib import Path
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.shard_writer import CommittedShard, committed_shards, remove_uncommitted
+from pseudo3d.pipelines.shard_writer import CommittedShard, committed_shards, current_sources, remove_uncommitted
 from pseudo3d.schemas.records import Source
+from pseudo3d.schemas.version import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 DATASET_FILES = ("sources.parquet", "manifest.parquet", "failures.parquet", "dataset.json")
 DATASET_DIRS = ("shards", "qa", "logs")
+
+
+RETRY_FAILED = ("transient", "all")
+"""``--retry-failed`` choices: build again the failed sources whose failure is transient, or all."""
 
 
 @dataclass
@@ -34,9 +40,29 @@ class ResumeState:
     def taken_indices(self) -> set[int]:
         return {shard.index for shard in self.shards}
 
-    def pending(self, sources: list[Source]) -> list[Source]:
-        done = self.done_source_ids
-        return [source for source in sources if source.source_id not in done]
+    @property
+    def numerics(self) -> dict[str, dict[str, str]] | None:
+        """What the committed outputs were computed with (the first shard that records it)."""
+        return next((shard.stats["numerics"] for shard in self.shards if shard.stats.get("numerics")), None)
+
+    def pending(self, sources: list[Source], retry_failed: str | None = None) -> list[Source]:
+        """The sources to build: those no committed shard covers, and with ``retry_failed``
+        (:data:`RETRY_FAILED`) the committed failed ones whose failure is transient (or every
+        failed one), each with its next ``attempt``."""
+        current = current_sources(self.shards)
+        pending = []
+        for source in sources:
+            held = current.get(source.source_id)
+            if held is None:
+                pending.append(source)
+            elif retry_failed and held[1]["status"] == "failed" and (retry_failed == "all" or _transient(*held)):
+                pending.append(dataclasses.replace(source, attempt=held[1].get("attempt", 1) + 1))
+        return pending
+
+
+def _transient(shard: CommittedShard, row: dict) -> bool:
+    return any(failure["source_id"] == row["source_id"] and failure.get("kind") == "transient"
+               for failure in shard.stats["failures"])
 
 
 def prepare_output(out_dir: Path, config: BuildConfig, overwrite: bool = False) -> ResumeState:
@@ -57,6 +83,12 @@ def prepare_output(out_dir: Path, config: BuildConfig, overwrite: bool = False) 
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))
     shards = committed_shards(out_dir / "shards")
+    versions = sorted({s.stats.get("schema_version") for s in shards} - {SCHEMA_VERSION}, key=str)
+    if versions:
+        raise Pseudo3DError(
+            f"--out {out_dir} holds shards of data contract version {versions[0]}; this pseudo3d writes "
+            f"version {SCHEMA_VERSION}, whose source ids differ, so a resume would build every source again "
+            "beside the old ones: build into a new directory or pass --overwrite (docs/data-contract.md, Versions)")
     fingerprint = config.fingerprint()
     foreign = sorted({s.stats.get("config_fingerprint") for s in shards} - {fingerprint})
     if foreign:

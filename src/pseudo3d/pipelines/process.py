@@ -8,6 +8,7 @@ encode). Every failure becomes data (a :class:`Failure` row); nothing raises out
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass, field
 from typing import Callable
@@ -57,14 +58,24 @@ class SourcePipeline:
         self.config = config
         spec = BACKENDS[config.backend]
         self.backend = make_backend(config) if reconstruct else None
+        if self.backend is not None:
+            self.backend.on_progress = self._progress
         self.prober = Prober(config.decode, config.limits) if track else None
         self.decode_track = DecodeTrack(config.decode, config.track,
                                         want_crops=spec.needs_crops or config.shards.write_crops,
-                                        want_sync_crops=config.qa.sync_model is not None) if track else None
+                                        want_sync_crops=config.qa.sync_model is not None,
+                                        max_duration_s=config.limits.max_duration_s, progress=self._progress) if track else None
         self.syncnet = _load_syncnet(config) if reconstruct else None
         self.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed}) if reconstruct else None
         self.on_probe: Callable[[ProbeInfo], None] | None = None
         """Called after a source is probed (the local runner sets the watchdog's deadline from it)."""
+        self.on_progress: Callable[[], None] | None = None
+        """Called as the work on a source gets on: every decoded frame, every finished clip (the
+        local runner's stall watch)."""
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress()
 
     def __call__(self, source: Source) -> SourceOutcome:
         item = self.track(source)
@@ -94,15 +105,12 @@ class SourcePipeline:
         return item
 
     def reconstruct(self, items: list[InFlight]) -> None:
-        """Reconstruct the clips of ``items`` in one batch; a clip that fails gets a row."""
+        """Reconstruct the clips of ``items`` in one batch; a clip that fails gets a row and its
+        batch-mates are kept (see :meth:`reconstruct_clips`)."""
         clips = [clip for item in items for clip in item.clips]
         if not clips:
             return
-        try:
-            results = self.backend.reconstruct_batch(clips)
-        except Exception as exc:  # the whole batch failed: every clip in it gets the row
-            log.exception("reconstruction failed for a batch of %d clips", len(clips))
-            results = [exc] * len(clips)
+        results = self.reconstruct_clips(clips)
         position = 0
         for item in items:
             item.outputs = []
@@ -110,47 +118,82 @@ class SourcePipeline:
                 result = results[position]
                 position += 1
                 if isinstance(result, Exception):
-                    error = result if isinstance(result, StageError) else StageError(
-                        "reconstruct", "internal_error", f"{type(result).__name__}: {result}")
-                    item.outcome.failures.append(Failure(clip.source.source_id, clip.source.uri, error.stage,
-                                                         error.error, error.message, clip=clip.key,
-                                                         duration_s=clip.n_frames / clip.fps))
+                    self._fail_clip(item.outcome, clip, "reconstruct", result)
                     item.outputs.append(None)
                 else:
                     item.outputs.append(result)
 
+    def reconstruct_clips(self, clips: list[Clip]) -> list[dict[str, np.ndarray] | Exception]:
+        """One entry per clip: its arrays or what failed it. When the batch raises, out of memory
+        halves the backend's frame batch (down to one frame) and tries again; any other exception
+        splits the clips in two halves tried apart, until the clip that raised stands alone."""
+        try:
+            return list(self.backend.reconstruct_batch(clips))
+        except Exception as exc:  # noqa: BLE001 - isolated below, then recorded per clip
+            frames = getattr(self.backend, "batch_size", 1)
+            if is_out_of_memory(exc) and frames > 1:
+                release_memory()
+                self.backend.batch_size = frames // 2
+                log.warning("out of memory reconstructing %d frames at once (%s); batches of %d frames from now on",
+                            frames, type(exc).__name__, self.backend.batch_size)
+                return self.reconstruct_clips(clips)
+            if len(clips) == 1:
+                return [exc]
+            half = len(clips) // 2
+            return self.reconstruct_clips(clips[:half]) + self.reconstruct_clips(clips[half:])
+
     def finish(self, item: InFlight) -> SourceOutcome:
-        """Smooth, measure, filter and encode the reconstructed clips; decide the source's status."""
+        """Smooth, measure, filter and encode each reconstructed clip (a clip that raises gets its
+        row, in the stage that raised, and its siblings are kept); decide the source's status."""
         outcome = item.outcome
         if outcome.reason:  # failed before reconstruction
             return outcome
         outcome.assets = self.asset_hashes()
-        try:
-            for clip, arrays in zip(item.clips, item.outputs):
-                if arrays is None:
-                    continue
-                result = self.finish_clip(clip, arrays)
-                rejections = check_clip(result.metrics, self.config.qa, clip.has_audio)
-                if rejections:
-                    outcome.failures.append(Failure(
-                        clip.source.source_id, clip.source.uri, "qa", rejections[0].metric,
-                        "; ".join(rejection.describe() for rejection in rejections),
-                        clip=clip.key, duration_s=clip.n_frames / clip.fps))
-                    continue
-                outcome.samples.append(encode_clip(result))
-        except Exception as exc:
-            fail_source(outcome, "encode", exc)
-            outcome.samples = []
-            return outcome
+        outcome.numerics = self.numerics()
+        for clip, arrays in zip(item.clips, item.outputs):
+            if arrays is not None:
+                self._finish_clip(outcome, clip, arrays)
+            self._progress()
         if outcome.samples:
             outcome.status = "ok"
-        elif any(failure.stage == "qa" for failure in outcome.failures):
-            outcome.reason = "qa: every clip was filtered out (see its failure rows)"
         else:
-            outcome.reason = "reconstruct: every clip failed reconstruction"
+            codes = sorted({f"{failure.stage}/{failure.error}" for failure in outcome.failures if failure.clip is not None
+                            and failure.stage not in ("decode", "track")})
+            if all(code.startswith("qa/") for code in codes):
+                outcome.reason = "qa: every clip was filtered out (see its failure rows)"
+            else:
+                outcome.reason = f"every clip failed: {', '.join(codes)} (see the failure rows)"
         return outcome
 
-    def finish_clip(self, clip: Clip, outputs: dict[str, np.ndarray]) -> ClipResult:
+    def _finish_clip(self, outcome: SourceOutcome, clip: Clip, arrays: dict[str, np.ndarray]) -> None:
+        stage = "smooth"
+        try:
+            smoothed = self.smooth_clip(clip, arrays)
+            stage = "qa"
+            metrics = self.measure_clip(clip, smoothed)
+            rejections = check_clip(metrics, self.config.qa, clip.has_audio)
+            if rejections:
+                outcome.failures.append(Failure.of(
+                    clip.source, "qa", rejections[0].metric, "; ".join(rejection.describe() for rejection in rejections),
+                    clip=clip.key, duration_s=clip.n_frames / clip.fps))
+                return
+            stage = "encode"
+            outcome.samples.append(encode_clip(ClipResult(clip=clip, arrays=smoothed, meta=self.clip_meta(clip),
+                                                          metrics=metrics)))
+        except Exception as exc:  # noqa: BLE001 - this clip's row; its siblings go on
+            self._fail_clip(outcome, clip, stage, exc)
+
+    @staticmethod
+    def _fail_clip(outcome: SourceOutcome, clip: Clip, stage: str, exc: Exception) -> None:
+        error = as_stage_error(exc, stage)
+        if not isinstance(exc, StageError):
+            log.error("unexpected error in stage %s for clip %s of %s", stage, clip.key, clip.source.uri, exc_info=exc)
+        outcome.failures.append(Failure.of(clip.source, error.stage, error.error, error.message, clip=clip.key,
+                                           duration_s=clip.n_frames / clip.fps))
+
+    def smooth_clip(self, clip: Clip, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The arrays of a sample: the tracking and the backend's outputs, raw and smoothed, and
+        the per-frame tracking and QA arrays."""
         arrays = self.smooth({"landmarks_2d": clip.landmarks[..., :2].astype(np.float32), **outputs}, clip.fps)
         arrays["confidence"] = clip.confidence.astype(np.float32)
         arrays["interpolated"] = clip.interpolated.astype(bool)
@@ -159,7 +202,10 @@ class SourcePipeline:
         arrays["audio_envelope"] = frame_envelope(clip.audio, clip.sample_rate, clip.fps, clip.n_frames)
         if self.config.shards.write_crops and clip.crops is not None:
             arrays["crops"] = clip.crops
-        meta = {
+        return arrays
+
+    def clip_meta(self, clip: Clip) -> dict:
+        return {
             "backend": self.backend.name,
             "assets": self.asset_hashes(),
             "smoothing": self.smooth.describe(clip.fps),
@@ -167,15 +213,27 @@ class SourcePipeline:
             "per_clip_arrays": sorted(self.backend.per_clip),
             "has_audio": clip.has_audio,
         }
+
+    def measure_clip(self, clip: Clip, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        """The clip's QA metrics (manifest columns), SyncNet's with ``qa.sync_model``."""
         metrics = clip_metrics(clip, arrays, self.config.qa.av_max_lag_s)
         if self.syncnet is not None:
             metrics.update(self._syncnet_metrics(clip))
-        return ClipResult(clip=clip, arrays=arrays, meta=meta, metrics=metrics)
+        return metrics
 
     def asset_hashes(self) -> dict[str, str]:
         """Asset name → SHA-256 of every user file the samples depend on: the backend's, and
         SyncNet's weights when QA scores with them."""
         return {**self.backend.asset_hashes(), **(self.syncnet.asset_hashes if self.syncnet is not None else {})}
+
+    def numerics(self) -> dict[str, dict[str, str]]:
+        """Model → where and in what precision it computes (shard stats and the card)."""
+        found = {"reconstruct": self.backend.numerics()}
+        if self.syncnet is not None:
+            from pseudo3d.reconstruction.device import numerics
+
+            found["syncnet"] = numerics(next(self.syncnet.parameters()).device, "fp32")
+        return found
 
     def _syncnet_metrics(self, clip: Clip) -> dict[str, float]:
         """``lse_d``, ``lse_c`` and ``syncnet_offset_frames`` of one clip (NaN without audio)."""
@@ -184,7 +242,7 @@ class SourcePipeline:
         if not clip.has_audio or clip.sync_crops is None:
             return dict.fromkeys(SYNCNET_METRICS, float("nan"))
         return syncnet_scores(self.syncnet, clip.sync_crops, clip.audio, batch_size=self.config.qa.sync_batch_size,
-                              sample_rate=clip.sample_rate, fps=clip.fps)
+                              sample_rate=clip.sample_rate, fps=clip.fps, progress=self._progress)
 
 
 def uses_torch(config: BuildConfig) -> bool:
@@ -206,11 +264,46 @@ def _load_syncnet(config: BuildConfig):
 def fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:
     """Mark ``outcome`` failed in ``stage`` because of ``exc``, with its failure row (a runner
     that catches a stage's exception itself records it the same way)."""
-    if isinstance(exc, StageError):
-        error, message, stage = exc.error, exc.message, exc.stage
-    else:
+    error = as_stage_error(exc, stage)
+    if not isinstance(exc, StageError):
         log.error("unexpected error in stage %s for %s", stage, outcome.source.uri, exc_info=exc)
-        error, message = "internal_error", f"{type(exc).__name__}: {exc}"
     outcome.status = "failed"
-    outcome.reason = f"{error}: {message}"
-    outcome.failures.append(Failure(outcome.source.source_id, outcome.source.uri, stage, error, message))
+    outcome.reason = f"{error.error}: {error.message}"
+    outcome.failures.append(Failure.of(outcome.source, error.stage, error.error, error.message))
+
+
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN,
+                              errno.EBUSY, errno.ECONNRESET, errno.ECONNABORTED, errno.ECONNREFUSED,
+                              errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH})
+"""``errno`` values of an ``OSError`` that say the infrastructure failed, not the input."""
+
+
+def as_stage_error(exc: BaseException, stage: str) -> StageError:
+    """What a stage's exception is as a failure row (``pseudo3d.schemas.failures``): a
+    ``StageError`` as it is; out of memory (host, or a GPU's ``torch.OutOfMemoryError``) →
+    ``out_of_memory`` and an operating-system I/O failure (``EIO``, ``ENOSPC``, ``ESTALE``, a
+    timeout or a lost connection) → ``io_error``, both transient; anything else →
+    ``internal_error`` (a bug or an unforeseen input)."""
+    if isinstance(exc, StageError):
+        return exc
+    message = f"{type(exc).__name__}: {exc}"
+    if is_out_of_memory(exc):
+        return StageError(stage, "out_of_memory", message)
+    if isinstance(exc, (TimeoutError, ConnectionError)) or (isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS):
+        return StageError(stage, "io_error", message)
+    return StageError(stage, "internal_error", message)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Host ``MemoryError``, ``torch.OutOfMemoryError`` (CUDA), or an allocator's "out of memory"."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()))
+
+
+def release_memory() -> None:
+    """Give cached GPU memory back after an out-of-memory error (nothing to do without PyTorch)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

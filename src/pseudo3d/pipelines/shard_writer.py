@@ -1,8 +1,9 @@
 """The shard writer: source outcomes in, committed WebDataset shards out.
 
 Commit protocol (per shard ``shard-NNNNNN``): the tar and its sidecar parquet are written under
-hidden temporary names, flushed, and renamed into place; the stats JSON is written the same way
-**last**. A shard exists only once its JSON exists; anything else in ``shards/`` is debris from an
+hidden temporary names, fsynced, and renamed into place (the directory fsynced after each rename,
+:mod:`pseudo3d.files`); the stats JSON is written the same way **last**. The tar is hashed as it
+is written. A shard exists only once its JSON exists; anything else in ``shards/`` is debris from an
 interrupted build and is removed by :func:`remove_uncommitted`.
 
 Shards are *source-atomic*: all clips of a source go to one shard, and the shard's JSON lists
@@ -17,7 +18,6 @@ Determinism: members are written in sample order with fixed metadata (mtime 0, u
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 
 import pseudo3d
 from pseudo3d.config import ShardConfig
+from pseudo3d.errors import Pseudo3DError
+from pseudo3d.files import HashingWriter, fsync_file, publish, temporary_path
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
 from pseudo3d.schemas.sample import encode_json
 from pseudo3d.schemas.tables import manifest_table
@@ -64,6 +66,19 @@ def committed_shards(shard_dir: Path) -> list[CommittedShard]:
             continue
         shards.append(CommittedShard(int(stem), json.loads(path.read_text())))
     return shards
+
+
+def current_sources(shards: list[CommittedShard]) -> dict[str, tuple[CommittedShard, dict[str, Any]]]:
+    """Source id → (the shard, the source row) of each source's highest ``attempt``: a source
+    built again by ``--retry-failed`` keeps its old failed row in its old shard, and this row
+    supersedes it. Only failed sources (which have no samples) are ever built again."""
+    current: dict[str, tuple[CommittedShard, dict[str, Any]]] = {}
+    for shard in shards:
+        for row in shard.stats["sources"]:
+            held = current.get(row["source_id"])
+            if held is None or row.get("attempt", 1) > held[1].get("attempt", 1):
+                current[row["source_id"]] = (shard, row)
+    return current
 
 
 def remove_uncommitted(shard_dir: Path) -> list[Path]:
@@ -118,29 +133,60 @@ SHARD_FILES = ("tar", "parquet", "json")
 """A shard's files in publishing order: the stats JSON, the commit marker, comes last."""
 
 
+NUMERICS_DECIDING = ("device", "precision")
+"""The parts of a model's numerics that decide output bytes (versions are recorded, not checked)."""
+
+
+def check_numerics(expected: dict[str, dict[str, str]] | None, found: dict[str, dict[str, str]]) -> None:
+    """Refuse outputs computed on another device kind or in another precision than ``expected``
+    (the dataset's): CUDA's bf16 and the CPU's fp32 give different bytes, so one dataset must not
+    mix them. Raises :class:`Pseudo3DError` naming both."""
+    if not expected or not found or _deciding(expected) == _deciding(found):
+        return
+    raise Pseudo3DError(
+        f"this build computes {_describe(found)}, but the dataset was built with {_describe(expected)}; "
+        "the outputs would differ: build into a new directory, pass --overwrite, or set "
+        "reconstruct.device to match")
+
+
+def _deciding(numerics: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {model: {key: values.get(key) for key in NUMERICS_DECIDING} for model, values in numerics.items()}
+
+
+def _describe(numerics: dict[str, dict[str, str]]) -> str:
+    return ", ".join(f"{model} on {values.get('device')} in {values.get('precision')}"
+                     for model, values in sorted(numerics.items()))
+
+
 class ShardBuilder:
     """One shard being written into ``directory`` under hidden temporary names.
 
     ``finish(publish=True)`` renames each file into place as soon as it is complete (the local
     writer's commit); ``publish=False`` leaves all three temporary, for a runner that publishes
-    them later with :func:`publish_shard` (the Beam runner's finalize step).
+    them later with :func:`publish_shard` (the Beam runner's finalize step). ``numerics``: what
+    the dataset's outputs were computed with so far (:func:`check_numerics`), or None.
     """
 
-    def __init__(self, directory: Path, index: int, fingerprint: str):
+    def __init__(self, directory: Path, index: int, fingerprint: str,
+                 numerics: dict[str, dict[str, str]] | None = None):
         self.directory = Path(directory)
         self.index = index
         self.name = shard_name(index)
         self.fingerprint = fingerprint
+        self.numerics = numerics or {}
         self.rows: list[dict[str, Any]] = []
         self.sources: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.assets: dict[str, str] = {}
-        self._tar = tarfile.open(self.temporary("tar"), mode="w", format=tarfile.PAX_FORMAT)
+        self._file = HashingWriter(self.temporary("tar"))
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
 
     def temporary(self, suffix: str) -> Path:
         return _temporary_path(self.directory, self.name, suffix)
 
     def add(self, outcome: SourceOutcome) -> None:
+        check_numerics(self.numerics, outcome.numerics)
+        self.numerics = self.numerics or outcome.numerics
         for sample in outcome.samples:
             self._write_sample(sample)
         self.sources.append({**outcome.source_row(), "shard": self.name})
@@ -149,6 +195,7 @@ class ShardBuilder:
 
     def abort(self) -> None:
         self._tar.close()
+        self._file.close(sync=False)
         for suffix in SHARD_FILES:
             self.temporary(suffix).unlink(missing_ok=True)
 
@@ -165,12 +212,12 @@ class ShardBuilder:
 
     def finish(self, *, publish: bool) -> None:
         self._tar.close()
-        tar_tmp = self.temporary("tar")
-        digest = _fsync_and_hash(tar_tmp)
-        tar_size = tar_tmp.stat().st_size
+        self._file.close()  # flushed and fsynced; hashed as it was written
+        digest, tar_size = self._file.hexdigest(), self._file.size
         if publish:
             self._publish("tar")
         pq.write_table(manifest_table(self.rows), self.temporary("parquet"))
+        fsync_file(self.temporary("parquet"))
         if publish:
             self._publish("parquet")
         stats = {
@@ -188,6 +235,7 @@ class ShardBuilder:
             "sources": self.sources,
             "failures": self.failures,
             "assets": dict(sorted(self.assets.items())),
+            "numerics": self.numerics,
         }
         with open(self.temporary("json"), "wb") as handle:
             handle.write(encode_json(stats))
@@ -197,7 +245,7 @@ class ShardBuilder:
             self._publish("json")  # the commit
 
     def _publish(self, suffix: str) -> None:
-        os.replace(self.temporary(suffix), self.directory / f"{self.name}.{suffix}")
+        publish(self.temporary(suffix), self.directory / f"{self.name}.{suffix}")
 
 
 def publish_shard(staged: Path, shard_dir: Path, index: int) -> None:
@@ -207,7 +255,7 @@ def publish_shard(staged: Path, shard_dir: Path, index: int) -> None:
     for suffix in SHARD_FILES:
         source, target = _temporary_path(Path(staged), name, suffix), Path(shard_dir) / f"{name}.{suffix}"
         if source.exists():
-            os.replace(source, target)
+            publish(source, target)
         elif not target.exists():
             raise FileNotFoundError(f"{source}: the staged file of {name} is missing")
 
@@ -215,10 +263,12 @@ def publish_shard(staged: Path, shard_dir: Path, index: int) -> None:
 class ShardWriter:
     """Append source outcomes in order; ``close()`` commits the last shard."""
 
-    def __init__(self, shard_dir: Path, config: ShardConfig, fingerprint: str, taken: Iterable[int] = ()):
+    def __init__(self, shard_dir: Path, config: ShardConfig, fingerprint: str, taken: Iterable[int] = (),
+                 numerics: dict[str, dict[str, str]] | None = None):
         self.shard_dir = Path(shard_dir)
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
+        self.numerics = numerics
         self._packer = ShardPacker(config, taken)
         self._open: ShardBuilder | None = None
         self.committed: list[str] = []
@@ -227,8 +277,9 @@ class ShardWriter:
         index, opens = self._packer.place(*outcome_size(outcome))
         if opens:
             self._commit()
-            self._open = ShardBuilder(self.shard_dir, index, self.fingerprint)
+            self._open = ShardBuilder(self.shard_dir, index, self.fingerprint, self.numerics)
         self._open.add(outcome)
+        self.numerics = self._open.numerics
 
     def close(self) -> None:
         self._commit()
@@ -247,16 +298,7 @@ class ShardWriter:
 
 
 def _temporary_path(directory: Path, name: str, suffix: str) -> Path:
-    return directory / f".{name}.{suffix}.tmp"
-
-
-def _fsync_and_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return temporary_path(directory / f"{name}.{suffix}")
 
 
 def _free_indices(taken: set[int]) -> Iterator[int]:

@@ -20,8 +20,10 @@ A path that does not exist, or a directory or glob without videos, is an error n
 
 Each source gets an *identity* (the path relative to its input root, prefixed by the root's
 name; the path as written in a list file; or the list file's ``id``) and a ``source_id`` derived
-from it: a readable slug of the file name plus 8 hex digits of its hash. Keys are therefore
-stable across runs and machines as long as the corpus layout is.
+from it: a readable slug of its folder and file name plus 16 hex digits (64 bits) of its SHA-256.
+Keys are therefore stable across runs and machines as long as the corpus layout is. Two inputs
+with the same identity, or (with odds of about 1 in 3·10⁷ for a million sources) the same id,
+are an error naming both: they would share sample keys and a resume would skip one of them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
     protocol is refused before anything is listed. URLs found inside list files are not checked
     here: they are untrusted data, and the probe stage turns a refused one into a failure row.
     """
-    entries: list[tuple[str, str, dict[str, Any]]] = []  # (uri, identity, metadata)
+    entries: list[tuple[str, str, str, dict[str, Any]]] = []  # (uri, identity, reference, metadata)
     inputs = list(inputs)
     if not inputs:
         raise Pseudo3DError("no INPUT given: name a directory, glob, video file or list file")
@@ -69,32 +71,44 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
                                 f"({', '.join(allowed)}); add it there in the --config YAML to read from it")
         entries.extend(_expand(str(raw)))
 
-    by_uri: dict[str, tuple[str, dict[str, Any]]] = {}
-    for uri, identity, metadata in entries:
+    by_uri: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for uri, identity, reference, metadata in entries:
         if uri in by_uri:
             log.warning("input %s is named more than once; it is processed once", uri)
             continue
-        by_uri[uri] = (identity, metadata)
+        by_uri[uri] = (identity, reference, metadata)
 
-    owners: dict[str, list[str]] = {}
-    for uri, (identity, _) in by_uri.items():
-        owners.setdefault(identity, []).append(uri)
     sources = []
-    for uri, (identity, metadata) in by_uri.items():
-        if len(owners[identity]) > 1:
-            identity = uri  # two inputs would share an identity: fall back to the full location
-        sources.append(Source(uri=uri, identity=identity, source_id=make_source_id(identity),
-                              metadata=metadata))
+    by_identity: dict[str, str] = {}
+    by_id: dict[str, str] = {}
+    for uri, (identity, reference, metadata) in by_uri.items():
+        if identity in by_identity:
+            raise Pseudo3DError(
+                f"inputs {by_identity[identity]} and {uri} both have the identity {identity!r}, so their "
+                "sample keys would collide: give the input folders distinct names, or list the videos in "
+                "a CSV with an 'id' column")
+        source_id = make_source_id(identity)
+        if source_id in by_id:
+            raise Pseudo3DError(f"inputs {by_id[source_id]} and {uri} get the same source id {source_id}; "
+                                "list the videos in a CSV with an 'id' column to name them apart")
+        by_identity[identity] = by_id[source_id] = uri
+        sources.append(Source(uri=uri, identity=identity, source_id=source_id, metadata=metadata,
+                              reference=reference))
     sources.sort(key=lambda source: source.identity)
     return sources
 
 
 def make_source_id(identity: str) -> str:
-    """``slug-hash8``: readable, unique, and safe as a WebDataset key prefix (no dots)."""
-    stem = posixpath.basename(identity.rstrip("/"))
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_").lower()[:40] or "source"
-    digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
+    """``slug-hash16``: readable, unique, and safe as a WebDataset key prefix (no dots).
+
+    The slug is the identity's folder and file stem (``0047496/video.mp4`` → ``0047496-video``),
+    at most 40 characters; the hash is the first 16 hex digits (64 bits) of the identity's SHA-256.
+    """
+    parts = identity.rstrip("/").split("/")
+    stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1]
+    words = [*parts[-2:-1], stem]
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(words)).strip("-_").lower()[-40:].strip("-_") or "source"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return f"{slug}-{digest}"
 
 
@@ -107,7 +121,8 @@ def protocol_of(uri: str) -> str:
     return uri.split("://", 1)[0] if _is_url(uri) else "file"
 
 
-def _expand(raw: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _expand(raw: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(uri, identity, portable reference, metadata) of each source ``raw`` names."""
     if _is_url(raw):
         fs, path = fsspec.core.url_to_fs(raw)
         protocol = raw.split("://", 1)[0]
@@ -123,7 +138,7 @@ def _expand(raw: str) -> list[tuple[str, str, dict[str, Any]]]:
         if not matches:
             raise Pseudo3DError(f"input {raw!r}: the glob matched no video files")
         root_name = posixpath.basename(base.rstrip("/"))
-        return [(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base)), {}) for p in matches]
+        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base))) for p in matches]
     if not fs.exists(path):
         raise Pseudo3DError(f"input not found: {raw}")
     if fs.isdir(path):
@@ -132,10 +147,16 @@ def _expand(raw: str) -> list[tuple[str, str, dict[str, Any]]]:
             raise Pseudo3DError(f"input {raw!r}: no video files found below it "
                                 f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
         root_name = posixpath.basename(path.rstrip("/"))
-        return [(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path)), {}) for p in files]
+        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path))) for p in files]
     if suffix in LIST_EXTENSIONS:
         return _read_list_file(fs, path, to_uri, raw)
-    return [(to_uri(path), posixpath.basename(path), {})]
+    return [_entry(to_uri(path), posixpath.basename(path))]
+
+
+def _entry(uri: str, identity: str) -> tuple[str, str, str, dict[str, Any]]:
+    """A source found by listing: a remote one is referred to by its URL, a local one by its
+    identity (its path below the input root, prefixed by the root's name)."""
+    return uri, identity, uri if _is_url(uri) else identity, {}
 
 
 def _is_video(path: str) -> bool:
@@ -162,7 +183,7 @@ def _glob_base(fs, pattern: str) -> tuple[str, str]:
     return base, posixpath.join(escaped, rest)
 
 
-def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, str, dict[str, Any]]]:
     suffix = posixpath.splitext(path)[1].lower()
     folder = posixpath.dirname(path)
     if suffix == ".txt":
@@ -179,13 +200,15 @@ def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, dic
         written = written.strip()
         explicit_id = row.pop("id", None)
         if _is_url(written):
-            uri = written
+            uri = reference = written
         else:
-            local = written if posixpath.isabs(written) else posixpath.join(folder, written)
-            uri = to_uri(posixpath.normpath(local))
+            local = posixpath.normpath(written if posixpath.isabs(written) else posixpath.join(folder, written))
+            uri = to_uri(local)
+            # a local file relative to the list file, however it was written; a remote one by its URL
+            reference = uri if _is_url(uri) else posixpath.relpath(local, folder)
         identity = str(explicit_id) if explicit_id not in (None, "") else written
         metadata = {str(k): v for k, v in row.items() if v is not None}
-        entries.append((uri, identity, metadata))
+        entries.append((uri, identity, reference, metadata))
     if not entries:
         raise Pseudo3DError(f"list file {raw} holds no paths")
     return entries

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from pseudo3d.pipelines.face_tracker import N_LANDMARKS, FaceTracker
 from pseudo3d.pipelines.face_window import landmark_angle, quarter_turns
 from pseudo3d.pipelines.media import rotate_image, rotate_points
 from pseudo3d.pipelines.segment import segment_track
+from pseudo3d.pipelines.thumbnails import ThumbnailPicker
 from pseudo3d.qa.syncnet_scoring import CROP_SIZE, crop_for_syncnet, crop_windows, landmark_face_boxes
 from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
 
@@ -46,9 +48,15 @@ class DecodeTrack:
     clips (and a row per short track) when every face track is too short."""
 
     def __init__(self, decode: DecodeConfig, track: TrackConfig, want_crops: bool = False,
-                 want_sync_crops: bool = False):
+                 want_sync_crops: bool = False, max_duration_s: float = float("inf"),
+                 progress: Callable[[], None] = lambda: None):
         self.decode = decode
         self.track = track
+        self.max_frames = math.floor(max_duration_s * decode.fps) if math.isfinite(max_duration_s) else None
+        """Decoding stops with ``decode``/``too_long`` past this many output frames (``limits.max_duration_s``),
+        which bounds an input whose duration was not declared (the probe could not refuse it)."""
+        self.progress = progress
+        """Called after every decoded frame (the runner's stall watch)."""
         self.want_crops = want_crops
         self.want_sync_crops = want_sync_crops
         """Also cut SyncNet's crops (``Clip.sync_crops``) for sources with audio (``qa.sync_model``)."""
@@ -66,12 +74,17 @@ class DecodeTrack:
         tracker = self.tracker
         tracker.reset()
         cut_detector = ShotCutDetector(self.track.cut_threshold)
+        thumbnails = ThumbnailPicker(fps)
         landmarks, confidence, cut_before, transforms, crops = [], [], [], [], []
         misoriented = 0  # frames whose landmarks the tracker dropped for disagreeing with the detector
         nan_landmarks = np.full((N_LANDMARKS, 3), np.nan, np.float32)
         box = None
         size = self.track.crop_size
         for frame in decoder:
+            self.progress()
+            if self.max_frames is not None and frame.index >= self.max_frames:
+                raise StageError("decode", "too_long", f"decoded past limits.max_duration_s = "
+                                                       f"{self.max_frames / fps:g} s (the file declares no length)")
             if frame.damaged:  # its source frame did not decode: a gap, like a lost face
                 tracker.reset()
                 cut, points, score, box = False, None, 0.0, None
@@ -86,6 +99,8 @@ class DecodeTrack:
                 misoriented += observation.rejected == "orientation"
                 if points is not None:
                     box = face_box(points)
+                    if thumbnails.wants(frame.index):
+                        thumbnails.offer(frame.index, frame.image, points, frame.scale, (probe.width, probe.height))
             landmarks.append(nan_landmarks if points is None else points)
             confidence.append(score)
             cut_before.append(cut)
@@ -104,17 +119,16 @@ class DecodeTrack:
         n_frames = len(landmarks)
         failures = []
         if decoder.corrupt_packets:
-            failures.append(Failure(
-                source.source_id, source.uri, "decode", "corrupt_packets",
+            failures.append(Failure.of(
+                source, "decode", "corrupt_packets",
                 f"{decoder.corrupt_packets} packet(s) of the video stream did not decode; the "
                 f"{decoder.damaged_frames} output frame(s) they held are treated as tracking gaps",
                 duration_s=decoder.damaged_frames / fps))
         if decoder.error is not None:
-            failures.append(Failure(source.source_id, source.uri, decoder.error.stage, decoder.error.error,
-                                    decoder.error.message))
+            failures.append(Failure.of(source, decoder.error.stage, decoder.error.error, decoder.error.message))
         elif (missing_s := _missing_tail_s(probe, n_frames / fps)) > 0:
-            failures.append(Failure(
-                source.source_id, source.uri, "decode", "truncated",
+            failures.append(Failure.of(
+                source, "decode", "truncated",
                 f"the video stream declares {probe.video_duration_s:.2f} s but its frames end at "
                 f"{n_frames / fps:.2f} s: the file is cut short (a partial download or copy?); the "
                 f"missing {missing_s:.2f} s are lost", duration_s=missing_s))
@@ -127,17 +141,17 @@ class DecodeTrack:
             raise StageError(STAGE, "no_face", f"no face found in any of the {n_frames} frames "
                                                f"({n_frames / fps:.1f} s)")
         if misoriented:
-            failures.append(Failure(source.source_id, source.uri, STAGE, "face_orientation",
-                                    f"{_MISORIENTED} in {misoriented} frame(s); they are treated as tracking gaps",
-                                    duration_s=misoriented / fps))
+            failures.append(Failure.of(source, STAGE, "face_orientation",
+                                       f"{_MISORIENTED} in {misoriented} frame(s); they are treated as tracking gaps",
+                                       duration_s=misoriented / fps))
         # Sound past the last frame is never used: reading stops there (a forged timestamp jump in
         # untrusted input must not allocate hours of silence).
         audio = decode_audio(source, probe, self.decode.sample_rate, max_s=n_frames / fps + 1.0)
         usable = _frames_with_sound(audio, probe, n_frames, fps, self.decode.sample_rate)
         if usable < n_frames:
             lost_s = (n_frames - usable) / fps
-            short_audio = Failure(
-                source.source_id, source.uri, "decode", "audio_short",
+            short_audio = Failure.of(
+                source, "decode", "audio_short",
                 f"the audio ends at {audio.shape[0] / self.decode.sample_rate:.2f} s, {lost_s:.2f} s before the "
                 f"video; the frames after it are not used", clip=f"{usable / fps:.2f}-{n_frames / fps:.2f}s",
                 duration_s=lost_s)
@@ -151,8 +165,8 @@ class DecodeTrack:
             max_jump=self.track.max_jump,
         )
         for start, stop in segmentation.too_short:
-            failures.append(Failure(
-                source.source_id, source.uri, STAGE, "clip_too_short",
+            failures.append(Failure.of(
+                source, STAGE, "clip_too_short",
                 f"face track of {(stop - start) / fps:.2f} s is shorter than track.min_clip_s="
                 f"{self.track.min_clip_s:g} s", clip=f"{start / fps:.2f}-{stop / fps:.2f}s",
                 duration_s=(stop - start) / fps))
@@ -180,13 +194,14 @@ class DecodeTrack:
                 sample_rate=self.decode.sample_rate,
                 crops=np.stack(crops[start:stop]) if self.want_crops else None,
                 has_audio=probe.has_audio,
+                thumbnail=thumbnails.for_clip(start, stop),
             ))
         if self.want_sync_crops and probe.has_audio:
-            add_sync_crops(clips, FrameDecoder(source, probe, self.decode))
+            add_sync_crops(clips, FrameDecoder(source, probe, self.decode), self.progress)
         return TrackedSource(clips=clips, failures=failures, n_frames=n_frames)
 
 
-def add_sync_crops(clips: list[Clip], decoder: FrameDecoder) -> None:
+def add_sync_crops(clips: list[Clip], decoder: FrameDecoder, progress: Callable[[], None] = lambda: None) -> None:
     """Set every clip's ``sync_crops`` from a second pass over the source's frames.
 
     SyncNet's crop windows are median-filtered along the whole face track (the reference's rule,
@@ -208,6 +223,7 @@ def add_sync_crops(clips: list[Clip], decoder: FrameDecoder) -> None:
     crops = [np.zeros((clip.n_frames, CROP_SIZE, CROP_SIZE, 3), np.uint8) for clip in clips]
     last = max(wanted)
     for frame in decoder:
+        progress()
         if frame.index > last:
             break
         hit = wanted.get(frame.index)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -197,7 +197,7 @@ def _expected_shapes() -> dict[str, torch.Size]:
 
 def syncnet_embeddings(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray, *,
                        batch_size: int = DEFAULT_BATCH_SIZE, sample_rate: int = SAMPLE_RATE,
-                       fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
+                       fps: float = FPS, progress: Callable[[], None] = lambda: None) -> tuple[np.ndarray, np.ndarray]:
     """Lip and audio embeddings, each (N, 1024) float32, of the N windows the reference scores.
 
     ``crops_bgr``: (T, 224, 224, 3) uint8 BGR SyncNet crops at 25 fps
@@ -205,7 +205,8 @@ def syncnet_embeddings(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray,
     [-1, 1] at 16 kHz, sample 0 at the first frame. ``N = min(T, n // 640) - 5`` (0 for a clip
     too short; see :func:`~pseudo3d.qa.syncnet_scoring.n_sync_windows`). Runs in
     ``batch_size`` windows per pass on the model's device (only the frames of one batch are
-    there at a time), in float32, under ``torch.inference_mode``.
+    there at a time), in float32, under ``torch.inference_mode``; ``progress`` is called after
+    each batch.
 
     Raises ValueError for crops of another shape or dtype, a frame rate other than 25, a sample
     rate other than 16 kHz, or a batch size below 1.
@@ -237,12 +238,14 @@ def syncnet_embeddings(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray,
             video = frames.permute(3, 0, 1, 2).float().unfold(1, WINDOW_FRAMES, 1).permute(1, 0, 4, 2, 3)
             lip.append(model.forward_lip(video.contiguous()).float().cpu())
             sound.append(model.forward_aud(mfcc_windows[start:stop].to(device)).float().cpu())
+            progress()
     return torch.cat(lip).numpy(), torch.cat(sound).numpy()
 
 
 def syncnet_scores(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray, *,
                    batch_size: int = DEFAULT_BATCH_SIZE, vshift: int = DEFAULT_VSHIFT,
-                   sample_rate: int = SAMPLE_RATE, fps: float = FPS) -> dict[str, float]:
+                   sample_rate: int = SAMPLE_RATE, fps: float = FPS,
+                   progress: Callable[[], None] = lambda: None) -> dict[str, float]:
     """SyncNet's figures for one clip, as the reference's ``evaluate`` computes them:
 
     * ``lse_d``: the smallest mean lip-audio embedding distance over offsets within ±``vshift``
@@ -260,5 +263,5 @@ def syncnet_scores(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray, *,
     if vshift < 0:
         raise ValueError(f"vshift must be >= 0, got {vshift}")
     lip, sound = syncnet_embeddings(model, crops_bgr, audio, batch_size=batch_size,
-                                    sample_rate=sample_rate, fps=fps)
+                                    sample_rate=sample_rate, fps=fps, progress=progress)
     return sync_figures(offset_distances(lip, sound, vshift), vshift)

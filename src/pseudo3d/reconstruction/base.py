@@ -9,7 +9,7 @@ overrides :meth:`Reconstructor.reconstruct_batch` to batch frames across clips o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, Mapping
+from typing import Callable, ClassVar, Literal, Mapping
 
 import numpy as np
 
@@ -25,10 +25,23 @@ class Reconstructor(ABC):
     twice, as ``NAME_raw`` and ``NAME_smooth``; other arrays are written as they are."""
     per_clip: ClassVar[frozenset[str]] = frozenset()
     """Output arrays that describe the whole clip (first axis is not the frame axis)."""
+    on_progress: Callable[[], None] | None = None
+    """Called after each clip (or each batch of a batched backend): proof of life for the runner's
+    stall watch."""
+
+    def progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress()
 
     def asset_hashes(self) -> dict[str, str]:
         """Name → SHA-256 (or version) of every asset the backend loaded, for meta and the card."""
         return {}
+
+    def numerics(self) -> dict[str, str]:
+        """Where and in what precision the backend computes (``device``, ``precision``; a torch
+        backend adds its PyTorch/CUDA/cuDNN versions): recorded per shard and in the card, and a
+        resume must match ``device`` and ``precision``. The base: NumPy/MediaPipe on the CPU."""
+        return {"device": "cpu", "precision": "fp32"}
 
     @abstractmethod
     def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
@@ -42,4 +55,5 @@ class Reconstructor(ABC):
                 results.append(self.reconstruct_clip(clip))
             except StageError as error:
                 results.append(error)
+            self.progress()
         return results

@@ -27,7 +27,7 @@ from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, project_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder
 from pseudo3d.reconstruction.device import (CropUploader, batch_pieces, concatenate_clips, inference_context,
-                                            iter_batches, resolve_device, split_like)
+                                            inference_precision, iter_batches, numerics, resolve_device, split_like)
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.schemas.records import Clip
 
@@ -67,6 +67,11 @@ class DecaBackend(Reconstructor):
     def asset_hashes(self) -> dict[str, str]:
         return {**self.encoder.asset_hashes, **self.flame.asset_hashes}
 
+    def numerics(self) -> dict[str, str]:
+        """Also the frames per batch: a convolution's result depends on its batch's size, so the
+        bytes depend on ``reconstruct.batch_size`` (and change if out of memory halves it)."""
+        return {**numerics(self.device, inference_precision(self.device)), "batch_size": str(self.batch_size)}
+
     def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
         result = self.reconstruct_batch([clip])[0]
         if isinstance(result, StageError):
@@ -95,6 +100,7 @@ class DecaBackend(Reconstructor):
                     "flame_shape": codes["shape"], "deca_tex": codes["tex"], "deca_light": codes["light"],
                     "reprojection_error": error,
                 })
+                self.progress()
             merged = {name: torch.cat([piece[name] for piece in pieces]).float().cpu().numpy() for name in pieces[0]}
         results = split_like(merged, lengths)
         for arrays in results:

@@ -77,13 +77,32 @@ def uint8_crops_to_device(crops: np.ndarray, device: torch.device | str) -> torc
 @contextmanager
 def inference_context(device: torch.device | str) -> Iterator[None]:
     """No-autograd inference (``torch.inference_mode``), with bfloat16 autocast on CUDA; plain
-    float32 on CPU. Outputs made inside are inference tensors: read them, don't train on them."""
+    float32 on CPU (:func:`inference_precision`). Outputs made inside are inference tensors: read
+    them, don't train on them."""
     device = torch.device(device)
     with ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
-        if device.type == "cuda":
+        if inference_precision(device) == "bf16":
             stack.enter_context(torch.autocast(device_type="cuda", dtype=torch.bfloat16))
         yield
+
+
+def inference_precision(device: torch.device | str) -> str:
+    """``bf16`` on CUDA, ``fp32`` on CPU: the precision :func:`inference_context` runs in."""
+    return "bf16" if torch.device(device).type == "cuda" else "fp32"
+
+
+def numerics(device: torch.device | str, precision: str) -> dict[str, str]:
+    """What a model's outputs depend on beyond its inputs and weights: the device kind and the
+    precision (these decide output bytes, so a resume must match them), and the PyTorch, CUDA
+    and cuDNN versions (recorded in the card, like the other package versions)."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    found = {"device": device.type, "precision": precision, "torch": torch.__version__,
+             "cuda": (torch.version.cuda or "") if cuda else "", "cudnn": str(torch.backends.cudnn.version() or "") if cuda else ""}
+    if not cuda:  # a CPU convolution's last bits depend on its thread count (docs/data-contract.md, Determinism)
+        found["threads"] = str(torch.get_num_threads())
+    return found
 
 
 def iter_batches(n_items: int, batch_size: int) -> Iterator[slice]:

@@ -27,7 +27,7 @@ from pseudo3d.geometry.rotations import matrix_to_axis_angle
 from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, image_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca_backend import FLAME_SMOOTHED
-from pseudo3d.reconstruction.device import resolve_device
+from pseudo3d.reconstruction.device import numerics, resolve_device
 from pseudo3d.reconstruction.fitting import FitWeights, LandmarkFlame, fit_sequence
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.reconstruction.template import mediapipe_template
@@ -62,6 +62,9 @@ class FlameFitBackend(Reconstructor):
 
     def asset_hashes(self) -> dict[str, str]:
         return dict(self.hashes)
+
+    def numerics(self) -> dict[str, str]:
+        return numerics(self.device, "fp32")  # the fit needs gradients: never under autocast
 
     def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
         tensor = lambda array: torch.as_tensor(np.asarray(array, np.float32), device=self.device)  # noqa: E731

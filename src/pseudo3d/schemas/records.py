@@ -19,6 +19,8 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
+from pseudo3d.schemas.failures import failure_kind
+
 SourceStatus = Literal["ok", "failed"]
 
 
@@ -27,7 +29,7 @@ class Source:
     """One input video."""
 
     uri: str
-    """Absolute local path or fsspec URL."""
+    """Absolute local path or fsspec URL: where this machine reads it. Never written to a dataset."""
     identity: str
     """What the source id is derived from: the path relative to the input root it was found
     under (directory or glob), the path as written in a list file, or an explicit ``id``."""
@@ -35,6 +37,18 @@ class Source:
     """Stable id, a prefix of every sample key of this source (no dots, no slashes)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     """Extra columns from a list file (speaker, licence, ...), carried into the manifest."""
+    attempt: int = 1
+    """1 for a source's first build; a ``--retry-failed`` build of a failed source counts on. The
+    dataset files keep each source's row of its highest attempt."""
+    reference: str = ""
+    """What datasets record as the source (``source`` columns and members): the URL of a remote
+    input; for a local file its path relative to its input root prefixed by the root's name, or
+    relative to its list file; never a local absolute path, so the same corpus at two paths gives
+    the same bytes. Empty: the identity."""
+
+    def __post_init__(self):
+        if not self.reference:
+            object.__setattr__(self, "reference", self.identity)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,18 @@ class ProbeInfo:
     @property
     def has_audio(self) -> bool:
         return self.n_audio_streams > 0
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A small JPEG of a clip's face for the QA report's gallery (``thumbnail.jpg``)."""
+
+    frame: int
+    """The clip frame it shows (0-based)."""
+    jpeg: bytes
+    box: tuple[int, int, int, int]
+    """(x0, y0, x1, y1): the part of the source frame it shows, source display pixels; the image
+    is that box scaled to at most 256 pixels on its longer side."""
 
 
 @dataclass
@@ -100,6 +126,8 @@ class Clip:
     when ``qa.sync_model`` is set; used for QA only, never written."""
     has_audio: bool = True
     """Whether the source has an audio stream (without one, ``audio`` is silence)."""
+    thumbnail: Thumbnail | None = None
+    """The face near the clip's middle, for the QA report (None when no candidate fell inside)."""
 
     @property
     def n_frames(self) -> int:
@@ -136,7 +164,8 @@ class Failure:
     """One failure row: which input, which stage, why."""
 
     source_id: str
-    uri: str
+    source: str
+    """The source's portable reference (:attr:`Source.reference`)."""
     stage: str
     error: str
     message: str
@@ -145,9 +174,25 @@ class Failure:
     duration_s: float | None = None
     """Length of the clip concerned, seconds (for the QA funnel's hours)."""
 
+    @property
+    def kind(self) -> str:
+        """``permanent`` or ``transient`` (:mod:`pseudo3d.schemas.failures`); an unregistered
+        code (a bug, which a test looks for) counts as permanent rather than stop a build."""
+        try:
+            return failure_kind(self.stage, self.error)
+        except KeyError:
+            return "permanent"
+
+    @classmethod
+    def of(cls, source: Source, stage: str, error: str, message: str, clip: str | None = None,
+           duration_s: float | None = None) -> "Failure":
+        """The row of ``source``; its local path in ``message`` becomes its portable reference."""
+        return cls(source.source_id, source.reference, stage, error, message.replace(source.uri, source.reference),
+                   clip=clip, duration_s=duration_s)
+
     def to_row(self) -> dict[str, Any]:
-        return {"source_id": self.source_id, "uri": self.uri, "clip": self.clip,
-                "stage": self.stage, "error": self.error, "message": self.message, "duration_s": self.duration_s}
+        return {"source_id": self.source_id, "source": self.source, "clip": self.clip, "stage": self.stage,
+                "error": self.error, "kind": self.kind, "message": self.message, "duration_s": self.duration_s}
 
 
 @dataclass
@@ -179,12 +224,21 @@ class SourceOutcome:
     """Output-grid frames decoded (for throughput figures)."""
     assets: dict[str, str] = field(default_factory=dict)
     """Asset name → hash or version of what the backend used (recorded in the card)."""
+    numerics: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Model (``reconstruct``, ``syncnet``) → where and in what precision it computed (device,
+    precision, PyTorch/CUDA/cuDNN versions); empty for a source that failed before reconstruction."""
+
+    @property
+    def transient(self) -> bool:
+        """Failed, with a transient failure among its rows (a retry may succeed)."""
+        return self.status == "failed" and any(failure.kind == "transient" for failure in self.failures)
 
     def source_row(self) -> dict[str, Any]:
         probe = self.probe
         return {
             "source_id": self.source.source_id,
-            "uri": self.source.uri,
+            "attempt": self.source.attempt,
+            "source": self.source.reference,
             "identity": self.source.identity,
             "status": self.status,
             "reason": self.reason,

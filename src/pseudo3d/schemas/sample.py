@@ -1,8 +1,9 @@
 """Encoding and decoding of one WebDataset sample (one clip).
 
-A sample's members are ``KEY.audio.flac`` (mono 16-bit FLAC), ``KEY.meta.json`` and one
-``KEY.NAME.npy`` per array. Nothing is pickled: arrays are saved and loaded with
-``allow_pickle=False`` and member kinds outside :data:`MEMBER_DECODERS` are refused.
+A sample's members are ``KEY.audio.flac`` (mono 16-bit FLAC), ``KEY.meta.json``, one
+``KEY.NAME.npy`` per array and ``KEY.thumbnail.jpg`` (the QA report's picture of the face, when one
+was cut). Nothing is pickled: arrays are saved and loaded with ``allow_pickle=False`` and member
+kinds outside :data:`MEMBER_DECODERS` are refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import soundfile
 
 AUDIO_MEMBER = "audio.flac"
 META_MEMBER = "meta.json"
+THUMBNAIL_MEMBER = "thumbnail.jpg"
 
 
 def encode_npy(array: np.ndarray) -> bytes:
@@ -60,9 +62,11 @@ def encode_json(value: Mapping[str, Any]) -> bytes:
 
 
 def encode_sample(arrays: Mapping[str, np.ndarray], audio: np.ndarray, sample_rate: int,
-                  meta: Mapping[str, Any]) -> dict[str, bytes]:
-    """Member suffix → bytes for one clip, in sorted member order."""
+                  meta: Mapping[str, Any], thumbnail: bytes | None = None) -> dict[str, bytes]:
+    """Member suffix → bytes for one clip, in sorted member order; ``thumbnail``: JPEG bytes."""
     members = {AUDIO_MEMBER: encode_flac(audio, sample_rate), META_MEMBER: encode_json(meta)}
+    if thumbnail is not None:
+        members[THUMBNAIL_MEMBER] = bytes(thumbnail)
     for name, array in arrays.items():
         if "." in name or "/" in name:
             raise ValueError(f"array name {name!r} may not contain '.' or '/'")
@@ -74,8 +78,10 @@ MEMBER_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "npy": decode_npy,
     "json": lambda data: json.loads(data),
     "flac": decode_flac,
+    "jpg": bytes,
 }
-"""Member kinds a pseudo3d reader will decode; anything else (``.pkl``, ``.pth``, ...) is refused."""
+"""Member kinds a pseudo3d reader will decode (``.jpg`` stays JPEG bytes, for the caller to decode);
+anything else (``.pkl``, ``.pth``, ...) is refused."""
 
 
 def decode_sample(members: Mapping[str, bytes]) -> dict[str, Any]:

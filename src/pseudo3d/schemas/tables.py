@@ -9,18 +9,20 @@ import pyarrow as pa
 
 FAILURES_SCHEMA = pa.schema([
     ("source_id", pa.string()),
-    ("uri", pa.string()),
+    ("source", pa.string()),
     ("clip", pa.string()),
     ("stage", pa.string()),
     ("error", pa.string()),
+    ("kind", pa.string()),
     ("message", pa.string()),
     ("duration_s", pa.float64()),
 ])
 
 SOURCES_SCHEMA = pa.schema([
     ("source_id", pa.string()),
-    ("uri", pa.string()),
+    ("source", pa.string()),
     ("identity", pa.string()),
+    ("attempt", pa.int64()),
     ("status", pa.string()),
     ("reason", pa.string()),
     ("n_clips", pa.int64()),

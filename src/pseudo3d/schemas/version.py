@@ -1,3 +1,9 @@
-"""Version of the on-disk data contract (shards, sidecars, manifest, card)."""
+"""Version of the on-disk data contract (shards, sidecars, manifest, card).
 
-SCHEMA_VERSION = 1
+History (docs/data-contract.md, "Versions", says how to migrate):
+
+* 1: source ids with 32 bits of SHA-1.
+* 2: source ids with 64 bits of SHA-256 and a folder-and-file slug; duplicate ids refused.
+"""
+
+SCHEMA_VERSION = 2

@@ -6,7 +6,6 @@ The truth sidecar's fields are documented in :mod:`pseudo3d.synth.corpus`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from pseudo3d.files import write_bytes_atomically
 from pseudo3d.synth import speech
 from pseudo3d.synth.face import UPSAMPLE, Portrait, animate_face, load_portrait
 from pseudo3d.synth.mp4 import write_mp4
@@ -178,9 +178,7 @@ def _round_list(values: NDArray) -> list[float]:
 
 def write_truth(path: Path, truth: dict) -> None:
     """Write a truth sidecar; it appears under ``path`` only once complete."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(truth) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_bytes_atomically(path, (json.dumps(truth) + "\n").encode("utf-8"))
 
 
 def build_truth(spec: VideoSpec, mouth_open: NDArray, motion: HeadMotion, visible: list[bool],

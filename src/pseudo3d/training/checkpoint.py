@@ -16,7 +16,6 @@ checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 import pseudo3d
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.files import write_atomically
 
 RUN_FORMAT = "pseudo3d.run/1"
 NORM_PREFIX = "norm."
@@ -56,21 +56,14 @@ class RunFiles:
         return self.root / "metrics.jsonl"
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def save_model(root: Path, model: torch.nn.Module, norm_tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """Weights (with normalisation statistics) then the config; the config is written last."""
     files = RunFiles(Path(root))
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     tensors.update({NORM_PREFIX + name: value.detach().cpu().contiguous() for name, value in norm_tensors.items()})
-    _atomic(files.weights, lambda path: save_file(tensors, str(path)))
+    write_atomically(files.weights, lambda path: save_file(tensors, str(path)))
     document = {"format": RUN_FORMAT, "pseudo3d_version": pseudo3d.__version__, **config}
-    _atomic(files.config, lambda path: path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n"))
+    write_atomically(files.config, lambda path: path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n"))
 
 
 def read_config(root: Path) -> dict[str, Any]:
@@ -103,9 +96,9 @@ def save_training_state(root: Path, optimizer: torch.optim.Optimizer, step: int,
             else:
                 scalars[f"{index}.{name}"] = value
     tensors["rng.torch"] = torch.get_rng_state()
-    _atomic(files.optimizer, lambda path: save_file(tensors, str(path)))
+    write_atomically(files.optimizer, lambda path: save_file(tensors, str(path)))
     trainer = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, **extra}
-    _atomic(files.trainer, lambda path: path.write_text(json.dumps(trainer, indent=2, sort_keys=True) + "\n"))
+    write_atomically(files.trainer, lambda path: path.write_text(json.dumps(trainer, indent=2, sort_keys=True) + "\n"))
 
 
 def load_training_state(root: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:

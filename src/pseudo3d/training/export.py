@@ -19,12 +19,12 @@ LiveLinkFaceImporter plugin and most DCC importers read):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pseudo3d.files import write_bytes_atomically
 from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES, LIVE_LINK_FACE_COLUMNS, LIVE_LINK_FACE_ROTATIONS
 from pseudo3d.training.render import mediapipe_faces, render_preview
 
@@ -113,9 +113,4 @@ def write_live_link_csv(path: str | Path, weights: np.ndarray, fps: float,
         timecode = live_link_timecode(start_seconds + index / fps, timecode_rate)
         values = ",".join(f"{value:.6f}" for value in row)
         lines.append(f"{timecode},{BLENDSHAPE_COUNT},{values},{rotations}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    return write_bytes_atomically(Path(path), ("\n".join(lines) + "\n").encode("utf-8"))

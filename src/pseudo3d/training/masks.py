@@ -19,7 +19,6 @@ shares them, and :func:`write_synthetic_flame_masks` writes them in ``FLAME_mask
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import struct
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Mapping
 import numpy as np
 
 from pseudo3d.errors import AssetError
+from pseudo3d.files import write_bytes_atomically
 from pseudo3d.reconstruction.safe_pickle import safe_unpickle
 from pseudo3d.training.metrics import vertex_indices
 
@@ -194,15 +194,10 @@ def write_synthetic_flame_masks(path: str | Path) -> Path:
     ``FLAME_masks.pkl``-layout file: a dict of region name → int64 index array, pickled with
     protocol 2 the way Python 2 wrote the real file (byte strings as Python 2 ``str`` opcodes,
     which Python 3 decodes as latin1). Written to a temporary name, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     _Python2StylePickler(buffer, protocol=2).dump({name: np.array(indices) for name, indices
                                                    in mediapipe_region_masks().items()})
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(buffer.getvalue())
-    os.replace(partial, path)
-    return path
+    return write_bytes_atomically(Path(path), buffer.getvalue())
 
 
 class _Python2StylePickler(pickle._Pickler):  # the pure-Python pickler: its dispatch table can change

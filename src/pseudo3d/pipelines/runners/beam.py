@@ -26,7 +26,6 @@ import concurrent.futures
 import contextlib
 import io
 import logging
-import os
 import shutil
 import threading
 import time
@@ -122,18 +121,18 @@ def pipeline_options(pairs: Sequence[str], workers: int = 0) -> PipelineOptions:
 
 
 def build_beam(sources: list[Source], out_dir: Path, config: BuildConfig, *, options: Sequence[str] = (),
-               workers: int = 0, overwrite: bool = False, progress: bool = True,
+               workers: int = 0, overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
                qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out_dir`` with a Beam pipeline; ``options`` are
     ``KEY=VALUE`` Beam pipeline options (default: the DirectRunner on this machine)."""
     beam_options = pipeline_options(options, workers)
-    state, pending, report = start_build(sources, out_dir, config, overwrite=overwrite)
+    state, pending, report = start_build(sources, out_dir, config, overwrite=overwrite, retry_failed=retry_failed)
     start = time.perf_counter()
     if pending:
         shard_dir = report.out_dir / "shards"
         staging = shard_dir / f".beam-{uuid.uuid4().hex}.tmp"
         pipeline = beam.Pipeline(options=beam_options)
-        _expand(pipeline, pending, config, report.out_dir, sorted(state.taken_indices), staging)
+        _expand(pipeline, pending, config, report.out_dir, sorted(state.taken_indices), staging, state.numerics)
         try:
             counters = _run(pipeline, len(pending), progress)
         except Exception as exc:
@@ -153,7 +152,7 @@ def build_beam(sources: list[Source], out_dir: Path, config: BuildConfig, *, opt
 
 
 def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig, out_dir: Path,
-            taken: list[int], staging: Path) -> None:
+            taken: list[int], staging: Path, numerics: dict | None) -> None:
     log_path = str(out_dir / "logs" / "build.log")
     tracked = (pipeline
                | "Sources" >> beam.Create(list(enumerate(pending)))
@@ -168,7 +167,7 @@ def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig,
                (("reconstructed", finished), ("failed batches", dead_batches), ("failed", tracked[FAILED]))]
     (counted
      | "Outcomes" >> beam.Flatten()
-     | "WriteShards" >> WriteShards(out_dir / "shards", config, taken, staging))
+     | "WriteShards" >> WriteShards(out_dir / "shards", config, taken, staging, numerics))
 
 
 def _run(pipeline: beam.Pipeline, total: int, progress: bool) -> dict[str, int]:
@@ -237,14 +236,11 @@ class _TrackFn(beam.DoFn):
         self.pool: IsolatedPool | None = None
 
     def setup(self) -> None:
-        limits = self.config.limits
-        self.pool = IsolatedPool(1, local._init_worker, (self.config, Path(self.log_path), False, 1),
-                                 local._track_source, base_timeout=limits.timeout_base_s,
-                                 per_unit=limits.timeout_per_video_s, max_ahead=1)
+        self.pool = local.isolated_pool(1, self.config, Path(self.log_path), False,
+                                        self.config.limits.threads_per_worker or 1, max_ahead=1)
 
     def process(self, element: tuple[int, Source]) -> Iterator[Any]:
         index, source = element
-        _fail_first_attempt("track", source.identity, self.staging)
         (result,) = self.pool.imap([source])
         if isinstance(result, TaskDied):
             result = InFlight(local.died_outcome(source, result))
@@ -316,11 +312,12 @@ class WriteShards(beam.PTransform):
     """``(input index, outcome)`` pairs in, the local writer's shards out, published only when
     every shard has been written (temporary, then finalize)."""
 
-    def __init__(self, shard_dir: Path, config: BuildConfig, taken: Iterable[int], staging: Path):
+    def __init__(self, shard_dir: Path, config: BuildConfig, taken: Iterable[int], staging: Path,
+                 numerics: dict | None = None):
         super().__init__()
         self.shard_dir, self.staging = str(shard_dir), str(staging)
         self.shards, self.taken = config.shards, list(taken)
-        self.fingerprint = config.fingerprint()
+        self.fingerprint, self.numerics = config.fingerprint(), numerics
 
     def expand(self, outcomes):
         plan = (outcomes
@@ -330,7 +327,7 @@ class WriteShards(beam.PTransform):
         written = (outcomes
                    | "Assign" >> beam.Map(lambda pair, shard_of: (shard_of[pair[0]], pair), beam.pvalue.AsSingleton(plan))
                    | "Group by shard" >> beam.GroupByKey()
-                   | "Write temporary" >> beam.ParDo(_WriteShardFn(self.staging, self.fingerprint)))
+                   | "Write temporary" >> beam.ParDo(_WriteShardFn(self.staging, self.fingerprint, self.numerics)))
         return (outcomes.pipeline
                 | "Once" >> beam.Create([None])
                 | "Finalize" >> beam.FlatMap(_finalize, self.staging, self.shard_dir, beam.pvalue.AsList(written)))
@@ -345,19 +342,17 @@ def _pack(sizes: list[tuple[int, int, int]], config, taken: list[int]) -> dict[i
 class _WriteShardFn(beam.DoFn):
     """Write one shard, its outcomes in input order, into a fresh staging directory per attempt."""
 
-    def __init__(self, staging: str, fingerprint: str):
-        self.staging, self.fingerprint = staging, fingerprint
+    def __init__(self, staging: str, fingerprint: str, numerics: dict | None):
+        self.staging, self.fingerprint, self.numerics = staging, fingerprint, numerics
 
     def process(self, element: tuple[int, Iterable[tuple[int, SourceOutcome]]]) -> Iterator[tuple[int, str]]:
         index, members = element
         members = sorted(members, key=lambda pair: pair[0])
         attempt = Path(self.staging) / uuid.uuid4().hex
         attempt.mkdir(parents=True)
-        builder = ShardBuilder(attempt, index, self.fingerprint)
-        for position, (_, outcome) in enumerate(members):
+        builder = ShardBuilder(attempt, index, self.fingerprint, self.numerics)
+        for _, outcome in members:
             builder.add(outcome)
-            if position == len(members) // 2:
-                _fail_first_attempt("write", builder.name, self.staging)
         builder.finish(publish=False)
         yield index, str(attempt)
 
@@ -372,21 +367,3 @@ def _finalize(_, staging: str, shard_dir: str, written: list[tuple[int, str]]) -
         publish_shard(Path(attempt), Path(shard_dir), index)
     shutil.rmtree(staging, ignore_errors=True)
     yield from (str(index) for index in sorted(indices))
-
-
-def _fail_first_attempt(stage: str, name: str, staging: str) -> None:
-    """Test hook: ``PSEUDO3D_FAULTS="flaky=STAGE:NAME"`` makes the first attempt at the bundle
-    holding NAME in STAGE (``track``: a source's identity; ``write``: a shard's name) raise part-way
-    through, as a preempted worker would; a marker in the staging directory lets the retry pass."""
-    for rule in filter(None, os.environ.get("PSEUDO3D_FAULTS", "").split(";")):
-        kind, _, target = rule.partition("=")
-        rule_stage, _, rule_name = target.partition(":")
-        if kind != "flaky" or rule_stage != stage or not rule_name or rule_name not in name:
-            continue
-        marker = Path(staging) / f"flaky-{stage}-{rule_name}"
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            marker.touch(exist_ok=False)
-        except FileExistsError:
-            return
-        raise RuntimeError(f"injected failure: first attempt at {stage} {name}")

@@ -9,6 +9,7 @@ gives the same dataset whichever runner built it.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from pseudo3d.pipelines.output_dir import ResumeState, prepare_output
 from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Source, SourceOutcome
+
+log = logging.getLogger(__name__)
 
 Produce = Callable[[list[Source], Path], Iterator[SourceOutcome]]
 """``produce(pending, log_path)``: outcomes of ``pending`` in order; native logs go to ``log_path``."""
@@ -52,10 +55,13 @@ class BuildReport:
 
 
 def run_build(sources: list[Source], out_dir: Path, config: BuildConfig, produce: Produce, *,
-              overwrite: bool = False, progress: bool = True, qa_report: bool = True) -> BuildReport:
-    """Build (or resume) the dataset at ``out_dir`` from ``sources`` with ``produce``."""
-    state, pending, report = start_build(sources, out_dir, config, overwrite=overwrite)
-    writer = ShardWriter(report.out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices)
+              overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
+              qa_report: bool = True) -> BuildReport:
+    """Build (or resume) the dataset at ``out_dir`` from ``sources`` with ``produce``;
+    ``retry_failed`` (``transient`` or ``all``) also builds committed failed sources again."""
+    state, pending, report = start_build(sources, out_dir, config, overwrite=overwrite, retry_failed=retry_failed)
+    writer = ShardWriter(report.out_dir / "shards", config.shards, config.fingerprint(), taken=state.taken_indices,
+                         numerics=state.numerics)
     start = time.perf_counter()
     bar = tqdm(total=len(pending), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
     try:
@@ -81,8 +87,8 @@ def run_build(sources: list[Source], out_dir: Path, config: BuildConfig, produce
     return finish_build(report, config, qa_report=qa_report)
 
 
-def start_build(sources: list[Source], out_dir: Path, config: BuildConfig, *,
-                overwrite: bool = False) -> tuple[ResumeState, list[Source], BuildReport]:
+def start_build(sources: list[Source], out_dir: Path, config: BuildConfig, *, overwrite: bool = False,
+                retry_failed: str | None = None) -> tuple[ResumeState, list[Source], BuildReport]:
     """Check the assets, open (or resume) ``out_dir``: its state, the sources still to build and
     an empty report. A runner that commits shards itself uses this and :func:`finish_build`."""
     out_dir = Path(out_dir)
@@ -90,7 +96,10 @@ def start_build(sources: list[Source], out_dir: Path, config: BuildConfig, *,
     if config.qa.sync_model is not None:
         check_sync_model(config.qa.sync_model)
     state = prepare_output(out_dir, config, overwrite=overwrite)
-    pending = state.pending(sources)
+    pending = state.pending(sources, retry_failed)
+    retried = sum(source.attempt > 1 for source in pending)
+    if retried:
+        log.info("building %d failed source(s) again (--retry-failed=%s)", retried, retry_failed)
     report = BuildReport(out_dir=out_dir, inputs=len(sources), skipped=len(sources) - len(pending),
                          processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
     return state, pending, report

@@ -7,36 +7,66 @@ the parent waits on the pipes and on the processes' sentinels, so
 
 * a worker that dies mid-task yields :class:`TaskDied` (``crashed``) for that task, and a fresh
   worker takes its place;
-* a task past its deadline has its worker killed and yields :class:`TaskDied` (``timeout``). The
-  deadline starts at ``base_timeout`` and, when the task reports how much work it holds (a
-  video's duration, after probing), becomes ``base_timeout + per_unit × units``;
-* at most ``max_ahead`` tasks run or wait ahead of the next result to hand out, so memory stays
-  bounded however slow one task is.
+* a task past its deadline, or silent for ``stall_timeout`` seconds (no :func:`report_progress`),
+  has its worker killed and yields :class:`TaskDied` (``timeout``). The deadline starts at
+  ``base_timeout`` and, when the task reports how much work it holds (a video's duration, after
+  probing), becomes ``base_timeout + per_unit × units``; a task that reports its work unknown
+  (``units <= 0``) has no deadline, only the stall watch, so a long input without a declared
+  duration is neither killed early nor left hanging;
+* at most ``max_ahead`` tasks run or wait ahead of the next result to hand out, and no new task
+  starts while the results waiting to be handed out hold more than ``max_buffered_bytes``
+  (pickled), so memory stays bounded however slow one task is;
+* a result that ``retry(item, result, attempt)`` calls transient (a :class:`TaskDied`, or a
+  result the caller judges so) is thrown away and its task run again, before any new task, up to
+  ``retries`` times; the last attempt's result is handed out, still in input order.
 
 Workers are spawned (never forked), run ``initializer(*initargs)`` once, then serve tasks.
 """
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import multiprocessing.connection
+import pickle
 import signal
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 _READY = "ready"
-_PROGRESS = "progress"
+_UNITS = "units"
+_BEAT = "beat"
 _RESULT = "result"
+BEAT_INTERVAL_S = 1.0
+"""A task's progress reaches the parent at most this often."""
 
 _progress_connection = None
+_attempt = 1
+_last_beat = 0.0
+
+
+def current_attempt() -> int:
+    """Inside a task: 1 on its first run, 2 on its first retry, and so on."""
+    return _attempt
 
 
 def report_units(units: float) -> None:
-    """Called inside a task to tell the parent how much work it holds (e.g. seconds of video),
-    which sets its deadline. Outside a pool worker it does nothing."""
+    """Called inside a task to tell the parent how much work it holds (e.g. seconds of video;
+    0 or less: unknown), which sets its deadline. Outside a pool worker it does nothing."""
     if _progress_connection is not None:
-        _progress_connection.send((_PROGRESS, float(units)))
+        _progress_connection.send((_UNITS, float(units)))
+
+
+def report_progress() -> None:
+    """Called inside a task whenever it gets on (a decoded frame, a finished clip): proof of life
+    for the stall watch, sent at most every :data:`BEAT_INTERVAL_S`. Outside a pool worker it
+    does nothing."""
+    global _last_beat
+    now = time.monotonic()
+    if _progress_connection is not None and now - _last_beat >= BEAT_INTERVAL_S:
+        _last_beat = now
+        _progress_connection.send((_BEAT, None))
 
 
 @dataclass(frozen=True)
@@ -49,7 +79,7 @@ class TaskDied:
 
 
 def _worker_main(connection, initializer, initargs, function) -> None:
-    global _progress_connection
+    global _progress_connection, _attempt
     _progress_connection = connection
     initializer(*initargs)
     connection.send((_READY, None))
@@ -57,8 +87,8 @@ def _worker_main(connection, initializer, initargs, function) -> None:
         message = connection.recv()
         if message is None:
             return
-        index, item = message
-        connection.send((_RESULT, (index, function(item))))
+        index, _attempt, item = message
+        connection.send_bytes(pickle.dumps((_RESULT, (index, function(item))), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 @dataclass
@@ -69,15 +99,26 @@ class _Worker:
     index: int | None = None
     started: float = 0.0
     deadline: float = float("inf")
+    beat: float = 0.0
+    """When the running task last showed progress (or started)."""
+
+
+Retry = Callable[[Any, Any, int], bool]
+"""``retry(item, result, attempt)``: whether ``result``, from run ``attempt`` of ``item``, is worth
+running again."""
 
 
 class IsolatedPool:
     def __init__(self, n_workers: int, initializer: Callable, initargs: tuple, function: Callable[[Any], Any], *,
-                 base_timeout: float, per_unit: float, max_ahead: int | None = None):
+                 base_timeout: float, per_unit: float, stall_timeout: float = float("inf"),
+                 max_ahead: int | None = None, max_buffered_bytes: float = float("inf"),
+                 retries: int = 0, retry: Retry | None = None):
         self.context = multiprocessing.get_context("spawn")
         self.spec = (initializer, initargs, function)
-        self.base_timeout, self.per_unit = base_timeout, per_unit
+        self.base_timeout, self.per_unit, self.stall_timeout = base_timeout, per_unit, stall_timeout
         self.max_ahead = max_ahead or 2 * n_workers
+        self.max_buffered_bytes = max_buffered_bytes
+        self.retries, self.retry = retries, retry
         self.workers = [self._start() for _ in range(n_workers)]
 
     def _start(self) -> _Worker:
@@ -96,48 +137,75 @@ class IsolatedPool:
 
     def imap(self, items: Sequence[Any]) -> Iterator[Any]:
         """Results (or :class:`TaskDied`) for ``items``, in order."""
-        results: dict[int, Any] = {}
+        results: dict[int, tuple[Any, int]] = {}  # index → (result, its pickled size)
+        attempts: dict[int, int] = {}
+        again: collections.deque[int] = collections.deque()
         next_task, next_out = 0, 0
         while next_out < len(items):
             for worker in self.workers:
-                if worker.ready and worker.index is None and next_task < len(items) and next_task < next_out + self.max_ahead:
-                    worker.connection.send((next_task, items[next_task]))
-                    worker.index, worker.started = next_task, time.monotonic()
-                    worker.deadline = worker.started + self.base_timeout
-                    next_task += 1
-            self._wait(results)
+                if not worker.ready or worker.index is not None:
+                    continue
+                buffered = sum(size for _, size in results.values())
+                if again:
+                    index = again.popleft()
+                elif (next_task < len(items) and next_task < next_out + self.max_ahead
+                      and (next_task == next_out or buffered < self.max_buffered_bytes)):
+                    index, next_task = next_task, next_task + 1
+                else:
+                    continue
+                worker.connection.send((index, attempts.get(index, 1), items[index]))
+                worker.index, worker.started = index, time.monotonic()
+                worker.deadline, worker.beat = worker.started + self.base_timeout, worker.started
+            arrived: dict[int, tuple[Any, int]] = {}
+            self._wait(arrived)
+            for index, (value, size) in arrived.items():
+                attempt = attempts.get(index, 1)
+                if self.retry is not None and attempt <= self.retries and self.retry(items[index], value, attempt):
+                    attempts[index] = attempt + 1
+                    again.append(index)
+                else:
+                    results[index] = (value, size)
             while next_out in results:
-                yield results.pop(next_out)
+                yield results.pop(next_out)[0]
                 next_out += 1
 
-    def _wait(self, results: dict[int, Any]) -> None:
+    def _wait(self, results: dict[int, tuple[Any, int]]) -> None:
         now = time.monotonic()
-        soonest = min((w.deadline for w in self.workers if w.index is not None), default=now + 1.0)
+        soonest = min((min(w.deadline, w.beat + self.stall_timeout) for w in self.workers if w.index is not None),
+                      default=now + 1.0)
         handles = [w.connection for w in self.workers] + [w.process.sentinel for w in self.workers]
         multiprocessing.connection.wait(handles, timeout=max(0.0, min(soonest - now, 1.0)))
         for worker in list(self.workers):
             try:
                 while worker.connection.poll():
-                    kind, payload = worker.connection.recv()
+                    data = worker.connection.recv_bytes()
+                    kind, payload = pickle.loads(data)
                     if kind == _READY:
                         worker.ready = True
-                    elif kind == _PROGRESS and worker.index is not None:
-                        worker.deadline = worker.started + self.base_timeout + self.per_unit * payload
+                    elif kind == _UNITS and worker.index is not None:
+                        worker.deadline = (worker.started + self.base_timeout + self.per_unit * payload if payload > 0
+                                           else float("inf"))
+                    elif kind == _BEAT and worker.index is not None:
+                        worker.beat = time.monotonic()
                     elif kind == _RESULT:
                         index, value = payload
-                        results[index] = value
+                        results[index] = (value, len(data))
                         worker.index, worker.deadline = None, float("inf")
             except (EOFError, OSError):
                 pass  # the process is gone; handled below
             if not worker.process.is_alive():
                 if worker.index is not None:
-                    results[worker.index] = TaskDied("crashed", _exit_description(worker.process.exitcode))
+                    results[worker.index] = (TaskDied("crashed", _exit_description(worker.process.exitcode)), 0)
                 elif not worker.ready:
                     raise RuntimeError(f"a worker process exited during start-up ({_exit_description(worker.process.exitcode)})")
                 self._replace(worker)
             elif worker.index is not None and time.monotonic() > worker.deadline:
                 elapsed = time.monotonic() - worker.started
-                results[worker.index] = TaskDied("timeout", f"killed after {elapsed:.0f} s (its deadline)")
+                results[worker.index] = (TaskDied("timeout", f"killed after {elapsed:.0f} s (its deadline)"), 0)
+                self._replace(worker)
+            elif worker.index is not None and time.monotonic() - worker.beat > self.stall_timeout:
+                results[worker.index] = (TaskDied("timeout", f"killed after {self.stall_timeout:.0f} s without "
+                                                             "progress (stalled)"), 0)
                 self._replace(worker)
 
     def close(self) -> None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import time
 from pathlib import Path
 from typing import Iterator
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
+from pseudo3d.pipelines.media import limit_threads
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
-from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_units
+from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_progress, report_units
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
@@ -35,52 +34,63 @@ def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads
     redirect_process_stderr(log_path)
     try:
         if uses_torch(config):
-            import torch
-
-            torch.set_num_threads(threads)  # workers share the cores; no oversubscription
+            import torch  # noqa: F401 - loaded first, so limit_threads caps it too
+        limit_threads(threads)  # workers share the cores; no oversubscription
         _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
         _WORKER_PIPELINE.on_probe = lambda probe: report_units(probe.duration_s)
+        _WORKER_PIPELINE.on_progress = report_progress
     except Exception as exc:  # noqa: BLE001 - reported per task below
         log.exception("worker set-up failed")
         _WORKER_ERROR = f"{type(exc).__name__}: {exc}"
 
 
-def _inject_fault(source: Source) -> None:
-    """Test hook: ``PSEUDO3D_FAULTS="crash=NAME;hang=NAME"`` makes the worker handling a source
-    whose identity contains NAME die from SIGSEGV, or stop responding, as a native decoder bug
-    would. Unset in normal use."""
-    for rule in filter(None, os.environ.get("PSEUDO3D_FAULTS", "").split(";")):
-        kind, _, name = rule.partition("=")
-        if name and name in source.identity:
-            if kind == "crash":
-                os.kill(os.getpid(), signal.SIGSEGV)
-            if kind == "hang":
-                report_units(0.0)
-                time.sleep(10 ** 6)
-
-
 def setup_failure(source: Source, error: str) -> SourceOutcome:
     """The outcome of a source whose worker could not build its stages (``error`` says why)."""
-    failure = Failure(source.source_id, source.uri, "setup", "worker_setup_failed", error)
+    failure = Failure.of(source, "setup", "worker_setup_failed", error)
     return SourceOutcome(source, "failed", failures=[failure], reason=f"worker_setup_failed: {error}")
 
 
 def _run_source(source: Source) -> SourceOutcome:
-    _inject_fault(source)
     return setup_failure(source, _WORKER_ERROR) if _WORKER_PIPELINE is None else _WORKER_PIPELINE(source)
 
 
 def _track_source(source: Source) -> InFlight:
-    _inject_fault(source)
     if _WORKER_PIPELINE is None:
         return InFlight(setup_failure(source, _WORKER_ERROR))
     return _WORKER_PIPELINE.track(source)
 
 
+def retry_transient(source: Source, result: SourceOutcome | InFlight | TaskDied, attempt: int) -> bool:
+    """The pools' retry rule (``limits.transient_retries``): a dead worker or a failure of a
+    transient kind is worth another attempt; a bad input is not."""
+    if isinstance(result, TaskDied):
+        why = f"worker/{result.reason}: {result.detail}"
+    else:
+        outcome = result.outcome if isinstance(result, InFlight) else result
+        if not outcome.transient:
+            return False
+        why = outcome.reason
+    log.warning("%s failed transiently (%s) on attempt %d; building it again", source.uri, why, attempt)
+    return True
+
+
+def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_chain: bool, threads: int, *,
+                  max_ahead: int | None = None) -> IsolatedPool:
+    """The pool every runner serves sources from: isolated workers with the watchdog of
+    ``limits.timeout_*`` and the retries of ``limits.transient_retries``. ``whole_chain``: the
+    workers run every stage; otherwise only probing and tracking."""
+    limits = config.limits
+    return IsolatedPool(n_workers, _init_worker, (config, log_path, whole_chain, threads),
+                        _run_source if whole_chain else _track_source, max_ahead=max_ahead,
+                        base_timeout=limits.timeout_base_s, per_unit=limits.timeout_per_video_s,
+                        stall_timeout=limits.stall_timeout_s, max_buffered_bytes=limits.max_buffered_gb * 2 ** 30,
+                        retries=limits.transient_retries, retry=retry_transient)
+
+
 def died_outcome(source: Source, died: TaskDied) -> SourceOutcome:
     """The outcome of a source whose worker crashed or was killed by the watchdog."""
     message = f"{died.detail} while processing this input; the rest of the build went on"
-    failure = Failure(source.source_id, source.uri, "worker", died.reason, message)
+    failure = Failure.of(source, "worker", died.reason, message)
     return SourceOutcome(source, "failed", failures=[failure], reason=f"{died.reason}: {died.detail}")
 
 
@@ -100,7 +110,7 @@ def reconstructs_in_parent(config: BuildConfig) -> bool:
 
 
 def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, workers: int = 0,
-                overwrite: bool = False, progress: bool = True,
+                overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
                 reconstruct_in_parent: bool | None = None, qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out_dir`` from ``sources``.
 
@@ -114,8 +124,8 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
         n_workers = max(1, min(workers or default_workers(), len(pending)))
         return _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent)
 
-    return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, progress=progress,
-                     qa_report=qa_report)
+    return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, retry_failed=retry_failed,
+                     progress=progress, qa_report=qa_report)
 
 
 def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path,
@@ -125,11 +135,8 @@ def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_pa
     stays responsive."""
     if not pending:
         return
-    threads = max(1, default_workers() // n_workers)
-    initargs = (config, log_path, not reconstruct_in_parent, threads)
-    task = _track_source if reconstruct_in_parent else _run_source
-    with IsolatedPool(n_workers, _init_worker, initargs, task, base_timeout=config.limits.timeout_base_s,
-                      per_unit=config.limits.timeout_per_video_s) as pool:
+    threads = config.limits.threads_per_worker or max(1, default_workers() // n_workers)
+    with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads) as pool:
         results = zip(pending, pool.imap(pending))
         if not reconstruct_in_parent:
             for source, result in results:

@@ -32,7 +32,7 @@ from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners import local
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
-from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
+from pseudo3d.pipelines.runners.isolation import TaskDied
 from pseudo3d.schemas.records import Source, SourceOutcome
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ LOOPBACK = "127.0.0.1"
 
 def build_ray(sources: list[Source], out_dir: Path, config: BuildConfig, *, address: str | None = None,
               workers: int = 0, gpu_actors: int | None = None, split: bool | None = None,
-              overwrite: bool = False, progress: bool = True, qa_report: bool = True) -> BuildReport:
+              overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
+              qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out_dir`` on Ray.
 
     ``address``: ``None`` starts a private single-node Ray bound to 127.0.0.1 and stops it
@@ -72,7 +73,8 @@ def build_ray(sources: list[Source], out_dir: Path, config: BuildConfig, *, addr
         def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
             return _outcomes(pending, config, log_path, n_cpu_actors, split, n_gpu_actors, n_gpus > 0)
 
-        return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, progress=progress,
+        return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, retry_failed=retry_failed,
+                         progress=progress,
                          qa_report=qa_report)
     finally:
         if started:
@@ -111,11 +113,9 @@ class _SourceActor:
 
     def __init__(self, config: BuildConfig, log_path: str, whole_chain: bool):
         self.whole_chain = whole_chain
-        task = local._run_source if whole_chain else local._track_source
         # One CPU per actor (num_cpus=1), so one thread for the stages' numerical libraries.
-        self.pool = IsolatedPool(1, local._init_worker, (config, Path(log_path), whole_chain, 1), task,
-                                 base_timeout=config.limits.timeout_base_s, per_unit=config.limits.timeout_per_video_s,
-                                 max_ahead=1)
+        self.pool = local.isolated_pool(1, config, Path(log_path), whole_chain, config.limits.threads_per_worker or 1,
+                                        max_ahead=1)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         source = row["source"]

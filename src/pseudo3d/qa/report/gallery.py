@@ -1,33 +1,38 @@
-"""The gallery: a few kept clips, each as its source frame with the tracked landmarks, the
-reconstructed mesh of that frame, and mouth opening against the audio envelope over the clip.
+"""The gallery: a few kept clips, each as its face (the sample's ``thumbnail.jpg``, cut by the
+worker that decoded the source) with the tracked landmarks, the reconstructed mesh of that frame,
+and mouth opening against the audio envelope over the clip.
 
 Clips are chosen deterministically and spread over sources: in input order, the first clip of
-every source, then the second clip of every source, and so on. The frame shown is the middle one
-of the clip.
+every source, then the second clip of every source, and so on. The frame shown is the
+thumbnail's, the candidate nearest the clip's middle. The report never opens the source videos:
+they are untrusted input, and a dataset read elsewhere does not have them.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
+from pseudo3d.pipelines.thumbnails import decode_jpeg
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import Dataset
 from pseudo3d.qa.report.figures import mouth_audio_plot
-from pseudo3d.qa.report.frames import FrameUnavailable, decode_source_frame, draw_points
+from pseudo3d.qa.report.frames import draw_points
 from pseudo3d.qa.report.images import fit_within, png_data_uri
 from pseudo3d.qa.report.meshes import FLAME_MEMBERS, MESH_MEMBERS, FrameMesh, MeshUnavailable, frame_mesh
 from pseudo3d.qa.report.render import render_mesh
 from pseudo3d.qa.report.samples import read_members
+from pseudo3d.schemas.shard_reader import UnsafeShardError
 
-MEMBERS = ("meta.json", "mouth_open.npy", "audio_envelope.npy", "landmarks_2d_raw.npy", *MESH_MEMBERS, *FLAME_MEMBERS)
+log = logging.getLogger(__name__)
+
+MEMBERS = ("meta.json", "thumbnail.jpg", "mouth_open.npy", "audio_envelope.npy", "landmarks_2d_raw.npy",
+           *MESH_MEMBERS, *FLAME_MEMBERS)
 """Sample members the gallery reads (those a backend did not write are simply absent)."""
 IMAGE_SIZE = 300
-"""Pixels: the longer side of the frame crop and the side of the mesh render."""
-FACE_CONTEXT = 1.9
-"""The frame crop spans this many times the face's extent."""
+"""Pixels: the longer side of the face picture and the side of the mesh render."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,9 @@ def choose_clips(dataset: Dataset, count: int) -> list[int]:
     return chosen[:max(0, count)]
 
 
-def build_gallery(dataset: Dataset, count: int) -> list[GalleryItem]:
-    """Decode, draw and render the chosen clips (shards are read once each, selectively)."""
+def build_gallery(dataset: Dataset, count: int, flame_model: str | None = None) -> list[GalleryItem]:
+    """Draw and render the chosen clips (shards are read once each, selectively); ``flame_model``:
+    the FLAME file a FLAME backend's meshes are drawn with (without it they are not drawn)."""
     rows = choose_clips(dataset, count)
     column = dataset.manifest
     keys_by_shard: dict[str, list[str]] = {}
@@ -80,8 +86,10 @@ def build_gallery(dataset: Dataset, count: int) -> list[GalleryItem]:
     for shard, keys in keys_by_shard.items():
         path = dataset.path / "shards" / f"{shard}.tar"
         if path.is_file():
-            samples.update(read_members(path, keys, MEMBERS))
-    flame_model = dataset.card.get("config", {}).get("reconstruct", {}).get("flame_model")
+            try:
+                samples.update(read_members(path, keys, MEMBERS))
+            except UnsafeShardError as exc:  # its clips show the "not found" note; the rest of the page stands
+                log.warning("the gallery skips %s: %s", path.name, exc)
     return [_item(dataset, row, samples.get(column["key"][row]), flame_model) for row in rows]
 
 
@@ -95,7 +103,8 @@ def _item(dataset: Dataset, row: int, sample: dict | None, flame_model: str | No
     column = dataset.manifest
     key, fps = column["key"][row], float(column["fps"][row])
     n_frames, start_s = int(column["n_frames"][row]), float(column["start_s"][row])
-    frame = n_frames // 2
+    thumbnail = (sample or {}).get("meta.json", {}).get("thumbnail")
+    frame = int(thumbnail["frame"]) if thumbnail else n_frames // 2
     frame_time = start_s + frame / fps
     common = dict(key=key, source_name=fmt.file_name(column["source"][row]), clip_index=int(column["clip_index"][row]),
                   start_s=start_s, end_s=float(column["end_s"][row]), frame_index=frame, frame_time_s=frame_time,
@@ -121,12 +130,14 @@ def _item(dataset: Dataset, row: int, sample: dict | None, flame_model: str | No
         points, what = mesh.image_points, "FLAME vertices projected with the fitted camera"
     else:
         points, what = None, "no landmarks in this sample"
-    try:
-        image = decode_source_frame(str(column["source"][row]), frame_time)
-        frame_uri = png_data_uri(_face_view(image, points))
-        frame_note = f"source frame at {frame_time:.2f} s with {what}"
-    except FrameUnavailable as exc:
-        frame_uri, frame_note = None, f"source video not available: {exc}"
+    if thumbnail and "thumbnail.jpg" in sample:
+        try:
+            frame_uri = png_data_uri(_face_view(decode_jpeg(sample["thumbnail.jpg"]), thumbnail["box"], points))
+            frame_note = f"source frame at {frame_time:.2f} s with {what}"
+        except ValueError as exc:
+            frame_uri, frame_note = None, f"the sample's thumbnail.jpg cannot be read: {exc}"
+    else:
+        frame_uri, frame_note = None, "the sample has no thumbnail (no face was cut while decoding this clip)"
 
     envelope = sample.get("audio_envelope.npy", np.zeros(0))
     plot_uri = mouth_audio_plot(sample["mouth_open.npy"], envelope, fps, frame) if "mouth_open.npy" in sample else None
@@ -134,24 +145,16 @@ def _item(dataset: Dataset, row: int, sample: dict | None, flame_model: str | No
                        plot_uri=plot_uri)
 
 
-def _face_view(image: np.ndarray, points: np.ndarray | None) -> np.ndarray:
-    """The frame cropped around the face (whole frame without points), points drawn, at most
-    :data:`IMAGE_SIZE` pixels on its longer side."""
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = 0, 0, width, height
-    finite = None if points is None else np.asarray(points, np.float64)[:, :2]
-    if finite is not None:
-        finite = finite[np.isfinite(finite).all(axis=1)]
-    if finite is not None and len(finite):
-        centre = 0.5 * (finite.min(axis=0) + finite.max(axis=0))
-        half = 0.5 * FACE_CONTEXT * float((finite.max(axis=0) - finite.min(axis=0)).max())
-        half = max(half, 16.0)
-        x0, y0 = max(0, math.floor(centre[0] - half)), max(0, math.floor(centre[1] - half))
-        x1, y1 = min(width, math.ceil(centre[0] + half)), min(height, math.ceil(centre[1] + half))
-        if x1 - x0 < 8 or y1 - y0 < 8:  # the face is off the picture: show it all
-            x0, y0, x1, y1 = 0, 0, width, height
-    crop = fit_within(np.ascontiguousarray(image[y0:y1, x0:x1]), IMAGE_SIZE, upscale=True)
-    if finite is None or not len(finite):
-        return crop
-    scale = crop.shape[1] / (x1 - x0)
-    return draw_points(crop, (finite - [x0, y0]), scale=scale, radius=0.8 if len(finite) > 200 else 1.2)
+def _face_view(image: np.ndarray, box: list[float], points: np.ndarray | None) -> np.ndarray:
+    """The thumbnail (the source frame's ``box`` (x0, y0, x1, y1)) at :data:`IMAGE_SIZE` pixels on
+    its longer side, with ``points`` (source pixels) drawn over it."""
+    view = fit_within(image, IMAGE_SIZE, upscale=True)
+    x0, y0, x1, _ = (float(value) for value in box)
+    if points is None:
+        return view
+    finite = np.asarray(points, np.float64)[:, :2]
+    finite = finite[np.isfinite(finite).all(axis=1)]
+    if not len(finite):
+        return view
+    scale = view.shape[1] / (x1 - x0)
+    return draw_points(view, finite - [x0, y0], scale=scale, radius=0.8 if len(finite) > 200 else 1.2)

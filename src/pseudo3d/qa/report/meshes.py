@@ -59,7 +59,8 @@ def frame_mesh(sample: dict, frame: int, backend: str, flame_model_path: str | N
 
 def _flame_mesh(sample: dict, frame: int, flame_model_path: str | None) -> FrameMesh:
     if not flame_model_path:
-        raise MeshUnavailable("the FLAME model is not available (the build config names no flame_model)")
+        raise MeshUnavailable("the FLAME model is not available (pass --flame-model to `pseudo3d qa`; the card "
+                              "records its SHA-256, not where it lives)")
     if not Path(flame_model_path).is_file():
         raise MeshUnavailable(f"the FLAME model is not available ({flame_model_path} is not a readable file)")
     try:

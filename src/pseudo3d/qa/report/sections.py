@@ -148,7 +148,7 @@ def failures_section(dataset: Dataset) -> str:
     by_reason = table([("Stage", ""), ("Error", ""), ("Rows", "num"), ("Share", "num"), ("Time lost", "num")], summary_rows)
     rows = []
     for row, lost in list(zip(dataset.failures, seconds_lost(dataset)))[:MAX_TABLE_ROWS]:
-        rows.append([(esc(fmt.file_name(row["uri"])), "file"), (f'<span class="mono">{esc(row.get("clip") or "whole input")}</span>', ""),
+        rows.append([(esc(fmt.file_name(row["source"])), "file"), (f'<span class="mono">{esc(row.get("clip") or "whole input")}</span>', ""),
                      (f'<span class="tag">{esc(row["stage"])}</span>', ""), (f"<code>{esc(row['error'])}</code>", ""),
                      (esc(row.get("message")), "msg"), (esc(fmt.duration(lost)) if lost is not None else "—", "num")])
     every = table([("Input file", ""), ("Clip", ""), ("Stage", ""), ("Error", ""), ("Message", ""), ("Time lost", "num")], rows)
@@ -179,7 +179,7 @@ def sources_section(dataset: Dataset) -> str:
         offset_text = f"{np.median(offset) * 1000:+.1f} ms" if offset.size else "—"
         status = source["status"]
         rows.append([
-            (esc(fmt.file_name(source["uri"])), "file"),
+            (esc(fmt.file_name(source["source"])), "file"),
             (f'<span class="pill {esc(status)}">{esc(status)}</span>', ""),
             (str(len(clips)), "num"),
             (f"{esc(fmt.duration(kept))} / {esc(fmt.duration(source.get('duration_s')))}", "num"),
