@@ -139,6 +139,27 @@ def runner_corpus(tmp_path_factory) -> Path:
     return folder
 
 
+RUNNER_CONFIG_YAML = "shards:\n  max_samples: 2\n"
+"""The runner tests' configuration: several shards from the small corpus."""
+
+
+@pytest.fixture(scope="session")
+def runner_local_build(runner_corpus, tmp_path_factory):
+    """(dataset, BuildReport) of the local runner on ``runner_corpus`` with :data:`RUNNER_CONFIG_YAML`:
+    the reference every other runner's build must equal byte for byte."""
+    import yaml
+
+    from pseudo3d.config import BuildConfig
+    from pseudo3d.pipelines.runners.local import build_local
+    from pseudo3d.pipelines.sources import resolve_sources
+
+    out = tmp_path_factory.mktemp("runner_local") / "ds"
+    config = BuildConfig.from_dict(yaml.safe_load(RUNNER_CONFIG_YAML))
+    report = build_local(resolve_sources([str(runner_corpus)]), out, config, workers=2, progress=False,
+                         qa_report=False)
+    return out, report
+
+
 def dataset_digests(out: Path) -> dict[str, str]:
     """SHA-256 of every file in ``shards/`` and of the dataset-level Parquet files, by path."""
     import hashlib

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 pytest.importorskip("apache_beam")
 
-from conftest import dataset_digests  # noqa: E402
+from conftest import RUNNER_CONFIG_YAML, dataset_digests  # noqa: E402
 from pseudo3d.config import BuildConfig  # noqa: E402
 from pseudo3d.errors import Pseudo3DError  # noqa: E402
 from pseudo3d.pipelines.runners.beam import build_beam, pipeline_options  # noqa: E402
 from pseudo3d.pipelines.runners.local import build_local  # noqa: E402
 from pseudo3d.pipelines.sources import resolve_sources  # noqa: E402
 
-CONFIG = BuildConfig().with_overrides(shards={"max_samples": 2})  # several shards from a small corpus
+CONFIG = BuildConfig.from_dict(yaml.safe_load(RUNNER_CONFIG_YAML))  # several shards from a small corpus
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +29,8 @@ def corpus(runner_corpus):
 
 
 @pytest.fixture(scope="module")
-def local_build(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("beam_local") / "ds"
-    report = build_local(resolve_sources([str(corpus)]), out, CONFIG, workers=2, progress=False, qa_report=False)
-    return out, report
+def local_build(runner_local_build):
+    return runner_local_build
 
 
 @pytest.mark.slow
@@ -122,5 +121,5 @@ def test_beam_option_needs_the_beam_runner(tmp_path):
 
 def _config_file(tmp_path: Path) -> Path:
     path = tmp_path / "build.yaml"
-    path.write_text("shards:\n  max_samples: 2\n")
+    path.write_text(RUNNER_CONFIG_YAML)
     return path

@@ -11,9 +11,6 @@ import time
 
 import pytest
 
-from pseudo3d.logs import native_stderr_silenced
-from pseudo3d.synth.corpus import make_corpus
-
 pytestmark = pytest.mark.slow
 KILL_POINTS = 2
 
@@ -30,10 +27,8 @@ def _digests(out):
     return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
 
 
-def test_killed_builds_resume_to_the_same_bytes(tmp_path):
-    corpus = tmp_path / "corpus"
-    with native_stderr_silenced():
-        make_corpus(corpus, n_videos=4, seconds=4.0, seed=3, bad_inputs=True)
+def test_killed_builds_resume_to_the_same_bytes(runner_corpus, tmp_path):
+    corpus = runner_corpus  # 4 talking videos of 4 s and 3 bad inputs
     config = tmp_path / "build.yaml"
     config.write_text("shards:\n  max_samples: 1\n")  # one clip per shard: many commits to land between
 

@@ -64,10 +64,10 @@ def test_crashes_and_hangs_cost_only_their_task():
 
 def test_a_task_that_gets_on_is_never_killed_and_one_that_stalls_is():
     items = [("beating", 1), ("stalling", 2)]
-    with IsolatedPool(2, _noop, (), _task, base_timeout=1.0, per_unit=0.3, stall_timeout=2.0) as pool:
+    with IsolatedPool(2, _noop, (), _task, base_timeout=1.0, per_unit=0.3, stall_timeout=3.0) as pool:
         results = list(pool.imap(items))
     assert results[0] == 2  # 4 s of work with an unknown length: past the base timeout, never silent
-    assert results[1] == TaskDied("timeout", "killed after 2 s without progress (stalled)")
+    assert results[1] == TaskDied("timeout", "killed after 3 s without progress (stalled)")
 
 
 def test_no_new_task_starts_while_buffered_results_pass_the_byte_limit(tmp_path):

@@ -1,4 +1,5 @@
-"""The Ray runner on real Ray clusters on loopback: a two-node cluster, a killed actor, a Ray Job."""
+"""The Ray runner on real Ray clusters on loopback: a two-node cluster with a killed actor, a Ray
+Job, a private Ray with a crashing input, the split (GPU-layout) pipeline."""
 
 import os
 import signal
@@ -13,9 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from conftest import dataset_digests  # noqa: E402
-from pseudo3d.pipelines.runners.local import build_local  # noqa: E402
-from pseudo3d.pipelines.sources import resolve_sources  # noqa: E402
+from conftest import RUNNER_CONFIG_YAML, dataset_digests  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -33,16 +32,16 @@ def corpus(runner_corpus):
 
 
 @pytest.fixture(scope="module")
-def local_build(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ray_local") / "ds"
-    build_local(resolve_sources([str(corpus)]), out, _config(), workers=2, progress=False)
-    return out
+def local_build(runner_local_build):
+    return runner_local_build[0]
 
 
-def _config():
-    from pseudo3d.config import BuildConfig
-
-    return BuildConfig()
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    """The runner tests' configuration; a crash on every attempt is not retried (retries: test_retry.py)."""
+    path = tmp_path_factory.mktemp("ray_config") / "build.yaml"
+    path.write_text(RUNNER_CONFIG_YAML + "limits:\n  transient_retries: 0\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +66,9 @@ def cluster(tmp_path_factory):
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
 
 
-def _build_command(corpus, out, *extra):
+def _build_command(corpus, out, config_file, *extra):
     return [sys.executable, "-m", "pseudo3d", "build", str(corpus), "--out", str(out), "--runner", "ray", "-q",
-            "--workers", "2", *extra]
-
-
-def test_two_node_cluster_builds_the_local_dataset(cluster, corpus, local_build, tmp_path):
-    nodes = subprocess.run([RAY, "status", "--address", cluster["address"]], env=cluster["env"],
-                           capture_output=True, text=True).stdout
-    assert nodes.count("node_") == 2, nodes
-    out = tmp_path / "ds"
-    result = subprocess.run(_build_command(corpus, out, "--address", cluster["address"]), env=cluster["env"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert dataset_digests(out) == dataset_digests(local_build)
+            "--workers", "2", "--config", str(config_file), *extra]
 
 
 def _ray_workers(name: str) -> list[int]:
@@ -95,10 +83,21 @@ def _ray_workers(name: str) -> list[int]:
     return pids
 
 
-def test_a_killed_actor_is_retried_and_nothing_is_lost(cluster, corpus, local_build, tmp_path):
+def test_a_two_node_cluster_with_a_killed_actor_builds_the_local_dataset(cluster, corpus, local_build, config_file,
+                                                                       tmp_path):
+    """A build joining a two-node cluster, one of whose actors is SIGKILLed mid-build: the actor is
+    restarted, its task retried, and the dataset equals the local build byte for byte."""
+    deadline = time.monotonic() + 60
+    while True:  # the second node may still be registering with the head
+        nodes = subprocess.run([RAY, "status", "--address", cluster["address"]], env=cluster["env"],
+                               capture_output=True, text=True).stdout
+        if nodes.count("node_") == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert nodes.count("node_") == 2, nodes
     out = tmp_path / "ds"
-    build = subprocess.Popen(_build_command(corpus, out, "--address", cluster["address"]), env=cluster["env"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    build = subprocess.Popen(_build_command(corpus, out, config_file, "--address", cluster["address"]),
+                             env=cluster["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and build.poll() is None and time.monotonic() < deadline:
@@ -118,9 +117,9 @@ def test_a_killed_actor_is_retried_and_nothing_is_lost(cluster, corpus, local_bu
     assert dataset_digests(out) == dataset_digests(local_build)
 
 
-def test_the_build_runs_as_a_ray_job(cluster, corpus, local_build, tmp_path):
+def test_the_build_runs_as_a_ray_job(cluster, corpus, local_build, config_file, tmp_path):
     out = tmp_path / "ds"
-    entrypoint = " ".join(_build_command(corpus, out, "--address", "auto"))
+    entrypoint = " ".join(_build_command(corpus, out, config_file, "--address", "auto"))
     result = subprocess.run([RAY, "job", "submit", "--address", cluster["dashboard"], "--", *entrypoint.split()],
                             env=cluster["env"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -128,16 +127,14 @@ def test_the_build_runs_as_a_ray_job(cluster, corpus, local_build, tmp_path):
     assert dataset_digests(out) == dataset_digests(local_build)
 
 
-def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_build, tmp_path):
+def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_build, config_file, tmp_path):
     """No --address: pseudo3d starts (and stops) its own Ray on 127.0.0.1 with token auth."""
     out = tmp_path / "ds"
     victim = "01_talk"
     env = {**os.environ, "PSEUDO3D_FAULTS": f"crash={victim}"}
     env.pop("RAY_ADDRESS", None)
-    no_retries = tmp_path / "build.yaml"  # a crash on every attempt: retrying it is test_retry.py's subject
-    no_retries.write_text("limits:\n  transient_retries: 0\n")
-    result = subprocess.run(_build_command(corpus, out, "--config", str(no_retries)), env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(_build_command(corpus, out, config_file), env=env, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     sources = pq.read_table(out / "sources.parquet").to_pylist()
     failures = pq.read_table(out / "failures.parquet").to_pylist()
@@ -151,17 +148,17 @@ def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_buil
             assert row["status"] == expected[row["source_id"]]
 
 
-def test_split_pipeline_reconstructs_in_its_own_actors(corpus, local_build, tmp_path):
+def test_split_pipeline_reconstructs_in_its_own_actors(corpus, local_build, config_file, tmp_path):
     """The GPU layout (CPU actors track, reconstruction actors reconstruct and encode), run on CPU."""
     out = tmp_path / "ds"
     script = ("import sys; from pathlib import Path; from pseudo3d.config import BuildConfig; "
               "from pseudo3d.pipelines.runners.ray import build_ray; "
               "from pseudo3d.pipelines.sources import resolve_sources; "
-              "build_ray(resolve_sources([sys.argv[1]]), Path(sys.argv[2]), BuildConfig(), workers=2, "
+              "build_ray(resolve_sources([sys.argv[1]]), Path(sys.argv[2]), BuildConfig.from_yaml(sys.argv[3]), workers=2, "
               "gpu_actors=1, split=True, progress=False)")
     env = {**os.environ}
     env.pop("RAY_ADDRESS", None)
-    result = subprocess.run([sys.executable, "-c", script, str(corpus), str(out)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", script, str(corpus), str(out), str(config_file)], env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert dataset_digests(out) == dataset_digests(local_build)
