@@ -150,16 +150,13 @@ def test_rerun_resumes_and_rebuild_is_byte_identical(built_dataset, synthetic_co
     resumed = build_local(sources, dataset, e2e_config, workers=2, progress=False)
     assert resumed.processed == 0 and resumed.skipped == 9 and _digests(dataset) == before
 
-    rebuilt = build_local(sources, tmp_path / "again", e2e_config, workers=1, progress=False)
-    assert rebuilt.processed == 9
-    assert _digests(tmp_path / "again") == before
-
+    # A deleted shard is rebuilt byte for byte, here by one worker where two built it first.
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
     stats = json.loads((copy / "shards" / "shard-000001.json").read_text())
     for suffix in (".tar", ".parquet", ".json"):
         (copy / "shards" / f"shard-000001{suffix}").unlink()
-    partial = build_local(sources, copy, e2e_config, workers=2, progress=False)
+    partial = build_local(sources, copy, e2e_config, workers=1, progress=False)
     assert partial.processed == len(stats["sources"]) and partial.shards_written == ["shard-000001"]
     assert _digests(copy) == before
 

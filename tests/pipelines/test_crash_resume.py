@@ -11,8 +11,9 @@ import time
 
 import pytest
 
+from conftest import RUNNER_CONFIG_YAML
+
 pytestmark = pytest.mark.slow
-KILL_POINTS = 2
 
 
 def _build(corpus, out, config, timeout=600):
@@ -27,31 +28,41 @@ def _digests(out):
     return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
 
 
-def test_killed_builds_resume_to_the_same_bytes(runner_corpus, tmp_path):
-    corpus = runner_corpus  # 4 talking videos of 4 s and 3 bad inputs
-    config = tmp_path / "build.yaml"
-    config.write_text("shards:\n  max_samples: 1\n")  # one clip per shard: many commits to land between
+def _kill_after_commits(corpus, out, config, commits: int, delay_s: float) -> int:
+    """Start a build, SIGKILL its whole process group ``delay_s`` after its ``commits``-th shard
+    commit (or when it ends first); returns the commits seen at the kill."""
+    process = _build(corpus, out, config)
+    deadline = time.monotonic() + 300
+    while process.poll() is None and len(list(out.glob("shards/shard-*.json"))) < commits \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay_s)
+    committed = len(list(out.glob("shards/shard-*.json")))
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return committed
 
-    started = time.monotonic()
-    assert _build(corpus, tmp_path / "reference", config).wait(timeout=600) == 0
-    duration = time.monotonic() - started
-    reference = _digests(tmp_path / "reference")
-    assert sum(name.endswith(".json") for name in reference) >= 4
+
+def test_killed_builds_resume_to_the_same_bytes(runner_corpus, runner_local_build, tmp_path):
+    """The reference is the session's uninterrupted local build of the runner corpus. One build is
+    killed 1-4 s after its start (tracking, nothing committed), one within 1.5 s of its first shard
+    commit (mid-shard); each is resumed through the command line and must equal the reference."""
+    reference = _digests(runner_local_build[0])
+    assert sum(name.endswith(".json") for name in reference) >= 2
+    config = tmp_path / "build.yaml"
+    config.write_text(RUNNER_CONFIG_YAML)
 
     rng = random.Random(20261122)
-    points = sorted(rng.uniform(0.15, 0.95) * duration for _ in range(KILL_POINTS))
-    for point in points:
-        out = tmp_path / f"killed-{point:.1f}"
-        process = _build(corpus, out, config)
-        time.sleep(point)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+    kills = [(0, rng.uniform(1.0, 4.0)), (1, rng.uniform(0.0, 1.5))]  # before any commit; after the first
+    for commits, delay_s in kills:
+        out = tmp_path / f"killed-{commits}"
+        committed = _kill_after_commits(runner_corpus, out, config, commits, delay_s)
         # Whatever is visible under a shard's final name is a complete tar; uncommitted ones have
         # no stats JSON and are removed by the resume.
         for tar in out.glob("shards/shard-*.tar"):
             with tarfile.open(tar) as archive:
                 archive.getmembers()
-        committed = len(list(out.glob("shards/shard-*.json")))
-        assert _build(corpus, out, config).wait(timeout=600) == 0
-        assert _digests(out) == reference, f"killed after {point:.1f} s ({committed} shards committed)"
+        assert _build(runner_corpus, out, config).wait(timeout=600) == 0
+        assert _digests(out) == reference, f"killed with {committed} shards committed"
         assert not list(out.glob("shards/.*.tmp"))

@@ -11,7 +11,7 @@ from pseudo3d.pipelines.sources import resolve_sources
 
 pytestmark = pytest.mark.slow
 
-NAMES = ("00_talk_25fps.mp4", "bad_not_a_video.mp4", "bad_no_face.mp4")
+NAMES = ("00_talk_25fps.mp4", "bad_not_a_video.mp4")  # a kept clip, and a failure row with a message
 
 
 def _build(corpus, out):
