@@ -3,6 +3,7 @@ injected failures, and the portable runner with an embedded job server in loopba
 
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,8 @@ def test_worker_crash_is_a_failure_row_and_resume_adds_to_a_local_build(corpus, 
     everything = resolve_sources([str(corpus)])
     out = tmp_path / "ds"
     build_local(everything[:3], out, CONFIG, workers=2, progress=False, qa_report=False)
+    reference = tmp_path / "reference"
+    shutil.copytree(out, reference)  # the local runner's two-step reference starts the same way
     monkeypatch.setenv("PSEUDO3D_FAULTS", "crash=03_talk")
     no_retries = CONFIG.with_overrides(limits={"transient_retries": 0})  # retries: test_retry.py
     report = build_beam(everything, out, no_retries, workers=2, progress=False, qa_report=False)
@@ -92,8 +95,6 @@ def test_worker_crash_is_a_failure_row_and_resume_adds_to_a_local_build(corpus, 
     assert [(row["error"], Path(row["source"]).name) for row in crashed] == [("crashed", "03_talk_face_leaves.mp4")]
 
     monkeypatch.delenv("PSEUDO3D_FAULTS")
-    reference = tmp_path / "reference"
-    build_local(everything[:3], reference, CONFIG, workers=2, progress=False, qa_report=False)
     build_local([s for s in everything if "03_talk" not in s.identity], reference, CONFIG, workers=2,
                 progress=False, qa_report=False)
     ours = pq.read_table(out / "manifest.parquet").column("key").to_pylist()
