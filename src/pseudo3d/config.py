@@ -13,13 +13,13 @@ import dataclasses
 import functools
 import hashlib
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import yaml
 
+from pseudo3d.config_mapping import dataclass_from_mapping
 from pseudo3d.errors import ConfigError
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.reconstruction.asset_files import file_sha256
@@ -401,7 +401,7 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BuildConfig":
-        return _from_mapping(cls, data, prefix="")
+        return dataclass_from_mapping(cls, data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "BuildConfig":
@@ -439,27 +439,25 @@ class BuildConfig:
 
 
 def _fingerprint_view(config) -> dict[str, Any]:
-    view = {}
-    for spec in dataclasses.fields(config):
-        value = getattr(config, spec.name)
-        if spec.metadata.get("fingerprint") is False:
-            continue
-        if dataclasses.is_dataclass(value):
-            value = _fingerprint_view(value)
-        elif spec.metadata.get("asset") and value is not None:
-            value = _cached_sha256(str(Path(value).expanduser().resolve()))
-        view[spec.name] = value
-    return view
+    """What decides content: runtime options left out, each asset by its SHA-256."""
+    return _view(config, lambda path, digest: digest, runtime=False)
 
 
 def _card_view(config) -> dict[str, Any]:
+    """Every option, each asset as its file name and SHA-256 (no machine path)."""
+    return _view(config, lambda path, digest: {"name": Path(path).name, "sha256": digest}, runtime=True)
+
+
+def _view(config, asset: Callable[[str, str], Any], *, runtime: bool) -> dict[str, Any]:
     view = {}
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
+        if not runtime and spec.metadata.get("fingerprint") is False:
+            continue
         if dataclasses.is_dataclass(value):
-            value = _card_view(value)
+            value = _view(value, asset, runtime=runtime)
         elif spec.metadata.get("asset") and value is not None:
-            value = {"name": Path(value).name, "sha256": _cached_sha256(str(Path(value).expanduser().resolve()))}
+            value = asset(value, _cached_sha256(str(Path(value).expanduser().resolve())))
         view[spec.name] = value
     return view
 
@@ -469,60 +467,3 @@ def _cached_sha256(path: str) -> str:
     if not Path(path).is_file():
         return f"missing:{path}"
     return file_sha256(path)
-
-
-def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str):
-    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types by name."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown option {prefix}{unknown[0]!s}; the options of "
-            f"{prefix.rstrip('.') or 'the build config'} are: {', '.join(sorted(known))}")
-    values = {}
-    for name, raw in data.items():
-        kind = hints[name]
-        path = f"{prefix}{name}"
-        if dataclasses.is_dataclass(kind):
-            values[name] = _from_mapping(kind, raw, prefix=f"{path}.")
-        else:
-            values[name] = _coerce(raw, kind, path)
-    try:
-        return cls(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix}{exc}" if prefix else str(exc)) from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from None
-
-
-def _coerce(value: Any, kind: type, path: str):
-    if typing.get_origin(kind) is typing.Union:  # Optional[X]
-        if value is None:
-            return None
-        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return _coerce(value, inner[0], path)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{path} must be true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{path} must be an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{path} must be a number, got {value!r}")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{path} must be a string, got {value!r}")
-    if typing.get_origin(kind) is tuple:
-        if isinstance(value, (list, tuple)):
-            inner = typing.get_args(kind)[0]
-            return tuple(_coerce(item, inner, f"{path}[{i}]") for i, item in enumerate(value))
-        raise ConfigError(f"{path} must be a list, got {value!r}")
-    return value

@@ -142,10 +142,10 @@ class IsolatedPool:
         again: collections.deque[int] = collections.deque()
         next_task, next_out = 0, 0
         while next_out < len(items):
+            buffered = sum(size for _, size in results.values())  # results change only in _wait
             for worker in self.workers:
                 if not worker.ready or worker.index is not None:
                     continue
-                buffered = sum(size for _, size in results.values())
                 if again:
                     index = again.popleft()
                 elif (next_task < len(items) and next_task < next_out + self.max_ahead
