@@ -124,7 +124,10 @@ class TrackConfig:
     min_clip_s: float = 2.0
     """Clips shorter than this are dropped, each recorded as a failure row (``clip_too_short``)."""
     max_clip_s: float = 60.0
-    """Longer face tracks are split into equal parts no longer than this."""
+    """Longer face tracks are split into clips no longer than this (and at least half as long),
+    cut as the track goes on: a track of up to twice this is split into equal parts; a longer
+    one loses a clip of this length off its front each time it reaches twice this, so a worker
+    holds at most twice this much of a track (:mod:`pseudo3d.pipelines.segment`)."""
     max_gap_s: float = 0.2
     """Gaps in a track up to this long are interpolated and flagged; longer gaps split clips."""
     cut_threshold: float = 0.35

@@ -52,6 +52,9 @@ def test_every_input_is_accounted_for(built_dataset):
     manifest = pq.read_table(dataset / "manifest.parquet")
     assert manifest.num_rows == card["counts"]["clips"] == report.clips
     assert len(set(manifest.column("key").to_pylist())) == manifest.num_rows
+    # The workers spooled their samples into the output directory; the spool is gone with the build.
+    assert sorted(path.name for path in dataset.iterdir()) == [
+        "dataset.json", "failures.parquet", "logs", "manifest.parquet", "qa", "shards", "sources.parquet"]
 
 
 def test_audio_and_per_frame_arrays_match_the_frame_count(built_dataset):

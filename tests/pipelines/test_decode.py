@@ -6,7 +6,7 @@ import pytest
 
 from pseudo3d.config import DecodeConfig
 from pseudo3d.errors import StageError
-from pseudo3d.pipelines.decode import FrameDecoder, decode_audio, slice_audio
+from pseudo3d.pipelines.decode import FrameDecoder, SourceAudio, decode_audio, frame_samples
 from pseudo3d.pipelines.probe import Prober
 from pseudo3d.pipelines.sources import resolve_sources
 
@@ -69,14 +69,29 @@ def test_audio_is_aligned_to_first_video_frame(make_video):
     assert audio.shape[0] == pytest.approx(2.0 * 16000, abs=2048)
 
 
-def test_slice_audio_exact_length_and_padding():
-    audio = np.ones(32000, np.float32)
-    piece = slice_audio(audio, start_frame=20, n_frames=10, fps=25.0, sample_rate=16000)
-    assert piece.shape == (6400,) and piece.min() == 1.0
-    tail = slice_audio(audio, start_frame=20, n_frames=10, fps=30.0, sample_rate=16000)
-    assert tail.shape == (round(30 / 30 * 16000) - round(20 / 30 * 16000),)
-    padded = slice_audio(audio, start_frame=40, n_frames=20, fps=25.0, sample_rate=16000)
-    assert padded.shape == (12800,) and padded[6399] == 1.0 and padded[6400] == 0.0
+def test_source_audio_read_as_the_video_goes_gives_the_slices_of_the_whole(make_video):
+    """Read a clip at a time and forgotten behind, the sound is sample for sample what reading it
+    whole gives (aligned to the first frame, zero-padded past its end)."""
+    path = make_video(n_frames=100, fps=25, audio_s=3.0, audio_start_s=0.5, audio_rate=16000)
+    source, probe, _ = _decode(path)
+    whole = decode_audio(source, probe, 16000, max_s=4.0 + 1.0)
+    audio = SourceAudio(source, probe, 16000)
+    for start in range(0, 120, 20):  # the last clip runs past the video and the sound
+        audio.read_to((start + 20) / 25.0 + 1.0)
+        begin, end = frame_samples(start, 20, 25.0, 16000)
+        expected = np.concatenate([whole[begin:end], np.zeros(max(0, end - max(begin, whole.size)), np.float32)])
+        assert np.array_equal(audio.clip(start, 20, 25.0), expected)
+        audio.forget_before(end)
+    assert audio.exhausted and audio.length_s == pytest.approx(whole.size / 16000)
+    assert audio.clip(119, 1, 25.0).max() == 0.0
+    with pytest.raises(ValueError, match="forgotten"):
+        audio.clip(40, 20, 25.0)
+
+
+def test_frame_samples_cover_each_frame_exactly_once():
+    assert frame_samples(20, 10, 25.0, 16000) == (12800, 19200)
+    edges = [frame_samples(k, 1, 30.0, 16000) for k in range(90)]
+    assert all(a[1] == b[0] for a, b in zip(edges, edges[1:])) and edges[-1][1] == 48000
 
 
 def test_downscale_keeps_source_size_in_probe(make_video):

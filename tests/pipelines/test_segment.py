@@ -1,6 +1,6 @@
 import numpy as np
 
-from pseudo3d.pipelines.segment import segment_track
+from pseudo3d.pipelines.segment import TrackSegmenter
 
 
 def _track(n, centre=(100.0, 100.0), size=50.0):
@@ -10,10 +10,36 @@ def _track(n, centre=(100.0, 100.0), size=50.0):
     return landmarks
 
 
+class _Result:
+    def __init__(self, segments, n):
+        self.segments = segments
+        self.clips = [(s.start, s.stop) for s in segments if not s.too_short]
+        self.too_short = [(s.start, s.stop) for s in segments if s.too_short]
+        kept = [s for s in segments if not s.too_short]
+        self.landmarks = np.full((n, *kept[0].landmarks.shape[1:]), np.nan, np.float32) if kept else None
+        self.interpolated = np.zeros(n, bool)
+        for s in segments:
+            if not s.too_short:
+                self.landmarks[s.start:s.stop] = s.landmarks
+                self.interpolated[s.start:s.stop] = s.interpolated
+
+
 def _segment(landmarks, tracked, cuts=None, **kw):
+    """Push every frame, collecting the segments with the frame whose push gave them."""
     n = landmarks.shape[0]
     options = dict(max_gap=5, min_frames=50, max_frames=1000, max_jump=0.35) | kw
-    return segment_track(landmarks, tracked, np.zeros(n, bool) if cuts is None else cuts, **options)
+    segmenter = TrackSegmenter(**options)
+    cuts = np.zeros(n, bool) if cuts is None else cuts
+    segments, result_at = [], {}
+    for index in range(n):
+        for segment in segmenter.push(landmarks[index] if tracked[index] else None, bool(cuts[index])):
+            assert segment.stop <= index + 1
+            segments.append(segment)
+            result_at[(segment.start, segment.stop)] = index
+    segments += segmenter.finish()
+    result = _Result(segments, n)
+    result.emitted_at = result_at
+    return result
 
 
 def test_short_gap_is_interpolated_and_flagged():
@@ -34,6 +60,8 @@ def test_long_gap_splits_and_short_runs_are_reported():
     result = _segment(_track(200), tracked)
     assert result.clips == [(0, 60), (100, 170)]
     assert result.too_short == []
+    # Each came out as soon as the gap after it was longer than max_gap = 5.
+    assert result.emitted_at == {(0, 60): 65, (100, 170): 175}
     result = _segment(_track(200), tracked, min_frames=65)
     assert result.clips == [(100, 170)] and result.too_short == [(0, 60)]
 
@@ -59,5 +87,28 @@ def test_sudden_resize_splits():
 
 
 def test_long_track_split_evenly():
-    result = _segment(_track(250), np.ones(250, bool), max_frames=100)
-    assert result.clips == [(0, 83), (83, 167), (167, 250)]
+    result = _segment(_track(190), np.ones(190, bool), max_frames=100)
+    assert result.clips == [(0, 95), (95, 190)]
+
+
+def test_a_very_long_track_is_cut_as_it_grows():
+    # Reaching twice max_frames, a clip of max_frames comes off the front; the rest, when the
+    # track ends, is split evenly. Memory holds at most 2 * max_frames frames of the track.
+    landmarks = _track(450)
+    landmarks[:, :, 0] += np.arange(450)[:, None] * 0.1  # a moving face
+    tracked = np.ones(450, bool)
+    tracked[98:103] = False  # a short gap across the first cut point
+    segmenter = TrackSegmenter(max_gap=5, min_frames=50, max_frames=100, max_jump=0.35)
+    emitted_at = {}
+    for index in range(450):
+        for segment in segmenter.push(landmarks[index] if tracked[index] else None):
+            emitted_at[(segment.start, segment.stop)] = index
+        assert index + 1 - segmenter.start <= 200
+    tail = segmenter.finish()
+    assert emitted_at == {(0, 100): 199, (100, 200): 299, (200, 300): 399}
+    assert [(s.start, s.stop) for s in tail] == [(300, 375), (375, 450)]
+    result = _segment(landmarks, tracked, max_frames=100)
+    assert result.clips == [(0, 100), (100, 200), (200, 300), (300, 375), (375, 450)]
+    # The gap across the cut is filled on both sides of it, on the straight line it would have had whole.
+    assert result.interpolated[98:103].all() and result.interpolated.sum() == 5
+    np.testing.assert_allclose(result.landmarks[98:103], landmarks[98:103], atol=1e-4)

@@ -42,25 +42,26 @@ def front_indexed_video(tmp_path_factory):
 def _track(path):
     [source] = resolve_sources([str(path)])
     probe = Prober(DecodeConfig())(source)
-    return probe, DecodeTrack(DecodeConfig(), TrackConfig(min_clip_s=1.0))(source, probe)
+    tracked = DecodeTrack(DecodeConfig(), TrackConfig(min_clip_s=1.0))(source, probe)
+    return probe, tracked, list(tracked)
 
 
 def test_a_video_cut_short_is_kept_with_a_truncated_row(front_indexed_video, tmp_path):
-    whole_probe, whole = _track(front_indexed_video)
+    whole_probe, whole, _ = _track(front_indexed_video)
     length_s = whole.n_frames / 25.0
     assert whole_probe.video_duration_s == pytest.approx(length_s, abs=0.05)
     assert not [f for f in whole.failures if f.error == "truncated"]
     cut = tmp_path / "cut.mp4"
     data = front_indexed_video.read_bytes()
     cut.write_bytes(data[:int(len(data) * 0.55)])
-    probe, tracked = _track(cut)
+    probe, tracked, clips = _track(cut)
     assert probe.video_duration_s == whole_probe.video_duration_s  # the header still declares the whole length
     [row] = [f for f in tracked.failures if f.error == "truncated"]
     decoded_s = tracked.n_frames / 25.0
     assert row.stage == "decode" and decoded_s < 0.8 * length_s
     assert row.duration_s == pytest.approx(probe.video_duration_s - decoded_s, abs=1e-6)
     assert f"declares {probe.video_duration_s:.2f} s" in row.message
-    assert tracked.clips  # what decoded is kept
+    assert clips  # what decoded is kept
 
 
 def _wav(path, seconds, rate=16_000):

@@ -49,10 +49,10 @@ def test_tracking_cuts_the_reference_crops_of_each_clip(talking_video):
     [source] = resolve_sources([str(talking_video)])
     decode = DecodeConfig()
     probe = Prober(decode)(source)
-    tracked = DecodeTrack(decode, TrackConfig(min_clip_s=1.0), want_sync_crops=True)(source, probe)
+    clips = list(DecodeTrack(decode, TrackConfig(min_clip_s=1.0), want_sync_crops=True)(source, probe))
     frames = [frame.image for frame in FrameDecoder(source, probe, decode)]
-    assert tracked.clips
-    for clip in tracked.clips:
+    assert clips
+    for clip in clips:
         expected = crop_track(frames[clip.start_frame:clip.start_frame + clip.n_frames],
                               landmark_face_boxes(clip.landmarks))
         assert clip.sync_crops.shape == (clip.n_frames, 224, 224, 3) and clip.sync_crops.dtype == np.uint8
@@ -86,10 +86,10 @@ def test_kept_clips_carry_syncnet_figures_equal_to_scoring_the_clip_directly(tal
     [source] = resolve_sources([str(talking_video)])
     build = BuildConfig.from_yaml(config)
     probe = Prober(build.decode)(source)
-    tracked = DecodeTrack(build.decode, build.track, want_sync_crops=True)(source, probe)
+    clips = list(DecodeTrack(build.decode, build.track, want_sync_crops=True)(source, probe))
     model = SyncNet.from_checkpoint(sync_model)
     samples = {sample["__key__"]: sample for sample in iter_samples(next((out / "shards").glob("*.tar")))}
-    for row, clip in zip(rows, tracked.clips):
+    for row, clip in zip(rows, clips):
         assert row["key"] == clip.key
         expected = syncnet_scores(model, clip.sync_crops, clip.audio)
         for column in ("lse_d", "lse_c", "syncnet_offset_frames"):
@@ -138,7 +138,7 @@ def test_a_face_turned_without_a_rotation_tag_gets_upright_crops(talking_video, 
     def crops_of(path):
         [item] = resolve_sources([str(path)])
         found = DecodeTrack(decode, TrackConfig(min_clip_s=1.0), want_sync_crops=True)(item, Prober(decode)(item))
-        return np.concatenate([clip.sync_crops for clip in found.clips]).astype(np.float64)
+        return np.concatenate([clip.sync_crops for clip in found]).astype(np.float64)
 
     upright, copy = crops_of(talking_video), crops_of(turned)
     assert upright.shape == copy.shape

@@ -65,40 +65,101 @@ def read_audio_stream(container, stream, sample_rate: int, stage: str, until_s: 
     ``StageError(stage, "audio_error")`` when nothing at all decodes, or when the resampler
     refuses the decoded sound.
     """
-    decoding = Decoding()
-    pieces: list[np.ndarray] = []
-    mixer = _Mixer(sample_rate)
-    first_time = None
-    expected_time = None  # where the next decoded frame should start, seconds
-    read_s = 0.0  # decoded and inserted sound so far, seconds
-    try:
-        for frame in decode_skipping(container, stream, decoding):
-            if until_s is not None and _past(until_s, frame.time, first_time, read_s):
-                break
-            if frame.time is not None:
-                if first_time is None:
-                    first_time = frame.time
-                elif expected_time is not None and frame.time - expected_time > AUDIO_GAP_S:
-                    pieces.extend(mixer.flush())  # what was before the hole, then the hole
-                    pieces.append(np.zeros(round((frame.time - expected_time) * sample_rate), np.float32))
-                    read_s += frame.time - expected_time
-                elif expected_time is not None and AUDIO_GAP_S < expected_time - frame.time <= MAX_OVERLAP_S:
-                    pieces.extend(mixer.flush())
-                    pieces = _cut_end(pieces, round((expected_time - frame.time) * sample_rate))
-                expected_time = frame.time + frame.samples / frame.sample_rate
-            elif expected_time is not None:
-                expected_time += frame.samples / frame.sample_rate
-            read_s += frame.samples / frame.sample_rate
-            pieces.extend(mixer.add(frame))
-        pieces.extend(mixer.flush())
-    except (ValueError, av.error.FFmpegError) as exc:  # a layout or format the resampler cannot take
-        raise StageError(stage, "audio_error", f"the audio stream cannot be resampled: "
-                                               f"{describe_av_error(exc)}") from None
-    problem = decoding.read_error or decoding.first_refusal
-    if problem is not None and not any(piece.size for piece in pieces):
-        raise StageError(stage, "audio_error", f"the audio stream does not decode: {describe_av_error(problem)}")
+    reader = AudioStreamReader(container, stream, sample_rate, stage)
+    pieces = reader.read_until(until_s) + reader.finish()
     samples = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
-    return AudioRead(samples, first_time, decoding)
+    return AudioRead(samples, reader.first_time, reader.decoding)
+
+
+class AudioStreamReader:
+    """:func:`read_audio_stream` a piece at a time: :meth:`read_until` a later time, again and
+    again, then :meth:`finish`. The pieces returned, joined, are what one call of
+    :func:`read_audio_stream` returns; the last :data:`MAX_OVERLAP_S` of sound read is held back
+    until the next call, as an overlap in the timestamps may still cut it."""
+
+    def __init__(self, container, stream, sample_rate: int, stage: str):
+        self.sample_rate = sample_rate
+        self.stage = stage
+        self.decoding = Decoding()
+        self.first_time: float | None = None
+        """Presentation time of the first sample, seconds on the container's clock (None until a
+        frame with a timestamp is read)."""
+        self.exhausted = False
+        """The stream has ended (or cannot be read further)."""
+        self._frames = decode_skipping(container, stream, self.decoding)
+        self._waiting: av.AudioFrame | None = None  # read, but past the last until_s
+        self._pieces: list[np.ndarray] = []  # read and not yet handed out
+        self._held = 0  # samples in _pieces
+        self._mixer = _Mixer(sample_rate)
+        self._expected_time: float | None = None  # where the next decoded frame should start, seconds
+        self._read_s = 0.0  # decoded and inserted sound so far, seconds
+        self._released = False  # any sound handed out
+
+    def read_until(self, until_s: float | None) -> list[np.ndarray]:
+        """Read on up to ``until_s`` (seconds on the container's clock; None: to the end) and
+        return the sound that can no longer change, in order."""
+        try:
+            while not self.exhausted:
+                frame = self._waiting if self._waiting is not None else next(self._frames, None)
+                self._waiting = None
+                if frame is None:
+                    self.exhausted = True
+                    break
+                if until_s is not None and _past(until_s, frame.time, self.first_time, self._read_s):
+                    self._waiting = frame
+                    break
+                self._add(frame)
+        except (ValueError, av.error.FFmpegError) as exc:  # a layout or format the resampler cannot take
+            raise StageError(self.stage, "audio_error", f"the audio stream cannot be resampled: "
+                                                        f"{describe_av_error(exc)}") from None
+        return self._release(round(MAX_OVERLAP_S * self.sample_rate) + 1)
+
+    def finish(self) -> list[np.ndarray]:
+        """The sound still held. Raises ``StageError(stage, "audio_error")`` when nothing at all
+        decoded."""
+        try:
+            self._append(self._mixer.flush())
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise StageError(self.stage, "audio_error", f"the audio stream cannot be resampled: "
+                                                        f"{describe_av_error(exc)}") from None
+        pieces = self._release(0)
+        problem = self.decoding.read_error or self.decoding.first_refusal
+        if problem is not None and not self._released:
+            raise StageError(self.stage, "audio_error", f"the audio stream does not decode: {describe_av_error(problem)}")
+        return pieces
+
+    def _add(self, frame: av.AudioFrame) -> None:
+        rate = self.sample_rate
+        if frame.time is not None:
+            if self.first_time is None:
+                self.first_time = frame.time
+            elif self._expected_time is not None and frame.time - self._expected_time > AUDIO_GAP_S:
+                self._append(self._mixer.flush())  # what was before the hole, then the hole
+                self._append([np.zeros(round((frame.time - self._expected_time) * rate), np.float32)])
+                self._read_s += frame.time - self._expected_time
+            elif self._expected_time is not None and AUDIO_GAP_S < self._expected_time - frame.time <= MAX_OVERLAP_S:
+                self._append(self._mixer.flush())
+                self._pieces = _cut_end(self._pieces, round((self._expected_time - frame.time) * rate))
+                self._held = sum(piece.size for piece in self._pieces)
+            self._expected_time = frame.time + frame.samples / frame.sample_rate
+        elif self._expected_time is not None:
+            self._expected_time += frame.samples / frame.sample_rate
+        self._read_s += frame.samples / frame.sample_rate
+        self._append(self._mixer.add(frame))
+
+    def _append(self, pieces: list[np.ndarray]) -> None:
+        self._pieces.extend(pieces)
+        self._held += sum(piece.size for piece in pieces)
+
+    def _release(self, keep: int) -> list[np.ndarray]:
+        """Hand out the held pieces but for the last ``keep`` samples or more."""
+        out = []
+        while self._pieces and self._held - self._pieces[0].size >= keep:
+            piece = self._pieces.pop(0)
+            self._held -= piece.size
+            out.append(piece)
+        self._released = self._released or any(piece.size for piece in out)
+        return out
 
 
 def _past(until_s: float, time: float | None, first_time: float | None, read_s: float) -> bool:

@@ -23,7 +23,9 @@ that is not later than the previous one. AVI's first frame is shown at the strea
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from pseudo3d.config import DecodeConfig
 from pseudo3d.errors import StageError
-from pseudo3d.pipelines.audio import read_audio_stream
+from pseudo3d.pipelines.audio import AudioStreamReader
 from pseudo3d.pipelines.media import Decoding, decode_skipping, describe_av_error, open_container, rotate_image
 from pseudo3d.schemas.records import ProbeInfo, Source
 
@@ -225,30 +227,130 @@ def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int, max_s: floa
     """The source's first audio stream as (n,) float32 mono at ``sample_rate``, sample 0 at the
     first video frame (``probe.video_start_s``): audio that starts later is preceded by silence,
     audio that starts earlier is cut. Returns an empty array for a source without audio. With
-    ``max_s``, at most the first ``max_s`` seconds after the first video frame are read (the
-    caller passes the video's length plus a margin; later sound is never used).
+    ``max_s``, at most the first ``max_s`` seconds after the first video frame are read (later
+    sound is never used). The whole of what :class:`SourceAudio` reads, at once."""
+    audio = SourceAudio(source, probe, sample_rate)
+    try:
+        audio.read_to(math.inf if max_s is None else max_s)
+        audio.finish()
+        return audio.samples(0, audio.n_samples)
+    finally:
+        audio.close()
 
-    Read by :func:`pseudo3d.pipelines.audio.read_audio_stream`: any sample format and layout at
-    the right level, rate or layout changes mid-stream resampled through, and audio placed by
-    timestamp: a stretch missing from the stream (packets that did not decode, or a gap in the
-    timestamps) becomes silence of the same length, so what follows stays in sync. A stream
-    that cannot be read further keeps what was read (the clip audio is zero-padded later)."""
-    if not probe.has_audio:
-        return np.zeros(0, np.float32)
-    with open_container(source.uri, STAGE) as container:
-        until_s = None if max_s is None else probe.video_start_s + max_s
-        read = read_audio_stream(container, container.streams.audio[0], sample_rate, STAGE, until_s=until_s)
-    audio = read.samples
-    # Without timestamps, the sound is taken to start with the picture.
-    start_s = probe.video_start_s if read.start_s is None else read.start_s
-    offset = round((start_s - probe.video_start_s) * sample_rate)
-    if max_s is not None:
-        offset = min(offset, round(max_s * sample_rate))
-    if offset > 0:
-        audio = np.concatenate([np.zeros(offset, np.float32), audio])
-    elif offset < 0:
-        audio = audio[-offset:]
-    return audio
+
+class SourceAudio:
+    """A source's first audio stream on the output timeline, read as far as asked
+    (:meth:`read_to`; the last :data:`~pseudo3d.pipelines.audio.MAX_OVERLAP_S` read become
+    available on the next read or at :meth:`finish`) and forgotten behind (:meth:`forget_before`),
+    so what is held follows the clip being cut, not the video.
+
+    Sample 0 is the instant of the first video frame (``probe.video_start_s``): sound that starts
+    later is preceded by silence, sound that starts earlier is cut; without timestamps, the sound
+    is taken to start with the picture. Read by
+    :class:`pseudo3d.pipelines.audio.AudioStreamReader`: any sample format and layout at the right
+    level, rate or layout changes mid-stream resampled through, and sound placed by timestamp: a
+    stretch missing from the stream (packets that did not decode, or a gap in the timestamps)
+    becomes silence of the same length, so what follows stays in sync. Reading stops at the time
+    asked: a forged timestamp jump past it is never filled. A stream that cannot be read further
+    keeps what was read (clip audio is zero-padded). A source without audio reads as endless
+    silence. Raises ``StageError("decode", "audio_error")`` when the stream does not decode at all.
+    """
+
+    def __init__(self, source: Source, probe: ProbeInfo, sample_rate: int):
+        self.source, self.probe, self.sample_rate = source, probe, sample_rate
+        self._files = ExitStack()  # the open container, while reading
+        self._reader: AudioStreamReader | None = None
+        self._pieces: deque[np.ndarray] = deque()  # raw samples from _first on
+        self._first = 0  # raw index of the first sample held
+        self._read = 0  # raw samples read
+        self._offset: int | None = None  # output-timeline index of raw sample 0
+        self.exhausted = not probe.has_audio
+        """The whole stream has been read."""
+
+    def read_to(self, seconds: float) -> None:
+        """Read on to ``seconds`` after the first video frame (no further)."""
+        if self.exhausted:
+            return
+        if self._reader is None:
+            container = self._files.enter_context(open_container(self.source.uri, STAGE))
+            self._reader = AudioStreamReader(container, container.streams.audio[0], self.sample_rate, STAGE)
+        until = None if math.isinf(seconds) else self.probe.video_start_s + seconds
+        self._keep(self._reader.read_until(until))
+        if self._reader.exhausted:
+            self.finish()
+
+    def finish(self) -> None:
+        """Stop reading: the sound read so far is all there is (the last :data:`MAX_OVERLAP_S`
+        read, which a later overlap could still have cut, becomes final too)."""
+        if self._reader is not None and not self.exhausted:
+            self._keep(self._reader.finish())
+        self.exhausted = True
+        self.close()
+
+    def _keep(self, pieces: list[np.ndarray]) -> None:
+        for piece in pieces:
+            self._pieces.append(piece)
+            self._read += piece.size
+
+    @property
+    def n_samples(self) -> int | float:
+        """Samples of sound on the output timeline so far (infinite without an audio stream; 0
+        until the first sound is read)."""
+        if not self.probe.has_audio:
+            return math.inf
+        if not self._read:
+            return 0
+        return max(0, self._read + self.offset)
+
+    @property
+    def length_s(self) -> float:
+        return self.n_samples / self.sample_rate
+
+    @property
+    def offset(self) -> int:
+        """Where raw sample 0 falls on the output timeline (fixed once some sound is read)."""
+        if self._offset is None:
+            first_time = self._reader.first_time if self._reader is not None else None
+            start_s = self.probe.video_start_s if first_time is None else first_time
+            self._offset = round((start_s - self.probe.video_start_s) * self.sample_rate)
+        return self._offset
+
+    def samples(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start,) float32: output-timeline samples ``[start, stop)``, zeros where there
+        is no sound (before it starts, after it ends, or no audio stream). ``start`` must not be
+        before what :meth:`forget_before` dropped."""
+        out = np.zeros(stop - start, np.float32)
+        if not self._read:
+            return out
+        if start - self.offset < self._first and self._first > 0:
+            raise ValueError(f"samples from {start} on were already forgotten")
+        raw_start, raw_stop = max(start - self.offset, self._first), min(stop - self.offset, self._read)
+        position = self._first
+        for piece in self._pieces:
+            lo, hi = max(raw_start, position), min(raw_stop, position + piece.size)
+            if lo < hi:
+                out[lo + self.offset - start:hi + self.offset - start] = piece[lo - position:hi - position]
+            position += piece.size
+            if position >= raw_stop:
+                break
+        return out
+
+    def clip(self, start_frame: int, n_frames: int, fps: float) -> np.ndarray:
+        """Exactly the samples of frames ``[start_frame, start_frame + n_frames)`` at ``fps``,
+        zero-padded where the sound is shorter (:func:`frame_samples`)."""
+        return self.samples(*frame_samples(start_frame, n_frames, fps, self.sample_rate))
+
+    def forget_before(self, sample: int) -> None:
+        """Drop the sound before output-timeline sample ``sample``."""
+        if not self._pieces:
+            return
+        raw = sample - self.offset
+        while self._pieces and self._first + self._pieces[0].size <= raw:
+            self._first += self._pieces.popleft().size
+
+    def close(self) -> None:
+        """Close the file (what was read stays readable)."""
+        self._files.close()
 
 
 _LOST_GAP = 1.5
@@ -256,12 +358,6 @@ _LOST_GAP = 1.5
 periods marks the frames in between as lost."""
 
 
-def slice_audio(audio: np.ndarray, start_frame: int, n_frames: int, fps: float, sample_rate: int) -> np.ndarray:
-    """Exactly the samples of frames ``[start_frame, start_frame + n_frames)``, zero-padded
-    where the audio track is shorter than the video."""
-    start = round(start_frame / fps * sample_rate)
-    stop = round((start_frame + n_frames) / fps * sample_rate)
-    piece = audio[start:stop]
-    if piece.shape[0] < stop - start:
-        piece = np.concatenate([piece, np.zeros(stop - start - piece.shape[0], np.float32)])
-    return piece
+def frame_samples(start_frame: int, n_frames: int, fps: float, sample_rate: int) -> tuple[int, int]:
+    """The half-open sample range of frames ``[start_frame, start_frame + n_frames)``."""
+    return round(start_frame / fps * sample_rate), round((start_frame + n_frames) / fps * sample_rate)

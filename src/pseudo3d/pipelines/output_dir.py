@@ -15,6 +15,7 @@ from pathlib import Path
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.shard_writer import CommittedShard, committed_shards, current_sources, remove_uncommitted
+from pseudo3d.pipelines.spool import remove_spool
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
 
@@ -79,6 +80,7 @@ def prepare_output(out_dir: Path, config: BuildConfig, overwrite: bool = False) 
     except OSError as exc:
         raise Pseudo3DError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
 
+    remove_spool(out_dir)  # samples an interrupted build had not written yet
     removed = remove_uncommitted(out_dir / "shards")
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))

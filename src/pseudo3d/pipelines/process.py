@@ -1,9 +1,11 @@
 """The per-source stage chain: probe → decode+track → reconstruct → smooth → qa → encode.
 
-It comes in three steps so a runner can place them: :meth:`SourcePipeline.track` (CPU:
-probe, decode, track, crops), :meth:`SourcePipeline.reconstruct` (batched over the clips of
-several sources, on a GPU when there is one) and :meth:`SourcePipeline.finish` (smooth, measure,
-encode). Every failure becomes data (a :class:`Failure` row); nothing raises out.
+Called whole (:meth:`SourcePipeline.__call__`), it runs every stage clip by clip, each clip as
+soon as its face track ends. It also comes in three steps so a runner can place them:
+:meth:`SourcePipeline.track` (CPU: probe, decode, track, crops), :meth:`SourcePipeline.reconstruct`
+(batched over the clips of several sources, on a GPU when there is one) and
+:meth:`SourcePipeline.finish` (smooth, measure, encode). Both ways give the same outcome. Every
+failure becomes data (a :class:`Failure` row); nothing raises out.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,13 +23,14 @@ from pseudo3d.errors import StageError
 from pseudo3d.pipelines.encode import encode_clip
 from pseudo3d.pipelines.probe import Prober
 from pseudo3d.pipelines.smooth import Smooth
-from pseudo3d.pipelines.track import DecodeTrack
+from pseudo3d.pipelines.spool import SampleSpool
+from pseudo3d.pipelines.track import DecodeTrack, TrackedSource
 from pseudo3d.qa.audio import frame_envelope
 from pseudo3d.qa.filters import check_clip
 from pseudo3d.qa.metrics import clip_metrics
 from pseudo3d.qa.sync import mouth_opening
 from pseudo3d.reconstruction import BACKENDS, make_backend
-from pseudo3d.schemas.records import Clip, ClipResult, Failure, ProbeInfo, Source, SourceOutcome
+from pseudo3d.schemas.records import Clip, ClipResult, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class InFlight:
     outcome: SourceOutcome
     clips: list[Clip] = field(default_factory=list)
     outputs: list[dict[str, np.ndarray] | None] = field(default_factory=list)
+    clip_rows: list[Failure] = field(default_factory=list)
+    """Rows of clips that failed reconstruction (they join the outcome's rows after tracking's)."""
 
     @property
     def n_clip_frames(self) -> int:
@@ -69,6 +75,9 @@ class SourcePipeline:
         self.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed}) if reconstruct else None
         self.on_probe: Callable[[ProbeInfo], None] | None = None
         """Called after a source is probed (the local runner sets the watchdog's deadline from it)."""
+        self.spool_dir: Path | None = None
+        """Where :meth:`__call__` spools each source's encoded samples as it makes them
+        (:mod:`pseudo3d.pipelines.spool`); None keeps them in memory."""
         self.on_progress: Callable[[], None] | None = None
         """Called as the work on a source gets on: every decoded frame, every finished clip (the
         local runner's stall watch)."""
@@ -78,31 +87,68 @@ class SourcePipeline:
             self.on_progress()
 
     def __call__(self, source: Source) -> SourceOutcome:
-        item = self.track(source)
-        self.reconstruct([item])
-        return self.finish(item)
-
-    def track(self, source: Source) -> InFlight:
-        item = InFlight(SourceOutcome(source=source, status="failed"))
-        outcome = item.outcome
+        """Every stage in this process, clip by clip: each clip is reconstructed, smoothed,
+        measured and encoded as soon as its face track ends, so only one clip's frames are held
+        at a time (the encoded samples gather in the outcome)."""
+        outcome = SourceOutcome(source=source, status="failed")
+        clip_rows: list[Failure] = []
+        spool = SampleSpool(self.spool_dir, source.source_id) if self.spool_dir is not None else None
+        keep = outcome.samples.append if spool is None else lambda sample: outcome.samples.append(spool.add(sample))
         stage = "probe"
         try:
-            outcome.probe = self.prober(source)
-            if self.on_probe is not None:
-                self.on_probe(outcome.probe)
+            tracked = self._tracked(outcome)
             stage = "track"
-            tracked = self.decode_track(source, outcome.probe)
-            outcome.n_frames_decoded = tracked.n_frames
-            outcome.failures.extend(tracked.failures)
-            if not tracked.clips:
-                short = sum(f.error == "clip_too_short" for f in tracked.failures)
-                raise StageError("track", "no_usable_clip",
-                                 f"{short} face track(s) found, none at least "
-                                 f"track.min_clip_s={self.config.track.min_clip_s:g} s long")
-            item.clips = tracked.clips
+            n_clips = 0
+            for clip in tracked:
+                n_clips += 1
+                (result,) = self.reconstruct_clips([clip])
+                if isinstance(result, Exception):
+                    self._fail_clip(clip_rows, clip, "reconstruct", result)
+                else:
+                    self._finish_clip(keep, clip_rows, clip, result)
+                self._progress()
+            self._tracking_done(outcome, tracked, n_clips)
         except Exception as exc:  # StageError, or a bug / unforeseen input: never stops the build
+            outcome.samples.clear()
+            if spool is not None:
+                spool.discard()
             fail_source(outcome, stage, exc)
+            return outcome
+        finally:
+            if spool is not None:
+                spool.close()
+        outcome.failures.extend(clip_rows)
+        return self._decide(outcome)
+
+    def track(self, source: Source) -> InFlight:
+        """Probe, decode and track ``source``: its clips for :meth:`reconstruct` and :meth:`finish`
+        (which may run in another process). All of the source's clips are held."""
+        item = InFlight(SourceOutcome(source=source, status="failed"))
+        stage = "probe"
+        try:
+            tracked = self._tracked(item.outcome)
+            stage = "track"
+            item.clips = list(tracked)
+            self._tracking_done(item.outcome, tracked, len(item.clips))
+        except Exception as exc:  # StageError, or a bug / unforeseen input: never stops the build
+            item.clips = []
+            fail_source(item.outcome, stage, exc)
         return item
+
+    def _tracked(self, outcome: SourceOutcome) -> TrackedSource:
+        outcome.probe = self.prober(outcome.source)
+        if self.on_probe is not None:
+            self.on_probe(outcome.probe)
+        return self.decode_track(outcome.source, outcome.probe)
+
+    def _tracking_done(self, outcome: SourceOutcome, tracked: TrackedSource, n_clips: int) -> None:
+        outcome.n_frames_decoded = tracked.n_frames
+        outcome.failures.extend(tracked.failures)
+        if not n_clips:
+            short = sum(f.error == "clip_too_short" for f in tracked.failures)
+            raise StageError("track", "no_usable_clip",
+                             f"{short} face track(s) found, none at least "
+                             f"track.min_clip_s={self.config.track.min_clip_s:g} s long")
 
     def reconstruct(self, items: list[InFlight]) -> None:
         """Reconstruct the clips of ``items`` in one batch; a clip that fails gets a row and its
@@ -118,7 +164,7 @@ class SourcePipeline:
                 result = results[position]
                 position += 1
                 if isinstance(result, Exception):
-                    self._fail_clip(item.outcome, clip, "reconstruct", result)
+                    self._fail_clip(item.clip_rows, clip, "reconstruct", result)
                     item.outputs.append(None)
                 else:
                     item.outputs.append(result)
@@ -148,12 +194,19 @@ class SourcePipeline:
         outcome = item.outcome
         if outcome.reason:  # failed before reconstruction
             return outcome
-        outcome.assets = self.asset_hashes()
-        outcome.numerics = self.numerics()
+        clip_rows = item.clip_rows
         for clip, arrays in zip(item.clips, item.outputs):
             if arrays is not None:
-                self._finish_clip(outcome, clip, arrays)
+                self._finish_clip(outcome.samples.append, clip_rows, clip, arrays)
             self._progress()
+        order = {clip.key: position for position, clip in enumerate(item.clips)}
+        outcome.failures.extend(sorted(clip_rows, key=lambda row: order[row.clip]))  # in clip order, as __call__ has them
+        return self._decide(outcome)
+
+    def _decide(self, outcome: SourceOutcome) -> SourceOutcome:
+        """The status of a source whose clips are all done: ``ok`` with at least one sample."""
+        outcome.assets = self.asset_hashes()
+        outcome.numerics = self.numerics()
         if outcome.samples:
             outcome.status = "ok"
         else:
@@ -165,7 +218,8 @@ class SourcePipeline:
                 outcome.reason = f"every clip failed: {', '.join(codes)} (see the failure rows)"
         return outcome
 
-    def _finish_clip(self, outcome: SourceOutcome, clip: Clip, arrays: dict[str, np.ndarray]) -> None:
+    def _finish_clip(self, keep: Callable[[EncodedSample], None], rows: list[Failure], clip: Clip,
+                     arrays: dict[str, np.ndarray]) -> None:
         stage = "smooth"
         try:
             smoothed = self.smooth_clip(clip, arrays)
@@ -173,23 +227,22 @@ class SourcePipeline:
             metrics = self.measure_clip(clip, smoothed)
             rejections = check_clip(metrics, self.config.qa, clip.has_audio)
             if rejections:
-                outcome.failures.append(Failure.of(
+                rows.append(Failure.of(
                     clip.source, "qa", rejections[0].metric, "; ".join(rejection.describe() for rejection in rejections),
                     clip=clip.key, duration_s=clip.n_frames / clip.fps))
                 return
             stage = "encode"
-            outcome.samples.append(encode_clip(ClipResult(clip=clip, arrays=smoothed, meta=self.clip_meta(clip),
-                                                          metrics=metrics)))
+            keep(encode_clip(ClipResult(clip=clip, arrays=smoothed, meta=self.clip_meta(clip), metrics=metrics)))
         except Exception as exc:  # noqa: BLE001 - this clip's row; its siblings go on
-            self._fail_clip(outcome, clip, stage, exc)
+            self._fail_clip(rows, clip, stage, exc)
 
     @staticmethod
-    def _fail_clip(outcome: SourceOutcome, clip: Clip, stage: str, exc: Exception) -> None:
+    def _fail_clip(rows: list[Failure], clip: Clip, stage: str, exc: Exception) -> None:
         error = as_stage_error(exc, stage)
         if not isinstance(exc, StageError):
             log.error("unexpected error in stage %s for clip %s of %s", stage, clip.key, clip.source.uri, exc_info=exc)
-        outcome.failures.append(Failure.of(clip.source, error.stage, error.error, error.message, clip=clip.key,
-                                           duration_s=clip.n_frames / clip.fps))
+        rows.append(Failure.of(clip.source, error.stage, error.error, error.message, clip=clip.key,
+                               duration_s=clip.n_frames / clip.fps))
 
     def smooth_clip(self, clip: Clip, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The arrays of a sample: the tracking and the backend's outputs, raw and smoothed, and

@@ -1,14 +1,18 @@
-"""Cut a source's per-frame track into clips.
+"""Cut a source's per-frame track into clips, frame by frame, as the video is decoded.
 
 A clip is a run of frames of one continuous face track within one shot. Boundaries come from:
 
-* shot cuts (``cut_before[k]``: frame ``k`` starts a new shot);
+* shot cuts (a frame pushed with ``cut=True`` starts a new shot);
 * jumps: the face centre moving more than ``max_jump`` face sizes between two tracked frames
   (a cut the histogram missed, or the tracker switching to another face);
 * tracking gaps longer than ``max_gap`` frames (shorter gaps are interpolated and flagged).
 
-Runs shorter than ``min_frames`` are dropped and reported; runs longer than ``max_frames`` are
-split into equal parts. All of this is pure array logic, so it is tested without video.
+Runs shorter than ``min_frames`` are dropped and reported. A run is emitted as soon as it ends,
+so memory follows the length of a clip, not of the video: a long run is cut as it grows, a clip
+of ``max_frames`` off its front each time it reaches ``2 * max_frames`` (so the rest is always
+long enough to stay a clip), and what is left when it ends is split into equal parts of at most
+``max_frames``. Every clip is thus between ``max_frames / 2`` and ``max_frames`` long unless the
+whole run is shorter. All of this is pure array logic, so it is tested without video.
 """
 
 from __future__ import annotations
@@ -22,77 +26,138 @@ from pseudo3d.smoothing import interpolate_gaps
 
 
 @dataclass(frozen=True)
-class Segmentation:
-    clips: list[tuple[int, int]]
-    """Half-open frame ranges of the clips to keep, in order."""
-    too_short: list[tuple[int, int]]
-    """Half-open frame ranges of face tracks dropped for being shorter than ``min_frames``."""
-    landmarks: np.ndarray
-    """(T, N, 3) landmarks with short gaps filled (other lost frames stay NaN)."""
-    interpolated: np.ndarray
-    """(T,) bool, frames whose landmarks were filled."""
+class Segment:
+    """A finished face run: a clip to keep, or one too short to keep."""
+
+    start: int
+    stop: int
+    """Half-open frame range on the source's output grid."""
+    landmarks: np.ndarray | None
+    """(stop - start, N, 3) float32 landmarks with the short gaps filled; None when too short."""
+    interpolated: np.ndarray | None
+    """(stop - start,) bool, the frames whose landmarks were filled; None when too short."""
+
+    @property
+    def too_short(self) -> bool:
+        return self.landmarks is None
 
 
-def face_centres_and_sizes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame centre (T, 2) and size (T,) of the landmark bounding box (NaN when lost)."""
-    low = landmarks[..., :2].min(axis=1)
-    high = landmarks[..., :2].max(axis=1)
-    size = np.sqrt(np.prod(high - low, axis=1))
-    return (low + high) / 2.0, size
+class TrackSegmenter:
+    """Frames in, one at a time (:meth:`push`); finished :class:`Segment` s out as soon as they
+    are known; :meth:`finish` after the last frame. Frame counts are on the output grid."""
+
+    def __init__(self, *, max_gap: int, min_frames: int, max_frames: int, max_jump: float):
+        if max_frames < 1 or min_frames > max_frames:
+            raise ValueError(f"need 1 <= max_frames and min_frames <= max_frames, got {min_frames}, {max_frames}")
+        self.max_gap = max_gap
+        self.min_frames = min_frames
+        self.max_frames = max_frames
+        self.max_jump = max_jump
+        self.next_frame = 0
+        """The index the next pushed frame gets."""
+        self.start = 0
+        """The first frame a segment still to come can hold: earlier frames' data can be dropped."""
+        self._points: list[np.ndarray | None] = []  # frames start..next_frame-1; None where not tracked
+        self._filled: list[bool] = []  # frames filled before the front of a long run was emitted
+        self._gap = 0  # untracked frames at the end of the run
+        self._last: tuple[np.ndarray, float] | None = None  # centre and size of the last tracked face
+
+    def push(self, landmarks: np.ndarray | None, cut: bool = False) -> list[Segment]:
+        """Take the next frame: its (N, 3) landmarks in pixels, or None where no face was
+        tracked; ``cut``: a new shot starts at this frame. Returns the segments it finished."""
+        index = self.next_frame
+        self.next_frame += 1
+        finished = []
+        shape = None
+        if landmarks is not None:
+            shape = face_centre_and_size(landmarks)
+            if cut or self._jumped(*shape):
+                finished = self._close(index)
+            self._last = shape
+        elif cut:
+            finished = self._close(index)
+        if not self._points and landmarks is None:
+            self.start = index + 1  # nothing to bridge: a run starts at a tracked frame
+            return finished
+        self._points.append(landmarks)
+        self._filled.append(False)
+        self._gap = 0 if landmarks is not None else self._gap + 1
+        if self._gap > self.max_gap:
+            finished += self._close(index + 1)
+        elif landmarks is not None and len(self._points) >= 2 * self.max_frames:
+            finished.append(self._emit_front())
+        return finished
+
+    def finish(self) -> list[Segment]:
+        """The segments still open after the last frame."""
+        return self._close(self.next_frame)
+
+    def _jumped(self, centre: np.ndarray, size: float) -> bool:
+        if self._last is None:
+            return False
+        last_centre, last_size = self._last
+        moved = float(np.linalg.norm(centre - last_centre))
+        return moved > self.max_jump * min(size, last_size) or abs(math.log(size / last_size)) > math.log1p(self.max_jump)
+
+    def _window(self, n: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """The first ``n`` buffered frames with the short gaps filled: (landmarks, interpolated,
+        segments), segments relative to :attr:`start`."""
+        points = self._points[:n]
+        template = next(p for p in points if p is not None)
+        valid = np.array([p is not None for p in points])
+        stacked = np.stack([template if p is None else p for p in points]).astype(np.float32)
+        filled, mask, segments = interpolate_gaps(stacked, valid, self.max_gap)
+        interpolated = mask | np.array(self._filled[:n])
+        return filled.astype(np.float32), interpolated, segments
+
+    def _emit_front(self) -> Segment:
+        """A clip of ``max_frames`` off the front of a run twice as long, whose last frame is
+        tracked (so every gap in the front is bounded and filled); the frames it filled stay
+        buffered as filled values for the rest of the run (linear interpolation from a point on
+        the line gives the same line)."""
+        landmarks, interpolated, _ = self._window(len(self._points))
+        n = self.max_frames
+        segment = Segment(self.start, self.start + n, landmarks[:n], interpolated[:n])
+        for offset in range(n, len(self._points)):
+            if self._points[offset] is None and interpolated[offset]:
+                self._points[offset], self._filled[offset] = landmarks[offset], True
+        self._drop(n)
+        return segment
+
+    def _close(self, end: int) -> list[Segment]:
+        """Everything buffered before frame ``end`` is final: cut it into segments."""
+        n = end - self.start
+        if not self._points or not any(p is not None for p in self._points[:n]):
+            self._drop(len(self._points))
+            self.start = end
+            return []
+        landmarks, interpolated, runs = self._window(n)
+        segments = []
+        for a, b in runs:
+            if b - a < self.min_frames:
+                segments.append(Segment(self.start + a, self.start + b, None, None))
+                continue
+            for lo, hi in split_evenly(a, b, self.max_frames):
+                segments.append(Segment(self.start + lo, self.start + hi, landmarks[lo:hi], interpolated[lo:hi]))
+        self._drop(len(self._points))
+        self.start = end
+        self._gap = 0
+        return segments
+
+    def _drop(self, n: int) -> None:
+        del self._points[:n], self._filled[:n]
+        self.start += n
 
 
-def segment_track(landmarks: np.ndarray, tracked: np.ndarray, cut_before: np.ndarray, *,
-                  max_gap: int, min_frames: int, max_frames: int, max_jump: float) -> Segmentation:
-    """Split a track into clips.
-
-    ``landmarks``: (T, N, 3) pixels, arbitrary where ``tracked`` is False; ``tracked``: (T,) bool;
-    ``cut_before``: (T,) bool. Frame counts are on the output grid.
-    """
-    n_frames = landmarks.shape[0]
-    tracked = np.asarray(tracked, bool)
-    breaks = np.asarray(cut_before, bool).copy()
-    breaks |= _jumps(landmarks, tracked, max_jump)
-
-    filled = np.full(landmarks.shape, np.nan, np.float32)
-    interpolated = np.zeros(n_frames, bool)
-    runs: list[tuple[int, int]] = []
-    shot_starts = [0, *np.flatnonzero(breaks[1:]) + 1, n_frames]
-    for start, stop in zip(shot_starts[:-1], shot_starts[1:]):
-        if stop <= start:
-            continue
-        values, mask, segments = interpolate_gaps(landmarks[start:stop], tracked[start:stop], max_gap)
-        usable = np.zeros(stop - start, bool)
-        for a, b in segments:
-            usable[a:b] = True
-        filled[start:stop][usable] = values[usable]
-        interpolated[start:stop] = mask
-        runs.extend((start + a, start + b) for a, b in segments)
-
-    clips, too_short = [], []
-    for start, stop in runs:
-        if stop - start < min_frames:
-            too_short.append((start, stop))
-        else:
-            clips.extend(_split_evenly(start, stop, max_frames))
-    return Segmentation(clips=clips, too_short=too_short, landmarks=filled, interpolated=interpolated)
+def face_centre_and_size(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (2,) and size (the geometric mean of width and height) of the landmark bounding box."""
+    low = landmarks[:, :2].min(axis=0)
+    high = landmarks[:, :2].max(axis=0)
+    return (low + high) / 2.0, float(np.sqrt(np.prod(high - low)))
 
 
-def _jumps(landmarks: np.ndarray, tracked: np.ndarray, max_jump: float) -> np.ndarray:
-    """(T,) bool: tracked frames whose face centre moved more than ``max_jump`` face sizes since
-    the previous tracked frame."""
-    breaks = np.zeros(landmarks.shape[0], bool)
-    indices = np.flatnonzero(tracked)
-    if indices.size < 2:
-        return breaks
-    centres, sizes = face_centres_and_sizes(landmarks[indices])
-    moved = np.linalg.norm(np.diff(centres, axis=0), axis=1)
-    scale = np.minimum(sizes[1:], sizes[:-1])
-    resized = np.abs(np.log(sizes[1:] / sizes[:-1])) > math.log(1.0 + max_jump)
-    breaks[indices[1:][(moved > max_jump * scale) | resized]] = True
-    return breaks
-
-
-def _split_evenly(start: int, stop: int, max_frames: int) -> list[tuple[int, int]]:
+def split_evenly(start: int, stop: int, max_frames: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` in the fewest equal parts of at most ``max_frames`` frames."""
     parts = math.ceil((stop - start) / max_frames)
     edges = np.linspace(start, stop, parts + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]

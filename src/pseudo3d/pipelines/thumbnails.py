@@ -3,8 +3,8 @@
 The report must never open the original videos (they are untrusted input, and a dataset moved to
 another machine has none), so the worker that decodes a source keeps a small JPEG of the face
 every :data:`EVERY_S` seconds of video where a face is tracked, and each clip carries the one
-nearest its middle as its ``thumbnail.jpg`` member. Each kept candidate costs about 10–20 kB
-(about 30 MB per hour of video until the source's clips are cut).
+nearest its middle as its ``thumbnail.jpg`` member. Each candidate costs about 10–20 kB and is
+kept only until the face track it belongs to has been cut into clips.
 """
 
 from __future__ import annotations
@@ -85,6 +85,11 @@ class ThumbnailPicker:
         resized = cv2.resize(np.ascontiguousarray(view), size,
                              interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
         self._candidates[index] = (encode_jpeg(resized), box)
+
+    def forget_before(self, index: int) -> None:
+        """Drop the candidates of frames before ``index`` (no clip to come starts before it)."""
+        for candidate in [candidate for candidate in self._candidates if candidate < index]:
+            del self._candidates[candidate]
 
     def for_clip(self, start: int, stop: int) -> Thumbnail | None:
         """The thumbnail of the candidate frame in ``[start, stop)`` nearest its middle, or None."""

@@ -1,15 +1,16 @@
-"""Decode+track stage: one probed source in, its clips (landmarks, crops, audio) out.
+"""Decode+track stage: one probed source in, its clips (landmarks, crops, audio) out, each as
+soon as its face track ends.
 
 Runs on CPU workers. Frames stream from the decoder through shot-cut detection and the face
 tracker and are dropped right away; only per-frame landmarks, scores and (when a backend or the
-output wants them) 224×224 crops are kept.
+output wants them) 224×224 crops are kept, and only from the start of the face track still open.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from collections import deque
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -17,11 +18,11 @@ from pseudo3d.config import DecodeConfig, TrackConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.crops import crop_transform, face_box, warp_crop
 from pseudo3d.pipelines.cuts import ShotCutDetector
-from pseudo3d.pipelines.decode import FrameDecoder, decode_audio, slice_audio
-from pseudo3d.pipelines.face_tracker import N_LANDMARKS, FaceTracker
+from pseudo3d.pipelines.decode import FrameDecoder, SourceAudio, frame_samples
+from pseudo3d.pipelines.face_tracker import FaceTracker
 from pseudo3d.pipelines.face_window import landmark_angle, quarter_turns
 from pseudo3d.pipelines.media import rotate_image, rotate_points
-from pseudo3d.pipelines.segment import segment_track
+from pseudo3d.pipelines.segment import Segment, TrackSegmenter
 from pseudo3d.pipelines.thumbnails import ThumbnailPicker
 from pseudo3d.qa.syncnet_scoring import CROP_SIZE, crop_for_syncnet, crop_windows, landmark_face_boxes
 from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
@@ -34,18 +35,34 @@ AUDIO_SHORT_TOLERANCE_S = 0.5
 frames without sound (a ``decode``/``audio_short`` row)."""
 
 
-@dataclass
 class TrackedSource:
-    clips: list[Clip]
-    failures: list[Failure] = field(default_factory=list)
-    """Rows for what was lost without failing the source: short face tracks, a broken tail."""
-    n_frames: int = 0
-    """Output-grid frames decoded."""
+    """The clips of one source, yielded as decoding reaches the end of each (iterate once).
+
+    ``failures`` and ``n_frames`` are complete when the iteration has ended. The iteration
+    raises ``StageError`` when no face is found at all; it yields no clips (and a row per short
+    track) when every face track is too short.
+    """
+
+    def __init__(self, stage: DecodeTrack, source: Source, probe: ProbeInfo):
+        self.failures: list[Failure] = []
+        """Rows for what was lost without failing the source: short face tracks, a broken tail."""
+        self.n_frames = 0
+        """Output-grid frames decoded."""
+        self._clips = stage.clips(source, probe, self)
+
+    def __iter__(self) -> Iterator[Clip]:
+        return self._clips
 
 
 class DecodeTrack:
-    """Probed source → clips. Raises ``StageError`` when no face is found at all; returns no
-    clips (and a row per short track) when every face track is too short."""
+    """Probed source → its clips, as they end (:class:`TrackedSource`).
+
+    Frames go through shot-cut detection and the face tracker and are dropped right away; the
+    per-frame landmarks, scores and crops are kept only from the start of the face track still
+    open (:class:`~pseudo3d.pipelines.segment.TrackSegmenter`), so memory follows the length of
+    a clip, not of the video. So is the sound: it is read as the frames come, from the first
+    face on (:class:`SoundGate`), and forgotten behind the open track.
+    """
 
     def __init__(self, decode: DecodeConfig, track: TrackConfig, want_crops: bool = False,
                  want_sync_crops: bool = False, max_duration_s: float = float("inf"),
@@ -69,55 +86,93 @@ class DecodeTrack:
         return self._tracker
 
     def __call__(self, source: Source, probe: ProbeInfo) -> TrackedSource:
+        return TrackedSource(self, source, probe)
+
+    def segmenter(self) -> TrackSegmenter:
+        fps = self.decode.fps
+        return TrackSegmenter(max_gap=int(round(self.track.max_gap_s * fps)),
+                              min_frames=int(np.ceil(self.track.min_clip_s * fps - 1e-9)),
+                              max_frames=int(np.floor(self.track.max_clip_s * fps + 1e-9)),
+                              max_jump=self.track.max_jump)
+
+    def clips(self, source: Source, probe: ProbeInfo, result: TrackedSource) -> Iterator[Clip]:
+        """The loop behind :class:`TrackedSource`: decode, track, segment, and yield each clip
+        as its face track ends (filling ``result``'s rows and frame count)."""
         fps = self.decode.fps
         decoder = FrameDecoder(source, probe, self.decode)
         tracker = self.tracker
         tracker.reset()
         cut_detector = ShotCutDetector(self.track.cut_threshold)
         thumbnails = ThumbnailPicker(fps)
-        landmarks, confidence, cut_before, transforms, crops = [], [], [], [], []
-        misoriented = 0  # frames whose landmarks the tracker dropped for disagreeing with the detector
-        nan_landmarks = np.full((N_LANDMARKS, 3), np.nan, np.float32)
+        segmenter = self.segmenter()
+        log = _FrameLog()
+        sync = (SyncCropper(FrameDecoder(source, probe, self.decode), self.progress)
+                if self.want_sync_crops and probe.has_audio else None)
+        audio = SourceAudio(source, probe, self.decode.sample_rate)
+        cut_clip = _ClipCutter(source, probe, fps, self.decode.sample_rate, self.want_crops, log, thumbnails, audio,
+                               sync)
+        gate: SoundGate | None = None  # from the first face on: frames wait for the sound under them
+        too_short: list[Failure] = []
+        misoriented = faces = 0  # frames whose landmarks the tracker dropped for disagreeing with the detector; tracked
         box = None
         size = self.track.crop_size
-        for frame in decoder:
-            self.progress()
-            if self.max_frames is not None and frame.index >= self.max_frames:
-                raise StageError("decode", "too_long", f"decoded past limits.max_duration_s = "
-                                                       f"{self.max_frames / fps:g} s (the file declares no length)")
-            if frame.damaged:  # its source frame did not decode: a gap, like a lost face
-                tracker.reset()
-                cut, points, score, box = False, None, 0.0, None
-            else:
-                cut = cut_detector(frame.image)
-                if cut:
-                    tracker.reset()
-                    box = None
-                observation = tracker(frame.image)
-                points = None if observation.landmarks is None else observation.landmarks / frame.scale
-                score = observation.confidence
-                misoriented += observation.rejected == "orientation"
-                if points is not None:
-                    box = face_box(points)
-                    if thumbnails.wants(frame.index):
-                        thumbnails.offer(frame.index, frame.image, points, frame.scale, (probe.width, probe.height))
-            landmarks.append(nan_landmarks if points is None else points)
-            confidence.append(score)
-            cut_before.append(cut)
-            if box is None:
-                transforms.append(np.full((2, 3), np.nan))
-                if self.want_crops:
-                    crops.append(np.zeros((size, size, 3), np.uint8))
-                continue
-            transform = crop_transform(*box, scale=self.track.crop_scale, size=size)
-            transforms.append(transform)
-            if self.want_crops:
-                working = transform.copy()
-                working[:, :2] /= frame.scale  # the frame is in working pixels, the box in source pixels
-                crops.append(warp_crop(frame.image, working, size))
 
-        n_frames = len(landmarks)
-        failures = []
+        def feed(frames: list[tuple[np.ndarray | None, bool]]) -> Iterator[Clip]:
+            for points, cut in frames:
+                for segment in segmenter.push(points, cut):
+                    yield from self._segment(segment, cut_clip, too_short)
+            log.forget_before(segmenter.start)
+            thumbnails.forget_before(segmenter.start)
+            audio.forget_before(frame_samples(segmenter.start, 0, fps, self.decode.sample_rate)[0])
+
+        try:
+            for frame in decoder:
+                self.progress()
+                if self.max_frames is not None and frame.index >= self.max_frames:
+                    raise StageError("decode", "too_long", f"decoded past limits.max_duration_s = "
+                                                           f"{self.max_frames / fps:g} s (the file declares no length)")
+                if frame.damaged:  # its source frame did not decode: a gap, like a lost face
+                    tracker.reset()
+                    cut, points, score, box = False, None, 0.0, None
+                else:
+                    cut = cut_detector(frame.image)
+                    if cut:
+                        tracker.reset()
+                        box = None
+                    observation = tracker(frame.image)
+                    points = None if observation.landmarks is None else observation.landmarks / frame.scale
+                    score = observation.confidence
+                    misoriented += observation.rejected == "orientation"
+                    if points is not None:
+                        faces += 1
+                        box = face_box(points)
+                        if thumbnails.wants(frame.index):
+                            thumbnails.offer(frame.index, frame.image, points, frame.scale, (probe.width, probe.height))
+                if box is None:
+                    transform = np.full((2, 3), np.nan, np.float32)
+                    crop = np.zeros((size, size, 3), np.uint8) if self.want_crops else None
+                else:
+                    transform = crop_transform(*box, scale=self.track.crop_scale, size=size)
+                    crop = None
+                    if self.want_crops:
+                        working = transform.copy()
+                        working[:, :2] /= frame.scale  # the frame is in working pixels, the box in source pixels
+                        crop = warp_crop(frame.image, working, size)
+                log.append(score, transform.astype(np.float32), crop)
+                if points is not None and gate is None:
+                    gate = SoundGate(audio, fps)
+                yield from feed([(points, cut)] if gate is None else gate.push(frame.index, points, cut))
+            if gate is not None:
+                yield from feed(gate.finish(segmenter.next_frame + len(gate.held)))
+            for segment in segmenter.finish():
+                yield from self._segment(segment, cut_clip, too_short)
+        finally:
+            audio.close()
+            if sync is not None:
+                sync.close()
+
+        n_frames = result.n_frames = segmenter.next_frame
+        failures = result.failures
         if decoder.corrupt_packets:
             failures.append(Failure.of(
                 source, "decode", "corrupt_packets",
@@ -132,9 +187,7 @@ class DecodeTrack:
                 f"the video stream declares {probe.video_duration_s:.2f} s but its frames end at "
                 f"{n_frames / fps:.2f} s: the file is cut short (a partial download or copy?); the "
                 f"missing {missing_s:.2f} s are lost", duration_s=missing_s))
-        landmarks = np.stack(landmarks)
-        tracked = ~np.isnan(landmarks[:, 0, 0])
-        if not tracked.any():
+        if not faces:
             if misoriented:
                 raise StageError(STAGE, "face_orientation", f"{_MISORIENTED} in {misoriented} of the {n_frames} "
                                                             f"frames, and no other face was tracked")
@@ -144,96 +197,188 @@ class DecodeTrack:
             failures.append(Failure.of(source, STAGE, "face_orientation",
                                        f"{_MISORIENTED} in {misoriented} frame(s); they are treated as tracking gaps",
                                        duration_s=misoriented / fps))
-        # Sound past the last frame is never used: reading stops there (a forged timestamp jump in
-        # untrusted input must not allocate hours of silence).
-        audio = decode_audio(source, probe, self.decode.sample_rate, max_s=n_frames / fps + 1.0)
-        usable = _frames_with_sound(audio, probe, n_frames, fps, self.decode.sample_rate)
-        if usable < n_frames:
+        if gate is not None and gate.cut_off:
+            usable = min(n_frames, gate.frames_with_sound)
             lost_s = (n_frames - usable) / fps
             short_audio = Failure.of(
                 source, "decode", "audio_short",
-                f"the audio ends at {audio.shape[0] / self.decode.sample_rate:.2f} s, {lost_s:.2f} s before the "
+                f"the audio ends at {audio.length_s:.2f} s, {lost_s:.2f} s before the "
                 f"video; the frames after it are not used", clip=f"{usable / fps:.2f}-{n_frames / fps:.2f}s",
                 duration_s=lost_s)
             failures.append(short_audio)
-            tracked[usable:] = False
-        segmentation = segment_track(
-            landmarks, tracked, np.array(cut_before),
-            max_gap=int(round(self.track.max_gap_s * fps)),
-            min_frames=int(np.ceil(self.track.min_clip_s * fps - 1e-9)),
-            max_frames=int(np.floor(self.track.max_clip_s * fps + 1e-9)),
-            max_jump=self.track.max_jump,
-        )
-        for start, stop in segmentation.too_short:
-            failures.append(Failure.of(
-                source, STAGE, "clip_too_short",
-                f"face track of {(stop - start) / fps:.2f} s is shorter than track.min_clip_s="
-                f"{self.track.min_clip_s:g} s", clip=f"{start / fps:.2f}-{stop / fps:.2f}s",
-                duration_s=(stop - start) / fps))
-        if not segmentation.clips:
-            if usable < n_frames:
+            if not cut_clip.emitted:
                 raise StageError("decode", "audio_short", f"{short_audio.message}, and no face track of "
                                                           f"track.min_clip_s={self.track.min_clip_s:g} s is left before it")
-            return TrackedSource(clips=[], failures=failures, n_frames=n_frames)
+        failures.extend(too_short)
 
-        confidence = np.asarray(confidence, np.float32)
-        transforms = np.stack(transforms).astype(np.float32)
-        clips = []
-        for index, (start, stop) in enumerate(segmentation.clips):
-            clips.append(Clip(
-                source=source,
-                clip_index=index,
-                start_frame=start,
-                fps=fps,
-                image_size=(probe.width, probe.height),
-                landmarks=segmentation.landmarks[start:stop],
-                confidence=confidence[start:stop],
-                interpolated=segmentation.interpolated[start:stop],
-                crop_transforms=transforms[start:stop],
-                audio=slice_audio(audio, start, stop - start, fps, self.decode.sample_rate),
-                sample_rate=self.decode.sample_rate,
-                crops=np.stack(crops[start:stop]) if self.want_crops else None,
-                has_audio=probe.has_audio,
-                thumbnail=thumbnails.for_clip(start, stop),
-            ))
-        if self.want_sync_crops and probe.has_audio:
-            add_sync_crops(clips, FrameDecoder(source, probe, self.decode), self.progress)
-        return TrackedSource(clips=clips, failures=failures, n_frames=n_frames)
+    def _segment(self, segment: Segment, cut_clip: _ClipCutter, too_short: list[Failure]) -> Iterator[Clip]:
+        """The clip of a finished segment, or its ``clip_too_short`` row."""
+        fps = self.decode.fps
+        if segment.too_short:
+            too_short.append(Failure.of(
+                cut_clip.source, STAGE, "clip_too_short",
+                f"face track of {(segment.stop - segment.start) / fps:.2f} s is shorter than track.min_clip_s="
+                f"{self.track.min_clip_s:g} s", clip=f"{segment.start / fps:.2f}-{segment.stop / fps:.2f}s",
+                duration_s=(segment.stop - segment.start) / fps))
+            return
+        yield cut_clip(segment)
 
 
-def add_sync_crops(clips: list[Clip], decoder: FrameDecoder, progress: Callable[[], None] = lambda: None) -> None:
-    """Set every clip's ``sync_crops`` from a second pass over the source's frames.
+class SoundGate:
+    """Holds back the frames past the end of the sound read so far until it is known whether they
+    have sound under them (docs: :data:`AUDIO_SHORT_TOLERANCE_S`).
 
-    SyncNet's crop windows are median-filtered along the whole face track (the reference's rule,
-    :func:`~pseudo3d.qa.syncnet_scoring.crop_windows`), so they are known only once tracking is
-    done; decoding again costs less than keeping every frame of the source meanwhile. Only the
-    frames of the clips are cut, and decoding stops after the last one. A face turned sideways
-    or upside down (video without a rotation tag) is cut from the frame turned by the quarter
-    turns that set it upright, as SyncNet was trained on upright faces.
+    For each frame the sound is read on to 1 s past it, never further (a forged timestamp jump
+    is never filled past the video). A frame the sound already reaches passes at once. A later
+    one waits until more sound arrives, or until it is decided that the video outlasts its sound
+    by more than the tolerance (the stream has ended, or the video has): then it passes without
+    its landmarks, as a tracking gap, and the source gets a ``decode``/``audio_short`` row.
     """
-    if not clips:
-        return
-    wanted: dict[int, tuple[int, int, np.ndarray, int]] = {}  # frame → (clip, frame in clip, window, turns)
-    for position, clip in enumerate(clips):
+
+    READ_AHEAD_S = 1.0
+
+    def __init__(self, audio: SourceAudio, fps: float):
+        self.audio = audio
+        self.fps = fps
+        self.held: deque[tuple[int, np.ndarray | None, bool]] = deque()
+        self.cut_off = False
+        """Decided: the video outlasts its sound by more than the tolerance."""
+
+    @property
+    def frames_with_sound(self) -> int | float:
+        """Output frames wholly under the sound read so far (infinite without an audio stream)."""
+        length_s = self.audio.length_s
+        return length_s if math.isinf(length_s) else int(np.floor(length_s * self.fps + 1e-9))
+
+    def push(self, index: int, points: np.ndarray | None, cut: bool) -> list[tuple[np.ndarray | None, bool]]:
+        """Take frame ``index``; return the frames (``(points, cut)``, in order) whose fate is known."""
+        self.audio.read_to((index + 1) / self.fps + self.READ_AHEAD_S)
+        self.held.append((index, points, cut))
+        if not self.cut_off and self.audio.exhausted and self._outlasts(index + 1):
+            self.cut_off = True
+        return self._release(final=False)
+
+    def finish(self, n_frames: int) -> list[tuple[np.ndarray | None, bool]]:
+        """The frames still held, once the video has ended after ``n_frames`` (no more sound is
+        read: what was read is the source's sound)."""
+        self.audio.finish()
+        self.cut_off = self.cut_off or self._outlasts(n_frames)
+        return self._release(final=True)
+
+    def _outlasts(self, n_frames: int) -> bool:
+        return self.audio.length_s < n_frames / self.fps - AUDIO_SHORT_TOLERANCE_S
+
+    def _release(self, final: bool) -> list[tuple[np.ndarray | None, bool]]:
+        out = []
+        with_sound = self.frames_with_sound
+        while self.held:
+            index, points, cut = self.held[0]
+            if index < with_sound or (final and not self.cut_off):
+                out.append((points, cut))
+            elif self.cut_off:
+                out.append((None, cut))
+            else:
+                break
+            self.held.popleft()
+        return out
+
+
+class _FrameLog:
+    """Per-frame tracking results (detector score, crop transform, crop) from a moving start."""
+
+    def __init__(self):
+        self.start = 0
+        self.confidence: list[float] = []
+        self.transforms: list[np.ndarray] = []
+        self.crops: list[np.ndarray | None] = []
+
+    def append(self, score: float, transform: np.ndarray, crop: np.ndarray | None) -> None:
+        self.confidence.append(score)
+        self.transforms.append(transform)
+        self.crops.append(crop)
+
+    def forget_before(self, index: int) -> None:
+        n = index - self.start
+        if n > 0:
+            del self.confidence[:n], self.transforms[:n], self.crops[:n]
+            self.start = index
+
+    def span(self, start: int, stop: int) -> slice:
+        return slice(start - self.start, stop - self.start)
+
+
+class _ClipCutter:
+    """A finished segment → its :class:`Clip`, with the per-frame results, sound, crops and
+    thumbnail of its frames (and SyncNet's crops, decoded on a second pass kept in step)."""
+
+    def __init__(self, source: Source, probe: ProbeInfo, fps: float, sample_rate: int, want_crops: bool,
+                 log: _FrameLog, thumbnails: ThumbnailPicker, audio: SourceAudio, sync: SyncCropper | None):
+        self.source, self.probe, self.fps, self.sample_rate = source, probe, fps, sample_rate
+        self.want_crops, self.log, self.thumbnails, self.sync = want_crops, log, thumbnails, sync
+        self.audio = audio
+        self.emitted = 0
+
+    def __call__(self, segment: Segment) -> Clip:
+        start, stop = segment.start, segment.stop
+        frames = self.log.span(start, stop)
+        clip = Clip(
+            source=self.source,
+            clip_index=self.emitted,
+            start_frame=start,
+            fps=self.fps,
+            image_size=(self.probe.width, self.probe.height),
+            landmarks=segment.landmarks,
+            confidence=np.asarray(self.log.confidence[frames], np.float32),
+            interpolated=segment.interpolated,
+            crop_transforms=np.stack(self.log.transforms[frames]),
+            audio=self.audio.clip(start, stop - start, self.fps),
+            sample_rate=self.sample_rate,
+            crops=np.stack(self.log.crops[frames]) if self.want_crops else None,
+            has_audio=self.probe.has_audio,
+            thumbnail=self.thumbnails.for_clip(start, stop),
+        )
+        if self.sync is not None:
+            self.sync(clip)
+        self.emitted += 1
+        return clip
+
+
+class SyncCropper:
+    """Sets each clip's ``sync_crops`` from a second decoder over the source, advanced clip by clip.
+
+    SyncNet's crop windows are median-filtered along the face track (the reference's rule,
+    :func:`~pseudo3d.qa.syncnet_scoring.crop_windows`), so they are known only once a clip has
+    ended; decoding again costs less than keeping the clip's frames meanwhile. Clips come in
+    order, so one pass of the second decoder serves them all. A face turned sideways or upside
+    down (video without a rotation tag) is cut from the frame turned by the quarter turns that
+    set it upright, as SyncNet was trained on upright faces.
+    """
+
+    def __init__(self, decoder: FrameDecoder, progress: Callable[[], None] = lambda: None):
+        self._frames = iter(decoder)
+        self.progress = progress
+
+    def __call__(self, clip: Clip) -> None:
         turns = upright_turns(clip.landmarks)
         width, height = clip.image_size
         points = rotate_points(clip.landmarks[..., :2], 90 * turns, width, height)
-        for offset, window in enumerate(crop_windows(landmark_face_boxes(points))):
-            wanted[clip.start_frame + offset] = (position, offset, window, turns)
-    crops = [np.zeros((clip.n_frames, CROP_SIZE, CROP_SIZE, 3), np.uint8) for clip in clips]
-    last = max(wanted)
-    for frame in decoder:
-        progress()
-        if frame.index > last:
-            break
-        hit = wanted.get(frame.index)
-        if hit is not None:
-            position, offset, window, turns = hit
-            # Windows are in source pixels; the decoded frame may be downscaled (decode.max_side).
-            crops[position][offset] = crop_for_syncnet(rotate_image(frame.image, 90 * turns),
-                                                       np.floor(window * frame.scale))
-    for clip, clip_crops in zip(clips, crops):
-        clip.sync_crops = clip_crops
+        windows = crop_windows(landmark_face_boxes(points))
+        crops = np.zeros((clip.n_frames, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        last = clip.start_frame + clip.n_frames - 1
+        for frame in self._frames:
+            self.progress()
+            offset = frame.index - clip.start_frame
+            if offset >= 0:
+                # Windows are in source pixels; the decoded frame may be downscaled (decode.max_side).
+                crops[offset] = crop_for_syncnet(rotate_image(frame.image, 90 * turns),
+                                                 np.floor(windows[offset] * frame.scale))
+            if frame.index >= last:
+                break
+        clip.sync_crops = crops
+
+    def close(self) -> None:
+        """Stop the second decoder (closes its file)."""
+        self._frames.close()
 
 
 def upright_turns(landmarks: np.ndarray) -> int:
@@ -257,14 +402,3 @@ def _missing_tail_s(probe: ProbeInfo, decoded_s: float) -> float:
         return 0.0
     missing = declared - decoded_s
     return missing if missing > max(TRUNCATION_TOLERANCE_S, 0.02 * declared) else 0.0
-
-
-def _frames_with_sound(audio: np.ndarray, probe: ProbeInfo, n_frames: int, fps: float, sample_rate: int) -> int:
-    """Output frames that have audio under them: all of them, unless the audio track ends more
-    than :data:`AUDIO_SHORT_TOLERANCE_S` before the video (a shorter shortfall is zero-padded)."""
-    if not probe.has_audio:
-        return n_frames
-    audio_s = audio.shape[0] / sample_rate
-    if audio_s >= n_frames / fps - AUDIO_SHORT_TOLERANCE_S:
-        return n_frames
-    return min(n_frames, int(np.floor(audio_s * fps + 1e-9)))

@@ -200,13 +200,15 @@ class EncodedSample:
     """A clip ready for a shard: member name suffix → bytes, plus its manifest row."""
 
     key: str
-    members: dict[str, bytes]
-    """E.g. ``{"audio.flac": ..., "meta.json": ..., "mesh_raw.npy": ...}``."""
+    members: Mapping[str, bytes]
+    """E.g. ``{"audio.flac": ..., "meta.json": ..., "mesh_raw.npy": ...}``: a dict, or members
+    read from a spool file when asked for (:mod:`pseudo3d.pipelines.spool`)."""
     row: dict[str, Any]
 
     @property
     def n_bytes(self) -> int:
-        return sum(len(data) for data in self.members.values())
+        known = getattr(self.members, "n_bytes", None)  # a spool knows its sizes without reading
+        return known if known is not None else sum(len(data) for data in self.members.values())
 
 
 @dataclass

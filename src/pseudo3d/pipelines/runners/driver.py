@@ -22,6 +22,7 @@ from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.finalize import finalize_dataset
 from pseudo3d.pipelines.output_dir import ResumeState, prepare_output
 from pseudo3d.pipelines.shard_writer import ShardWriter
+from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.records import Source, SourceOutcome
 
@@ -67,6 +68,7 @@ def run_build(sources: list[Source], out_dir: Path, config: BuildConfig, produce
     try:
         for outcome in produce(pending, report.out_dir / "logs" / "build.log"):
             writer.add(outcome)
+            release_spool(outcome)
             report.processed += 1
             report.ok += outcome.status == "ok"
             report.failed += outcome.status == "failed"

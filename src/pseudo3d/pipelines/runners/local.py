@@ -18,6 +18,7 @@ from pseudo3d.pipelines.media import limit_threads
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_progress, report_units
+from pseudo3d.pipelines.spool import SPOOL_DIR, remove_spool
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,11 @@ _WORKER_PIPELINE: SourcePipeline | None = None
 _WORKER_ERROR: str | None = None
 
 
-def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads: int) -> None:
-    """Build the worker's stages once. A failure here must not kill the worker (it would be
-    replaced forever): it is kept and reported as every task's failure row instead."""
+def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads: int,
+                 spool_dir: Path | None = None) -> None:
+    """Build the worker's stages once (spooling samples into ``spool_dir`` when given). A failure
+    here must not kill the worker (it would be replaced forever): it is kept and reported as
+    every task's failure row instead."""
     global _WORKER_PIPELINE, _WORKER_ERROR
     redirect_process_stderr(log_path)
     try:
@@ -37,6 +40,7 @@ def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads
             import torch  # noqa: F401 - loaded first, so limit_threads caps it too
         limit_threads(threads)  # workers share the cores; no oversubscription
         _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
+        _WORKER_PIPELINE.spool_dir = spool_dir
         _WORKER_PIPELINE.on_probe = lambda probe: report_units(probe.duration_s)
         _WORKER_PIPELINE.on_progress = report_progress
     except Exception as exc:  # noqa: BLE001 - reported per task below
@@ -75,12 +79,13 @@ def retry_transient(source: Source, result: SourceOutcome | InFlight | TaskDied,
 
 
 def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_chain: bool, threads: int, *,
-                  max_ahead: int | None = None) -> IsolatedPool:
+                  max_ahead: int | None = None, spool_dir: Path | None = None) -> IsolatedPool:
     """The pool every runner serves sources from: isolated workers with the watchdog of
     ``limits.timeout_*`` and the retries of ``limits.transient_retries``. ``whole_chain``: the
-    workers run every stage; otherwise only probing and tracking."""
+    workers run every stage; otherwise only probing and tracking. ``spool_dir``: the workers
+    spool samples there (:mod:`pseudo3d.pipelines.spool`; only where the writer shares the disk)."""
     limits = config.limits
-    return IsolatedPool(n_workers, _init_worker, (config, log_path, whole_chain, threads),
+    return IsolatedPool(n_workers, _init_worker, (config, log_path, whole_chain, threads, spool_dir),
                         _run_source if whole_chain else _track_source, max_ahead=max_ahead,
                         base_timeout=limits.timeout_base_s, per_unit=limits.timeout_per_video_s,
                         stall_timeout=limits.stall_timeout_s, max_buffered_bytes=limits.max_buffered_gb * 2 ** 30,
@@ -122,21 +127,26 @@ def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, wo
 
     def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
         n_workers = max(1, min(workers or default_workers(), len(pending)))
-        return _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent)
+        try:
+            yield from _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent,
+                                 Path(out_dir) / SPOOL_DIR)
+        finally:
+            remove_spool(Path(out_dir))
 
     return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, retry_failed=retry_failed,
                      progress=progress, qa_report=qa_report)
 
 
 def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path,
-              reconstruct_in_parent: bool) -> Iterator[SourceOutcome]:
+              reconstruct_in_parent: bool, spool_dir: Path) -> Iterator[SourceOutcome]:
     """Outcomes in input order from isolated worker processes (one worker too): a worker that
     crashes or hangs costs only its input, native log noise goes to ``log_path``, and the parent
-    stays responsive."""
+    stays responsive. Workers running every stage spool their samples into ``spool_dir``."""
     if not pending:
         return
     threads = config.limits.threads_per_worker or max(1, default_workers() // n_workers)
-    with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads) as pool:
+    with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads,
+                       spool_dir=None if reconstruct_in_parent else spool_dir) as pool:
         results = zip(pending, pool.imap(pending))
         if not reconstruct_in_parent:
             for source, result in results:
