@@ -51,3 +51,16 @@ def test_fingerprint_follows_content():
     assert base.fingerprint() == BuildConfig().fingerprint()
     assert base.with_overrides(decode={"fps": 30}).fingerprint() != base.fingerprint()
     assert base.with_overrides(decode={"fps": 30}).decode.sample_rate == 16000
+
+
+def test_reading_a_configuration_does_not_load_scipy():
+    """Every process reads a configuration (the CLI, drivers, workers); SciPy's signal package
+    (0.7 s) loads only where smoothing runs (bench/bench_import.py measures the difference)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, pseudo3d.config, pseudo3d.smoothing; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert loaded.strip() == "[]"
+    smoothing = "import sys; from pseudo3d.smoothing import savgol_smooth; print('scipy.signal' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", smoothing], check=True, capture_output=True, text=True).stdout.strip() == "True"

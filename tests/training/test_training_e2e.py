@@ -142,3 +142,6 @@ def test_blendshape_finetune_writes_live_link_csv(runs, held_out, tmp_path, caps
     code = main(["train", "finetune", "--init", str(real), "--data", str(data), "--format", "beat",
                  "--out", str(tmp_path / "x"), "--steps", "1"])
     assert code == 2 and "--new-head" in capsys.readouterr().err
+    code = main(["train", "finetune", "--init", str(real), "--new-head", "--data", str(data), "--format", "beat",
+                 "--out", str(tmp_path / "y"), "--steps", "1", "--num-workers", "0", "--device", "tpu", "-q"])
+    assert code == 2 and "--device must be auto, cpu, cuda or cuda:N, got 'tpu'" in capsys.readouterr().err

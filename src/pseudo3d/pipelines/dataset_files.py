@@ -94,9 +94,5 @@ def write_dataset_files(out_dir: Path, config: BuildConfig) -> dict[str, Any]:
     return card
 
 
-def read_card(out_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(out_dir) / "dataset.json").read_text())
-
-
 def _write_parquet(table: pa.Table, path: Path) -> None:
     write_atomically(path, lambda temporary: pq.write_table(table, temporary))

@@ -9,11 +9,6 @@ from pseudo3d.schemas.records import ClipResult, EncodedSample
 from pseudo3d.schemas.sample import encode_sample
 from pseudo3d.schemas.version import SCHEMA_VERSION
 
-MANIFEST_COLUMNS = ("key", "source_id", "source", "identity", "clip_index", "start_s", "end_s",
-                    "duration_s", "n_frames", "fps", "backend")
-"""Fixed leading manifest columns; QA metrics and list-file metadata follow."""
-
-
 def encode_clip(result: ClipResult) -> EncodedSample:
     clip = result.clip
     per_clip = set(result.meta.get("per_clip_arrays", ()))

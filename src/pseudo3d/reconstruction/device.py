@@ -30,24 +30,25 @@ DEVICE_OPTION = "reconstruct.device"
 Rows = TypeVar("Rows", np.ndarray, torch.Tensor)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", option: str = DEVICE_OPTION) -> torch.device:
     """``auto`` → ``cuda`` when CUDA is available, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N``
-    as given. Raises :class:`ConfigError` naming ``reconstruct.device`` for an unknown name, for
-    CUDA on a machine without it, or for a CUDA index that does not exist."""
+    as given. The one device resolver: reconstruction, SyncNet and training. Raises
+    :class:`ConfigError` naming ``option`` (``reconstruct.device`` unless told) for an unknown
+    name, for CUDA on a machine without it, or for a CUDA index that does not exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"{DEVICE_OPTION} must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+        raise ConfigError(f"{option} must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{DEVICE_OPTION} must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ConfigError(f"{option} must be auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"{DEVICE_OPTION} is {name!r} but CUDA is not available here "
+            raise ConfigError(f"{option} is {name!r} but CUDA is not available here "
                               f"(torch {torch.__version__}); use auto or cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"{DEVICE_OPTION} is {name!r} but only {torch.cuda.device_count()} "
+            raise ConfigError(f"{option} is {name!r} but only {torch.cuda.device_count()} "
                               f"CUDA device(s) exist")
     return device
 

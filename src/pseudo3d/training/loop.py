@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.reconstruction.device import resolve_device
 from pseudo3d.training.checkpoint import RunFiles, load_training_state, save_model, save_training_state
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.losses import motion_loss
@@ -47,12 +48,6 @@ class TrainingJob:
     val_data: IterableDataset | None = None
     dim_weights: torch.Tensor | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _schedule(config: TrainConfig) -> Callable[[int], float]:
@@ -138,7 +133,7 @@ def validate(job: TrainingJob, device: torch.device) -> float | None:
 def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the job to ``config.steps``; returns the logged metric records."""
     config, files = job.config, RunFiles(job.run_dir)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, option="--device")
     torch.manual_seed(config.seed)
     job.model.to(device).train()
     job.norm_mean, job.norm_std = job.norm_mean.to(device), job.norm_std.to(device)
