@@ -18,7 +18,7 @@ from pseudo3d.errors import AssetError  # noqa: E402
 from pseudo3d.synth.beat import write_synthetic_beat  # noqa: E402
 from pseudo3d.synth.vocaset import write_synthetic_vocaset  # noqa: E402
 from pseudo3d.training.data import ARKIT_BLENDSHAPES, FinetuneWindows, collate_windows  # noqa: E402
-from pseudo3d.training.data.audio_files import read_audio_16k  # noqa: E402
+from pseudo3d.pipelines.audio import load_audio  # noqa: E402
 from pseudo3d.training.data.finetune_beat import read_blendshape_json  # noqa: E402
 
 SECONDS = 2.5
@@ -66,7 +66,7 @@ def test_vocaset_windows_are_vertices_minus_template_at_30_fps(vocaset):
         start = window["start_frame"]
         expected = vertices[::2][start:start + 30] - templates[subject].reshape(1, -1)
         np.testing.assert_allclose(window["target"].numpy(), expected, atol=1e-6)
-        audio = read_audio_16k(vocaset / "wav" / f"{window['key']}.wav")
+        audio = load_audio(vocaset / "wav" / f"{window['key']}.wav", 16000)
         first = round(start / 30 * 16000)
         np.testing.assert_array_equal(window["audio"].numpy(), audio[first:first + 16000])
         assert window["fps"] == 30.0

@@ -27,19 +27,8 @@ import numpy as np
 import torch
 
 from pseudo3d.errors import Pseudo3DError
-
-SAMPLE_RATE = 16000
-
-
-def load_audio(path: str | Path) -> np.ndarray:
-    """(S,) float32 mono at 16 kHz from an audio file or a video's first audio track; a
-    :class:`Pseudo3DError` naming the file when it cannot be read."""
-    from pseudo3d.pipelines.audio import load_audio as read
-
-    path = Path(path)
-    if not path.is_file():
-        raise Pseudo3DError(f"audio not found: {path}")
-    return read(path, SAMPLE_RATE)
+from pseudo3d.pipelines.audio import load_audio
+from pseudo3d.training.data.windows import SAMPLE_RATE
 
 
 def _load_template(path: str | Path) -> np.ndarray:
@@ -81,7 +70,7 @@ def animate(audio_path: str | Path, run: str | Path, out: str | Path, *, csv: st
             flame_model: str | Path | None = None) -> Animation:
     from pseudo3d.training.data import TargetSpec
 
-    audio = load_audio(audio_path)
+    audio = load_audio(audio_path, SAMPLE_RATE)
     motion, run_config = predict(run, audio, name=str(audio_path))
     target = TargetSpec.from_dict(run_config["target"])
     fps = float(run_config["fps"])

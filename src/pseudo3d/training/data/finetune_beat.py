@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pseudo3d.training.data.audio_files import read_audio_16k
+from pseudo3d.pipelines.audio import load_audio
 from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES, arkit_index
 from pseudo3d.training.data.sequences import LoadedSequence, SequenceInfo, decimation, usable_frames
 from pseudo3d.training.data.targets import TargetSpec
+from pseudo3d.training.data.windows import SAMPLE_RATE
 
 SOURCE_FPS = 60.0
 
@@ -126,4 +127,4 @@ class BeatReader:
 
     def load(self, info: SequenceInfo) -> LoadedSequence:
         weights = read_blendshape_json(info.motion_path)[:: self.step][: info.n_frames]
-        return LoadedSequence(target=np.ascontiguousarray(weights), audio=read_audio_16k(info.audio_path))
+        return LoadedSequence(target=np.ascontiguousarray(weights), audio=load_audio(info.audio_path, SAMPLE_RATE))

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pseudo3d.pipelines.audio import load_audio
 from pseudo3d.reconstruction.safe_pickle import safe_unpickle
-from pseudo3d.training.data.audio_files import read_audio_16k
 from pseudo3d.training.data.sequences import LoadedSequence, SequenceInfo, decimation, usable_frames
 from pseudo3d.training.data.targets import TargetSpec
+from pseudo3d.training.data.windows import SAMPLE_RATE
 
 TEMPLATES_FILE = "templates.pkl"
 VERTICES_DIR = "vertices_npy"
@@ -134,4 +135,4 @@ class VocasetReader:
     def load(self, info: SequenceInfo) -> LoadedSequence:
         vertices = np.asarray(self._vertices(info.motion_path)[:: self.step][: info.n_frames], np.float32)
         offsets = vertices - self.templates[info.subject].reshape(1, -1)
-        return LoadedSequence(target=np.ascontiguousarray(offsets), audio=read_audio_16k(info.audio_path))
+        return LoadedSequence(target=np.ascontiguousarray(offsets), audio=load_audio(info.audio_path, SAMPLE_RATE))
