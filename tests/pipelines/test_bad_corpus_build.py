@@ -99,6 +99,14 @@ def test_each_kind_has_its_documented_outcome(built, kind):
     assert all(failure["message"] for failure in rows)
     clips = [clip for clip in manifest if clip["source_id"] == row["source_id"]]
     assert (len(clips) > 0) == (status == "ok")
+    for failure in rows:  # a QA row carries each broken rule as data: the first is the row's error
+        rejections = failure["rejections"]
+        assert bool(rejections) == (failure["stage"] == "qa")
+        if rejections:
+            first = rejections[0]
+            assert first["metric"] == failure["error"] and first["option"] == f"min_{first['metric']}"
+            assert first["value"] < first["threshold"] == getattr(_config().qa, first["option"])
+            assert f"{first['metric']} = {first['value']:.4g} is below qa.{first['option']}" in failure["message"]
 
 
 def test_a_refused_protocol_in_a_list_file_becomes_a_row(built):

@@ -17,9 +17,9 @@ def _source(source_id, status="ok", duration=10.0):
     return {"source_id": source_id, "source": f"/corpus/{source_id}.mp4", "status": status, "duration_s": duration}
 
 
-def _failure(source_id, stage, error, clip=None, duration=None, message=""):
+def _failure(source_id, stage, error, clip=None, duration=None, message="", rejections=()):
     return {"source_id": source_id, "source": f"/corpus/{source_id}.mp4", "clip": clip, "stage": stage,
-            "error": error, "message": message, "duration_s": duration}
+            "error": error, "message": message, "duration_s": duration, "rejections": list(rejections)}
 
 
 def _dataset(sources, failures, clips) -> Dataset:
@@ -39,7 +39,10 @@ def test_time_lost_is_never_counted_twice():
                   _failure("c", "probe", "not_a_video"),
                   _failure("d", "qa", "face_size_px", "d_000", 6.0,
                            "face_size_px = 41.5 is below qa.min_face_size_px = 64; "
-                           "confidence_mean = 0.31 is below qa.min_confidence_mean = 0.5")],
+                           "confidence_mean = 0.31 is below qa.min_confidence_mean = 0.5",
+                           [{"metric": "face_size_px", "value": 41.5, "option": "min_face_size_px", "threshold": 64.0},
+                            {"metric": "confidence_mean", "value": 0.31, "option": "min_confidence_mean",
+                             "threshold": 0.5}])],
         clips=[("a", 0, 9.0)])
     assert seconds_lost(dataset) == [0.5, 1.0, 7.0, None, 6.0]
     steps = {step.key: step for step in funnel(dataset)}
@@ -51,6 +54,14 @@ def test_time_lost_is_never_counted_twice():
     assert by_error["clip_too_short"].count == 2 and by_error["clip_too_short"].seconds == 1.5
     assert by_error["not_a_video"].n_unknown == 1
     assert filtered_values(dataset) == {"face_size_px": [41.5], "confidence_mean": [0.31]}
+
+
+def test_rejected_values_come_from_the_rows_rejections_absolute_for_max_abs_rules():
+    rejection = {"metric": "av_offset_s", "value": -0.2, "option": "max_abs_av_offset_s", "threshold": 0.08}
+    dataset = _dataset(sources=[_source("e", "failed", 4.0)], clips=[],
+                       failures=[_failure("e", "qa", "av_offset_s", "e_000", 4.0, "(the message is not read)",
+                                          [rejection])])
+    assert filtered_values(dataset) == {"av_offset_s": [0.2]}
 
 
 def test_gallery_spreads_over_sources_in_input_order():

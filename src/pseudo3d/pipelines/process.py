@@ -229,7 +229,8 @@ class SourcePipeline:
             if rejections:
                 rows.append(Failure.of(
                     clip.source, "qa", rejections[0].metric, "; ".join(rejection.describe() for rejection in rejections),
-                    clip=clip.key, duration_s=clip.n_frames / clip.fps))
+                    clip=clip.key, duration_s=clip.n_frames / clip.fps,
+                    rejections=tuple(rejection.as_row() for rejection in rejections)))
                 return
             stage = "encode"
             keep(encode_clip(ClipResult(clip=clip, arrays=smoothed, meta=self.clip_meta(clip), metrics=metrics)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 from pseudo3d.config import QAConfig
 
@@ -116,6 +116,11 @@ class Rejection:
     option: str
     threshold: float
     detail: str = ""
+
+    def as_row(self) -> dict[str, Any]:
+        """The rejection as a failure row carries it (``Failure.rejections``)."""
+        return {"metric": self.metric, "value": float(self.value), "option": self.option,
+                "threshold": float(self.threshold)}
 
     def describe(self) -> str:
         relation = {"min_": "below", "max_": "above"}[self.option[:4]]

@@ -173,6 +173,10 @@ class Failure:
     """The clip concerned (a key, or a time span for a clip that was never kept), if any."""
     duration_s: float | None = None
     """Length of the clip concerned, seconds (for the QA funnel's hours)."""
+    rejections: tuple[dict[str, Any], ...] = ()
+    """For a ``qa`` row: every filter rule the clip broke, in rule order, each ``{"metric",
+    "value", "option", "threshold"}`` (the metric as measured, the ``qa.*`` option and its
+    value); empty for other rows."""
 
     @property
     def kind(self) -> str:
@@ -185,14 +189,15 @@ class Failure:
 
     @classmethod
     def of(cls, source: Source, stage: str, error: str, message: str, clip: str | None = None,
-           duration_s: float | None = None) -> "Failure":
+           duration_s: float | None = None, rejections: tuple[dict[str, Any], ...] = ()) -> "Failure":
         """The row of ``source``; its local path in ``message`` becomes its portable reference."""
         return cls(source.source_id, source.reference, stage, error, message.replace(source.uri, source.reference),
-                   clip=clip, duration_s=duration_s)
+                   clip=clip, duration_s=duration_s, rejections=rejections)
 
     def to_row(self) -> dict[str, Any]:
         return {"source_id": self.source_id, "source": self.source, "clip": self.clip, "stage": self.stage,
-                "error": self.error, "kind": self.kind, "message": self.message, "duration_s": self.duration_s}
+                "error": self.error, "kind": self.kind, "message": self.message, "duration_s": self.duration_s,
+                "rejections": [dict(rejection) for rejection in self.rejections]}
 
 
 @dataclass

@@ -16,6 +16,8 @@ FAILURES_SCHEMA = pa.schema([
     ("kind", pa.string()),
     ("message", pa.string()),
     ("duration_s", pa.float64()),
+    ("rejections", pa.list_(pa.struct([("metric", pa.string()), ("value", pa.float64()),
+                                       ("option", pa.string()), ("threshold", pa.float64())]))),
 ])
 
 SOURCES_SCHEMA = pa.schema([

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +21,6 @@ from pseudo3d.qa.filters import RULES
 
 CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 """Stages whose clip-level failure rows are clips that were found and then dropped."""
-
-_REJECTION = re.compile(r"(?P<metric>[a-z0-9_]+)(?P<absolute> \(absolute\))? = (?P<value>[-+0-9.eE]+|nan|inf) is (?:above|below)")
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -265,16 +261,18 @@ def breaks(threshold: Threshold, values: np.ndarray) -> np.ndarray:
 
 
 def filtered_values(dataset: Dataset) -> dict[str, list[float]]:
-    """Metric → values of the clips QA rejected, parsed from the ``qa`` failure messages (every
-    broken rule of a clip is listed there). Values of ``max_abs`` rules are absolute values."""
+    """Metric → values of the clips QA rejected, from the ``rejections`` of the ``qa`` failure
+    rows (every broken rule of a clip is there). Values of ``max_abs`` rules are absolute values."""
     found: dict[str, list[float]] = {}
     for row in dataset.failures:
         if row.get("stage") != "qa":
             continue
-        for match in _REJECTION.finditer(row.get("message") or ""):
-            value = float(match["value"])
+        for rejection in row.get("rejections") or ():
+            value = float(rejection["value"])
+            if rejection["option"].startswith("max_abs"):
+                value = abs(value)
             if math.isfinite(value):
-                found.setdefault(match["metric"], []).append(value)
+                found.setdefault(rejection["metric"], []).append(value)
     return found
 
 
