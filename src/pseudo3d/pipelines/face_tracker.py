@@ -54,7 +54,6 @@ from pseudo3d.pipelines.face_detector import (FACE_FRACTION_MIN, Detection, Face
                                                    suppress)
 from pseudo3d.pipelines.face_window import Window, angle_between, landmark_angle, quarter_turns
 
-N_LANDMARKS = 478
 SWITCH_RATIO = 1.5
 """A face this many times larger (in area) than the followed one takes the track over."""
 SWITCH_CHECK_EVERY = 5

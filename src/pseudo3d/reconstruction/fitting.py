@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pseudo3d.reconstruction.assets import N_JOINTS
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.reconstruction.flame.landmarks import barycentric_points
 from pseudo3d.reconstruction.flame.lbs import linear_blend_skinning
 
-N_JOINTS = 5
 
 
 class LandmarkFlame(nn.Module):

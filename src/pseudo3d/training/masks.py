@@ -30,6 +30,7 @@ import numpy as np
 
 from pseudo3d.errors import AssetError
 from pseudo3d.files import write_bytes_atomically
+from pseudo3d.reconstruction.assets import N_MEDIAPIPE
 from pseudo3d.reconstruction.safe_pickle import safe_unpickle
 from pseudo3d.training.metrics import vertex_indices
 
@@ -40,7 +41,6 @@ LIP_REGION = "lips"
 UPPER_FACE_REGIONS = ("forehead", "eye_region")
 _WHAT = "FLAME masks (FLAME_masks.pkl)"
 
-N_MEDIAPIPE_LANDMARKS = 478
 MEDIAPIPE_IRISES = tuple(range(468, 478))
 """Iris landmarks (refined mesh): they move with the gaze, like FLAME's eyeballs, so they are in
 no face region."""
@@ -154,7 +154,7 @@ def mediapipe_region_masks() -> dict[str, np.ndarray]:
     x, y = template[:, 0], template[:, 1]
     eyes = landmarks(connections.FACEMESH_LEFT_EYE, connections.FACEMESH_RIGHT_EYE)
     brows = landmarks(connections.FACEMESH_LEFT_EYEBROW, connections.FACEMESH_RIGHT_EYEBROW)
-    not_iris = np.ones(N_MEDIAPIPE_LANDMARKS, bool)
+    not_iris = np.ones(N_MEDIAPIPE, bool)
     not_iris[list(MEDIAPIPE_IRISES)] = False
     band_bottom, brow_top = y[eyes].min(), y[brows].max()
     eye_region = np.flatnonzero(not_iris & (y >= band_bottom) & (y <= brow_top))

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pseudo3d.reconstruction.assets import N_MEDIAPIPE
+
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 """MediaPipe landmarks in the middle of the inner upper and lower lip."""
-N_MEDIAPIPE_LANDMARKS = 478
 
 
 def _sequences(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +142,8 @@ def mediapipe_lip_opening(mesh: np.ndarray) -> np.ndarray:
     """(T,) float64 distance between the inner-lip middles (MediaPipe landmarks 13 and 14) of a
     (T, 478, 3) MediaPipe mesh, in the mesh's unit (≈ cm in the template's head frame)."""
     mesh = np.asarray(mesh, np.float64)
-    if mesh.ndim != 3 or mesh.shape[1:] != (N_MEDIAPIPE_LANDMARKS, 3):
-        raise ValueError(f"mesh must have shape (T, {N_MEDIAPIPE_LANDMARKS}, 3) (MediaPipe landmarks), "
+    if mesh.ndim != 3 or mesh.shape[1:] != (N_MEDIAPIPE, 3):
+        raise ValueError(f"mesh must have shape (T, {N_MEDIAPIPE}, 3) (MediaPipe landmarks), "
                          f"got {mesh.shape}")
     return np.linalg.norm(mesh[:, UPPER_INNER_LIP] - mesh[:, LOWER_INNER_LIP], axis=-1)
 

@@ -19,6 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pseudo3d.reconstruction.assets import N_MEDIAPIPE
+from pseudo3d.training.data.windows import SAMPLE_RATE
+
 BACKGROUND = (232, 234, 238)
 """Neutral light grey (RGB)."""
 MATERIAL_COLOURS = np.array([[200, 196, 190],   # 0 skin: a warm clay
@@ -31,8 +34,6 @@ AMBIENT = 0.3
 SUPERSAMPLE = 2
 MARGIN = 0.06
 """Fraction of the image left empty on each side of the sequence's bounds."""
-SAMPLE_RATE = 16_000
-N_MEDIAPIPE_LANDMARKS = 478
 _SUBPIXEL_BITS = 2  # cv2 fill coordinates carry 2 fractional bits
 
 
@@ -141,8 +142,8 @@ def render_preview(path: str | Path, vertices: np.ndarray, faces: np.ndarray | N
 
     vertices = np.asarray(vertices, np.float64)
     if faces is None:
-        if vertices.ndim != 3 or vertices.shape[1] != N_MEDIAPIPE_LANDMARKS:
-            raise ValueError(f"faces=None means a MediaPipe mesh of shape (T, {N_MEDIAPIPE_LANDMARKS}, 3), "
+        if vertices.ndim != 3 or vertices.shape[1] != N_MEDIAPIPE:
+            raise ValueError(f"faces=None means a MediaPipe mesh of shape (T, {N_MEDIAPIPE}, 3), "
                              f"got vertices {vertices.shape}; pass the mesh's faces")
         faces, mediapipe_material = _mediapipe_topology()
         material = mediapipe_material if material is None else material
