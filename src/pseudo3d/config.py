@@ -21,8 +21,7 @@ import yaml
 
 from pseudo3d.config_mapping import dataclass_from_mapping
 from pseudo3d.errors import ConfigError
-from pseudo3d.reconstruction import BACKENDS
-from pseudo3d.reconstruction.asset_files import file_sha256
+from pseudo3d.files import file_sha256
 from pseudo3d.smoothing.config import SmoothingSpec
 
 
@@ -357,6 +356,9 @@ class ReconstructConfig:
 
 
 # Which reconstruct options each backend needs, with the command-line flag that sets each.
+BACKEND_NAMES = ("mediapipe", "deca", "flame-fit")
+"""The values of ``backend`` (:data:`pseudo3d.reconstruction.BACKENDS` holds what each one is)."""
+
 _BACKEND_NEEDS = {
     "deca": (("flame_model", "--flame-model"), ("deca_checkpoint", "--deca-checkpoint")),
     "flame-fit": (("flame_model", "--flame-model"), ("landmark_embedding", "--landmark-embedding")),
@@ -379,7 +381,7 @@ class BuildConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
 
     def __post_init__(self):
-        _check(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        _check(self.backend in BACKEND_NAMES, f"backend must be one of {', '.join(BACKEND_NAMES)}; got {self.backend!r}")
         for option, flag in _BACKEND_NEEDS.get(self.backend, ()):
             _check(getattr(self.reconstruct, option) is not None,
                    f"backend {self.backend} needs reconstruct.{option} ({flag} PATH)")

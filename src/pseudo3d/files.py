@@ -96,3 +96,12 @@ class HashingWriter:
         if sync:
             os.fsync(self._handle.fileno())
         self._handle.close()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (assets and weights in sample meta and the dataset card)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

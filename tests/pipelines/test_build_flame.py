@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pseudo3d.cli import main
-from pseudo3d.reconstruction.asset_files import file_sha256
+from pseudo3d.files import file_sha256
 from pseudo3d.schemas.shard_reader import iter_samples
 
 pytestmark = pytest.mark.slow

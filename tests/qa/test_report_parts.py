@@ -75,7 +75,8 @@ def test_gallery_spreads_over_sources_in_input_order():
 
 
 def test_thumbnails_show_the_face_of_the_frame_nearest_the_clip_s_middle():
-    from pseudo3d.pipelines.thumbnails import SIZE, ThumbnailPicker, decode_jpeg
+    from pseudo3d.pipelines.thumbnails import SIZE, ThumbnailPicker
+    from pseudo3d.qa.report.images import decode_jpeg
 
     picker = ThumbnailPicker(fps=25.0)  # a candidate every 50 frames, at 25, 75, 125, ...
     square = np.array([[100.0, 100.0], [140.0, 100.0], [100.0, 140.0], [140.0, 140.0]])  # a 40 px "face"

@@ -67,7 +67,7 @@ def test_build_scores_every_clip_and_the_default_filter_rejects_unconfident_sync
     [row] = [r for r in pq.read_table(out / "failures.parquet").to_pylist() if r["stage"] == "qa"]
     assert row["error"] == "lse_c" and "qa.min_lse_c = 3" in row["message"]
     card = json.loads((out / "dataset.json").read_text())
-    from pseudo3d.reconstruction.asset_files import file_sha256
+    from pseudo3d.files import file_sha256
 
     assert card["config"]["qa"]["sync_model"] == {"name": sync_model.name, "sha256": file_sha256(sync_model)}
 

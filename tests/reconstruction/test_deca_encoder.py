@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")  # torch is an optional extra (pseudo3d[train])
 
-from pseudo3d.reconstruction.asset_files import file_sha256  # noqa: E402
+from pseudo3d.files import file_sha256  # noqa: E402
 from pseudo3d.reconstruction.deca import (  # noqa: E402
     CODE_LAYOUT, CODE_SHAPES, N_CODES, DecaEncoder, load_deca_state_dict)
 from pseudo3d.synth.deca_assets import write_synthetic_deca_checkpoint  # noqa: E402

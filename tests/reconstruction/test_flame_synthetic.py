@@ -10,7 +10,7 @@ import scipy.sparse
 import torch
 
 from pseudo3d.reconstruction.assets import load_landmark_embedding
-from pseudo3d.reconstruction.asset_files import file_sha256
+from pseudo3d.files import file_sha256
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.reconstruction.template import mediapipe_template
 from pseudo3d.synth.flame_assets import (

@@ -50,14 +50,6 @@ def encode_jpeg(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes → (H, W, 3) uint8 RGB. Raises ``ValueError`` for bytes that are not a JPEG."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("not a JPEG image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 class ThumbnailPicker:
     """Collects face thumbnails while a source is decoded; hands each clip the one nearest its
     middle. ``fps``: the output frame rate (frames are numbered on the output grid)."""

@@ -32,10 +32,11 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("SyncNet (LSE-D/LSE-C) needs PyTorch; install it with: pip install 'pseudo3d[train]'") from error
 
 from pseudo3d.errors import AssetError
+from pseudo3d.files import file_sha256
 from pseudo3d.qa.syncnet_scoring import (CROP_SIZE, DEFAULT_VSHIFT, FPS, MFCC_PER_FRAME, N_MFCC, SAMPLE_RATE,
                                          WINDOW_FRAMES, WINDOW_MFCC, n_sync_windows, offset_distances,
                                          sync_figures, syncnet_mfcc)
-from pseudo3d.reconstruction.asset_files import file_sha256, require_file
+from pseudo3d.reconstruction.asset_files import require_file
 from pseudo3d.reconstruction.device import resolve_device
 from pseudo3d.reconstruction.torch_checkpoint import (checked_state_dict, load_tensors_only, module_shapes,
                                                      module_with_state)

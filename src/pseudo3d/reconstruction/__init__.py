@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from pseudo3d.config import BACKEND_NAMES
+
 if TYPE_CHECKING:
     from pseudo3d.config import BuildConfig
     from pseudo3d.reconstruction.base import Reconstructor
@@ -59,11 +61,13 @@ def _check_flame_fit(config: "BuildConfig") -> None:
     check_flame_fit(config)
 
 
-BACKENDS: dict[str, BackendSpec] = {
+_SPECS = {
     "mediapipe": BackendSpec(_mediapipe, needs_crops=False, gpu_capable=False),
     "deca": BackendSpec(_deca, needs_crops=True, gpu_capable=True, check_assets=_check_deca),
     "flame-fit": BackendSpec(_flame_fit, needs_crops=False, gpu_capable=True, check_assets=_check_flame_fit),
 }
+BACKENDS: dict[str, BackendSpec] = {name: _SPECS[name] for name in BACKEND_NAMES}
+"""Backend name → its spec, for every name the configuration accepts (``config.BACKEND_NAMES``)."""
 
 
 def make_backend(config: "BuildConfig") -> "Reconstructor":

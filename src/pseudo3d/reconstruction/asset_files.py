@@ -1,8 +1,8 @@
-"""Small helpers shared by the asset loaders: existence checks with clear errors, and hashes."""
+"""Small helpers shared by the asset loaders: existence checks with clear errors (file hashes:
+:func:`pseudo3d.files.file_sha256`)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pseudo3d.errors import AssetError
@@ -17,12 +17,3 @@ def require_file(path: str | Path, what: str) -> Path:
     if not path.is_file():
         raise AssetError(f"{what} must be a file, got a directory: {path}")
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (recorded in sample meta and the dataset card)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -33,7 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from pseudo3d.errors import AssetError
-from pseudo3d.reconstruction.asset_files import file_sha256, require_file
+from pseudo3d.files import file_sha256
+from pseudo3d.reconstruction.asset_files import require_file
 from pseudo3d.reconstruction.safe_pickle import read_pickled_npy, safe_unpickle
 
 MODEL_WHAT = "FLAME model (generic_model.pkl or flame2023_Open.pkl)"

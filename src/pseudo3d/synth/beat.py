@@ -25,7 +25,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from pseudo3d.synth.speech import SAMPLE_RATE as SPEECH_RATE
 from pseudo3d.synth.speech import SpeechPlan, mouth_open_curve, plan_speech, synthesize_speech
-from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES
+from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES
 
 FPS = 60
 ROUNDED_VOWELS = ("o", "u")

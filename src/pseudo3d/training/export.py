@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from pseudo3d.files import write_bytes_atomically
-from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES, LIVE_LINK_FACE_COLUMNS, LIVE_LINK_FACE_ROTATIONS
+from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES, LIVE_LINK_FACE_COLUMNS, LIVE_LINK_FACE_ROTATIONS
 from pseudo3d.training.render import mediapipe_faces, render_preview
 
 __all__ = ["ARKIT_52", "LIVE_LINK_FACE_BLENDSHAPES", "LIVE_LINK_FACE_ROTATIONS", "live_link_timecode",
            "mediapipe_faces", "render_preview", "write_live_link_csv"]
 
 ARKIT_52 = ARKIT_BLENDSHAPES
-"""ARKit's 52 blendshapes in ARKit's canonical order (defined once, in :mod:`pseudo3d.training.data.blendshapes`)."""
+"""ARKit's 52 blendshapes in ARKit's canonical order (defined once, in :mod:`pseudo3d.schemas.blendshapes`)."""
 
 LIVE_LINK_FACE_BLENDSHAPES = LIVE_LINK_FACE_COLUMNS[2:2 + len(ARKIT_BLENDSHAPES)]
 """The blendshape columns of a Live Link Face CSV, in the app's order and capitalisation."""

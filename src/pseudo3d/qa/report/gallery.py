@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pseudo3d.pipelines.thumbnails import decode_jpeg
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import Dataset
 from pseudo3d.qa.report.figures import mouth_audio_plot
 from pseudo3d.qa.report.frames import draw_points
-from pseudo3d.qa.report.images import fit_within, png_data_uri
+from pseudo3d.qa.report.images import decode_jpeg, fit_within, png_data_uri
 from pseudo3d.qa.report.meshes import FLAME_MEMBERS, MESH_MEMBERS, FrameMesh, MeshUnavailable, frame_mesh
 from pseudo3d.qa.report.render import render_mesh
 from pseudo3d.qa.report.samples import read_members

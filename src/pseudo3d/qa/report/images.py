@@ -36,3 +36,12 @@ def fit_within(image: np.ndarray, max_side: int, upscale: bool = False) -> np.nd
         return image
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes (a sample's ``thumbnail.jpg``) → (H, W, 3) uint8 RGB. Raises ``ValueError``
+    for bytes that are not a JPEG."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("not a JPEG image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pseudo3d.reconstruction.asset_files import file_sha256
+from pseudo3d.files import file_sha256
 from pseudo3d.reconstruction.deca.checkpoint import load_deca_state_dict
 from pseudo3d.reconstruction.deca.codes import N_CODES, split_codes
 from pseudo3d.reconstruction.deca.resnet import FEATURE_SIZE, ResNet50

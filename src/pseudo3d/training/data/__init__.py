@@ -22,7 +22,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("pseudo3d.training.data needs PyTorch; install it with: pip install 'pseudo3d[train]'") from error
 
-from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES, LIVE_LINK_FACE_COLUMNS, arkit_index
+from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES, LIVE_LINK_FACE_COLUMNS, arkit_index
 from pseudo3d.training.data.collate import collate_windows, worker_init_fn
 from pseudo3d.training.data.finetune import FinetuneWindows
 from pseudo3d.training.data.norm import NormStats, compute_norm_stats

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pseudo3d.pipelines.audio import load_audio
-from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES, arkit_index
+from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES, arkit_index
 from pseudo3d.training.data.sequences import LoadedSequence, SequenceInfo, decimation, usable_frames
 from pseudo3d.training.data.targets import TargetSpec
 from pseudo3d.training.data.windows import SAMPLE_RATE

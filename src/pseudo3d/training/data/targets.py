@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pseudo3d.training.data.blendshapes import ARKIT_BLENDSHAPES
+from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES
 
 KINDS = ("mesh_offsets", "flame", "blendshapes")
 TEMPLATES = ("clip_mean", "subject", "none")
