@@ -300,8 +300,8 @@ def test_fsspec_urls_read_like_local_paths(data):
     remote = list(ShardWindows(["memory://ds-a"], spec, 10, fps=FPS, shuffle_buffer=4, seed=1))
     local = list(ShardWindows([str(data["a"])], spec, 10, fps=FPS, shuffle_buffer=4, seed=1))
     assert len(remote) == len(local) > 0
-    for r, l in zip(remote, local):
-        assert (r["key"], r["start_frame"]) == (l["key"], l["start_frame"])
-        assert torch.equal(r["audio"], l["audio"]) and torch.equal(r["target"], l["target"])
+    for far, near in zip(remote, local):
+        assert (far["key"], far["start_frame"]) == (near["key"], near["start_frame"])
+        assert torch.equal(far["audio"], near["audio"]) and torch.equal(far["target"], near["target"])
     assert first_sample("memory://ds-a")["__key__"] == first_sample(str(data["a"]))["__key__"]
     memory.rm("/ds-a", recursive=True)

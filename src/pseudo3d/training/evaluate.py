@@ -102,6 +102,6 @@ def _vertex_metrics(prediction, truth, n_vertices, masks, envelopes, m) -> dict[
         lips_pred = [m.mediapipe_lip_opening(template + p) for p in pred]
         lips_true = [m.mediapipe_lip_opening(template + t) for t in true]
         result["lip_opening_r"] = float(np.corrcoef(np.concatenate(lips_pred), np.concatenate(lips_true))[0, 1])
-        result["lip_audio_r_predicted"] = float(np.nanmean([m.lip_audio_correlation(l, e) for l, e in zip(lips_pred, envelopes)]))
-        result["lip_audio_r_reference"] = float(np.nanmean([m.lip_audio_correlation(l, e) for l, e in zip(lips_true, envelopes)]))
+        result["lip_audio_r_predicted"] = float(np.nanmean([m.lip_audio_correlation(lips, env) for lips, env in zip(lips_pred, envelopes)]))
+        result["lip_audio_r_reference"] = float(np.nanmean([m.lip_audio_correlation(lips, env) for lips, env in zip(lips_true, envelopes)]))
     return result
