@@ -20,14 +20,10 @@ from typing import Any, Callable, Mapping, Optional
 import yaml
 
 from pseudo3d.config_mapping import dataclass_from_mapping
-from pseudo3d.errors import ConfigError
+from pseudo3d.errors import ConfigError, require
 from pseudo3d.files import file_sha256
 from pseudo3d.smoothing.config import SmoothingSpec
 
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 _ASSET = {"asset": True}
@@ -57,9 +53,9 @@ class DecodeConfig:
     """A source without an audio stream becomes a failure row (stage ``probe``)."""
 
     def __post_init__(self):
-        _check(1.0 <= self.fps <= 240.0, f"fps must be in [1, 240], got {self.fps}")
-        _check(8000 <= self.sample_rate <= 96000, f"sample_rate must be in [8000, 96000] Hz, got {self.sample_rate}")
-        _check(self.max_side >= 64, f"max_side must be >= 64 pixels, got {self.max_side}")
+        require(1.0 <= self.fps <= 240.0, f"fps must be in [1, 240], got {self.fps}")
+        require(8000 <= self.sample_rate <= 96000, f"sample_rate must be in [8000, 96000] Hz, got {self.sample_rate}")
+        require(self.max_side >= 64, f"max_side must be >= 64 pixels, got {self.max_side}")
 
 
 @dataclass(frozen=True)
@@ -96,17 +92,17 @@ class LimitsConfig:
     before its failure is committed. Permanent failures (a bad input) are never retried."""
 
     def __post_init__(self):
-        _check(self.stall_timeout_s > 0, f"stall_timeout_s must be > 0 seconds, got {self.stall_timeout_s}")
-        _check(self.max_buffered_gb > 0, f"max_buffered_gb must be > 0, got {self.max_buffered_gb}")
-        _check(isinstance(self.threads_per_worker, int) and self.threads_per_worker >= 0,
+        require(self.stall_timeout_s > 0, f"stall_timeout_s must be > 0 seconds, got {self.stall_timeout_s}")
+        require(self.max_buffered_gb > 0, f"max_buffered_gb must be > 0, got {self.max_buffered_gb}")
+        require(isinstance(self.threads_per_worker, int) and self.threads_per_worker >= 0,
                f"threads_per_worker must be an integer >= 0, got {self.threads_per_worker!r}")
-        _check(isinstance(self.transient_retries, int) and self.transient_retries >= 0,
+        require(isinstance(self.transient_retries, int) and self.transient_retries >= 0,
                f"transient_retries must be an integer >= 0, got {self.transient_retries!r}")
-        _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
-        _check(self.max_duration_s > 0, f"max_duration_s must be > 0 seconds, got {self.max_duration_s}")
-        _check(self.timeout_base_s > 0, f"timeout_base_s must be > 0 seconds, got {self.timeout_base_s}")
-        _check(self.timeout_per_video_s >= 0, f"timeout_per_video_s must be >= 0, got {self.timeout_per_video_s}")
-        _check(isinstance(self.allowed_protocols, tuple) and all(isinstance(p, str) and p for p in self.allowed_protocols),
+        require(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
+        require(self.max_duration_s > 0, f"max_duration_s must be > 0 seconds, got {self.max_duration_s}")
+        require(self.timeout_base_s > 0, f"timeout_base_s must be > 0 seconds, got {self.timeout_base_s}")
+        require(self.timeout_per_video_s >= 0, f"timeout_per_video_s must be >= 0, got {self.timeout_per_video_s}")
+        require(isinstance(self.allowed_protocols, tuple) and all(isinstance(p, str) and p for p in self.allowed_protocols),
                f"allowed_protocols must be a list of protocol names, got {self.allowed_protocols!r}")
 
 
@@ -158,17 +154,17 @@ class TrackConfig:
     def __post_init__(self):
         for name in ("min_detection_confidence", "min_tracking_confidence"):
             value = getattr(self, name)
-            _check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
-        _check(self.min_clip_s > 0, f"min_clip_s must be > 0 seconds, got {self.min_clip_s}")
-        _check(self.max_clip_s >= self.min_clip_s,
+            require(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        require(self.min_clip_s > 0, f"min_clip_s must be > 0 seconds, got {self.min_clip_s}")
+        require(self.max_clip_s >= self.min_clip_s,
                f"max_clip_s ({self.max_clip_s}) must be >= min_clip_s ({self.min_clip_s})")
-        _check(self.max_gap_s >= 0, f"max_gap_s must be >= 0 seconds, got {self.max_gap_s}")
-        _check(0 < self.cut_threshold <= 1, f"cut_threshold must be in (0, 1], got {self.cut_threshold}")
-        _check(self.max_jump > 0, f"max_jump must be > 0, got {self.max_jump}")
-        _check(1 <= self.max_faces <= 8, f"max_faces must be in [1, 8], got {self.max_faces}")
-        _check(8.0 <= self.min_face_px <= 1000.0, f"min_face_px must be in [8, 1000] pixels, got {self.min_face_px}")
-        _check(32 <= self.crop_size <= 1024, f"crop_size must be in [32, 1024] pixels, got {self.crop_size}")
-        _check(0.5 <= self.crop_scale <= 4.0, f"crop_scale must be in [0.5, 4], got {self.crop_scale}")
+        require(self.max_gap_s >= 0, f"max_gap_s must be >= 0 seconds, got {self.max_gap_s}")
+        require(0 < self.cut_threshold <= 1, f"cut_threshold must be in (0, 1], got {self.cut_threshold}")
+        require(self.max_jump > 0, f"max_jump must be > 0, got {self.max_jump}")
+        require(1 <= self.max_faces <= 8, f"max_faces must be in [1, 8], got {self.max_faces}")
+        require(8.0 <= self.min_face_px <= 1000.0, f"min_face_px must be in [8, 1000] pixels, got {self.min_face_px}")
+        require(32 <= self.crop_size <= 1024, f"crop_size must be in [32, 1024] pixels, got {self.crop_size}")
+        require(0.5 <= self.crop_scale <= 4.0, f"crop_scale must be in [0.5, 4], got {self.crop_scale}")
 
 
 @dataclass(frozen=True)
@@ -256,24 +252,24 @@ class QAConfig:
     """SyncNet windows (5 frames each) per forward pass; speed only, not content."""
 
     def __post_init__(self):
-        _check(0 <= self.min_confidence_mean <= 1, f"min_confidence_mean must be in [0, 1], got {self.min_confidence_mean}")
-        _check(0 <= self.max_interpolated_fraction <= 1,
+        require(0 <= self.min_confidence_mean <= 1, f"min_confidence_mean must be in [0, 1], got {self.min_confidence_mean}")
+        require(0 <= self.max_interpolated_fraction <= 1,
                f"max_interpolated_fraction must be in [0, 1], got {self.max_interpolated_fraction}")
-        _check(self.min_face_size_px >= 0, f"min_face_size_px must be >= 0, got {self.min_face_size_px}")
-        _check(self.max_reprojection_error_px > 0, f"max_reprojection_error_px must be > 0, got {self.max_reprojection_error_px}")
-        _check(self.min_audio_loudness_dbfs <= 0, f"min_audio_loudness_dbfs must be <= 0, got {self.min_audio_loudness_dbfs}")
+        require(self.min_face_size_px >= 0, f"min_face_size_px must be >= 0, got {self.min_face_size_px}")
+        require(self.max_reprojection_error_px > 0, f"max_reprojection_error_px must be > 0, got {self.max_reprojection_error_px}")
+        require(self.min_audio_loudness_dbfs <= 0, f"min_audio_loudness_dbfs must be <= 0, got {self.min_audio_loudness_dbfs}")
         for name in ("max_silence_fraction", "max_clipping_fraction"):
-            _check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
-        _check(self.max_abs_av_offset_s > 0, f"max_abs_av_offset_s must be > 0 seconds, got {self.max_abs_av_offset_s}")
-        _check(0 < self.max_av_sync_p_value < 1, f"max_av_sync_p_value must be in (0, 1), got {self.max_av_sync_p_value}")
-        _check(self.min_av_speech_s >= 0, f"min_av_speech_s must be >= 0 seconds, got {self.min_av_speech_s}")
-        _check(self.min_av_mouth_motion >= 0, f"min_av_mouth_motion must be >= 0, got {self.min_av_mouth_motion}")
-        _check(0 < self.av_max_lag_s <= 5, f"av_max_lag_s must be in (0, 5] seconds, got {self.av_max_lag_s}")
-        _check(self.min_lse_c >= 0, f"min_lse_c must be >= 0, got {self.min_lse_c}")
-        _check(self.max_lse_d is None or self.max_lse_d > 0, f"max_lse_d must be > 0 (or null: off), got {self.max_lse_d}")
-        _check(0 <= self.max_abs_syncnet_offset_frames <= 15,
+            require(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
+        require(self.max_abs_av_offset_s > 0, f"max_abs_av_offset_s must be > 0 seconds, got {self.max_abs_av_offset_s}")
+        require(0 < self.max_av_sync_p_value < 1, f"max_av_sync_p_value must be in (0, 1), got {self.max_av_sync_p_value}")
+        require(self.min_av_speech_s >= 0, f"min_av_speech_s must be >= 0 seconds, got {self.min_av_speech_s}")
+        require(self.min_av_mouth_motion >= 0, f"min_av_mouth_motion must be >= 0, got {self.min_av_mouth_motion}")
+        require(0 < self.av_max_lag_s <= 5, f"av_max_lag_s must be in (0, 5] seconds, got {self.av_max_lag_s}")
+        require(self.min_lse_c >= 0, f"min_lse_c must be >= 0, got {self.min_lse_c}")
+        require(self.max_lse_d is None or self.max_lse_d > 0, f"max_lse_d must be > 0 (or null: off), got {self.max_lse_d}")
+        require(0 <= self.max_abs_syncnet_offset_frames <= 15,
                f"max_abs_syncnet_offset_frames must be in [0, 15] frames, got {self.max_abs_syncnet_offset_frames}")
-        _check(self.sync_batch_size >= 1, f"sync_batch_size must be >= 1, got {self.sync_batch_size}")
+        require(self.sync_batch_size >= 1, f"sync_batch_size must be >= 1, got {self.sync_batch_size}")
 
 
 @dataclass(frozen=True)
@@ -289,8 +285,8 @@ class ShardConfig:
     """Also store the 224x224 face crops (``crops.npy``, uint8, about 150 kB per frame)."""
 
     def __post_init__(self):
-        _check(self.max_samples >= 1, f"max_samples must be >= 1, got {self.max_samples}")
-        _check(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
+        require(self.max_samples >= 1, f"max_samples must be >= 1, got {self.max_samples}")
+        require(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
 
 
 @dataclass(frozen=True)
@@ -314,11 +310,11 @@ class FitConfig:
     """Weight of the second-difference penalty tying consecutive frames."""
 
     def __post_init__(self):
-        _check(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
-        _check(self.rigid_iterations >= 0, f"rigid_iterations must be >= 0, got {self.rigid_iterations}")
-        _check(0 < self.learning_rate <= 1, f"learning_rate must be in (0, 1], got {self.learning_rate}")
+        require(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
+        require(self.rigid_iterations >= 0, f"rigid_iterations must be >= 0, got {self.rigid_iterations}")
+        require(0 < self.learning_rate <= 1, f"learning_rate must be in (0, 1], got {self.learning_rate}")
         for name in ("depth_weight", "shape_prior", "expression_prior", "jaw_prior", "temporal"):
-            _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -348,10 +344,10 @@ class ReconstructConfig:
     """``flame-fit`` optimisation settings."""
 
     def __post_init__(self):
-        _check(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")
-        _check(1 <= self.n_expression <= 100, f"n_expression must be in [1, 100], got {self.n_expression}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        require(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")
+        require(1 <= self.n_expression <= 100, f"n_expression must be in [1, 100], got {self.n_expression}")
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
@@ -381,13 +377,13 @@ class BuildConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
 
     def __post_init__(self):
-        _check(self.backend in BACKEND_NAMES, f"backend must be one of {', '.join(BACKEND_NAMES)}; got {self.backend!r}")
+        require(self.backend in BACKEND_NAMES, f"backend must be one of {', '.join(BACKEND_NAMES)}; got {self.backend!r}")
         for option, flag in _BACKEND_NEEDS.get(self.backend, ()):
-            _check(getattr(self.reconstruct, option) is not None,
+            require(getattr(self.reconstruct, option) is not None,
                    f"backend {self.backend} needs reconstruct.{option} ({flag} PATH)")
         if self.qa.sync_model is not None:  # SyncNet's windows are 5 frames at 25 fps over 16 kHz MFCCs
-            _check(self.decode.fps == 25.0, f"qa.sync_model (SyncNet) needs decode.fps: 25, got {self.decode.fps:g}")
-            _check(self.decode.sample_rate == 16000,
+            require(self.decode.fps == 25.0, f"qa.sync_model (SyncNet) needs decode.fps: 25, got {self.decode.fps:g}")
+            require(self.decode.sample_rate == 16000,
                    f"qa.sync_model (SyncNet) needs decode.sample_rate: 16000, got {self.decode.sample_rate}")
 
     def to_dict(self) -> dict[str, Any]:

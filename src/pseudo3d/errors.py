@@ -19,6 +19,12 @@ class ConfigError(Pseudo3DError, ValueError):
     """A bad configuration value; the message names the option."""
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` (which names the option) unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
+
+
 class StageError(Exception):
     """One input failed in one stage.
 

@@ -112,3 +112,35 @@ def test_a_very_long_track_is_cut_as_it_grows():
     # The gap across the cut is filled on both sides of it, on the straight line it would have had whole.
     assert result.interpolated[98:103].all() and result.interpolated.sum() == 5
     np.testing.assert_allclose(result.landmarks[98:103], landmarks[98:103], atol=1e-4)
+
+
+def test_splitting_does_not_depend_on_where_the_track_starts():
+    # A track of frames 1..199 (199 <= 2 * max_frames) splits where splitting frames 1..199 of
+    # the video evenly puts the edge (numpy rounds 100.5 to 100), as a whole-video split did.
+    tracked = np.ones(200, bool)
+    tracked[0] = False
+    result = _segment(_track(200), tracked, max_frames=100)
+    assert result.clips == [(1, 100), (100, 200)]
+
+
+def test_the_online_segmenter_equals_the_whole_track_rules_on_random_tracks():
+    """Against the rules applied to the whole track at once (gaps filled per shot, runs split
+    evenly in video frames) on random tracks no longer than 2 * max_frames."""
+    from pseudo3d.pipelines.segment import split_evenly
+    from pseudo3d.smoothing import interpolate_gaps
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(20, 200))
+        landmarks = _track(n) + rng.normal(0, 0.2, (n, 4, 3)).astype(np.float32)
+        tracked = rng.random(n) > rng.choice([0.0, 0.05, 0.3])
+        cuts = rng.random(n) < 0.01
+        result = _segment(landmarks, tracked, cuts, max_gap=3, min_frames=10, max_frames=100)
+        expected, shots = [], [0, *np.flatnonzero(cuts[1:]) + 1, n]
+        for start, stop in zip(shots[:-1], shots[1:]):
+            if stop > start and tracked[start:stop].any():
+                _, _, runs = interpolate_gaps(landmarks[start:stop], tracked[start:stop], 3)
+                for a, b in runs:
+                    if b - a >= 10:
+                        expected += split_evenly(start + a, start + b, 100)
+        assert result.clips == expected

@@ -137,8 +137,11 @@ class TrackSegmenter:
             if b - a < self.min_frames:
                 segments.append(Segment(self.start + a, self.start + b, None, None))
                 continue
-            for lo, hi in split_evenly(a, b, self.max_frames):
-                segments.append(Segment(self.start + lo, self.start + hi, landmarks[lo:hi], interpolated[lo:hi]))
+            # Split in frames of the video, not of the buffer: the rounding of the edges (to even)
+            # must not depend on where the buffer starts.
+            for lo, hi in split_evenly(self.start + a, self.start + b, self.max_frames):
+                segments.append(Segment(lo, hi, landmarks[lo - self.start:hi - self.start],
+                                        interpolated[lo - self.start:hi - self.start]))
         self._drop(len(self._points))
         self.start = end
         self._gap = 0

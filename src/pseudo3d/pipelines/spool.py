@@ -7,6 +7,9 @@ members to one file per source as soon as the clip is encoded and keeps only whe
 outcome that travels is small, and the shard writer reads the members back one sample at a time.
 The local runner spools into the output directory's :data:`SPOOL_DIR` (the same disk as the
 shards, never a RAM-backed ``/tmp``), removed when the build ends and at the start of the next.
+The spool needs disk room for the samples of the sources being built or waiting for the writer
+(a few per worker) besides the shards; a full disk fails the clip being spooled with
+``encode/io_error`` (transient), as writing the shard would have.
 Runners whose writer may sit on another machine (Ray, Beam) do not spool.
 """
 
@@ -59,7 +62,6 @@ class SampleSpool:
     def __init__(self, directory: Path, source_id: str):
         self.path = Path(directory) / f"{source_id}-{uuid.uuid4().hex}.spool"
         self._file = None
-        self._offset = 0
 
     def add(self, sample: EncodedSample) -> EncodedSample:
         """Write ``sample``'s members; the same sample, its members now read from the file."""
@@ -68,9 +70,9 @@ class SampleSpool:
             self._file = open(self.path, "wb")
         spans = {}
         for suffix, data in sample.members.items():
+            offset = self._file.tell()  # not a running count: a write that failed part-way moved it
             self._file.write(data)
-            spans[suffix] = (self._offset, len(data))
-            self._offset += len(data)
+            spans[suffix] = (offset, len(data))
         self._file.flush()  # the parent reads it once the outcome arrives
         return EncodedSample(sample.key, SpooledMembers(str(self.path), spans), sample.row)
 

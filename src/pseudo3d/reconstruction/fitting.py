@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pseudo3d.config import FitConfig
 from pseudo3d.reconstruction.assets import N_JOINTS
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.reconstruction.flame.landmarks import barycentric_points
@@ -63,19 +64,6 @@ class LandmarkFlame(nn.Module):
         return barycentric_points(vertices, self.faces, face_index, self.bary)
 
 
-@dataclass(frozen=True)
-class FitWeights:
-    """Loss weights (targets in ndc units; coefficients in FLAME's unit-variance units)."""
-
-    depth: float = 0.1
-    """Relative weight of MediaPipe's (centred) depth against the 2D positions."""
-    shape_prior: float = 1e-6
-    expression_prior: float = 1e-6
-    jaw_prior: float = 1e-5
-    temporal: float = 1e-5
-    """Second-difference penalty on expression, jaw, global rotation and camera, per frame²."""
-
-
 @dataclass
 class FitResult:
     shape: Tensor
@@ -99,14 +87,15 @@ def _second_difference(values: Tensor) -> Tensor:
 
 
 def fit_sequence(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor, init_global_pose: Tensor,
-                 init_scale: Tensor, *, iterations: int, rigid_iterations: int, learning_rate: float,
-                 weights: FitWeights) -> FitResult:
-    """Fit one clip.
+                 init_scale: Tensor, settings: FitConfig) -> FitResult:
+    """Fit one clip with ``settings`` (``reconstruct.fit``: steps, step size and loss weights;
+    targets in ndc units, coefficients in FLAME's unit-variance units; the temporal weight is the
+    second-difference penalty on expression, jaw, global rotation and camera, per frame²).
 
     target_xy: ``T x L x 2`` landmark positions, ndc (y up); target_depth: ``T x L`` depth towards
     the viewer, ndc, any per-frame offset (it is centred); init_global_pose: ``T x 3``;
-    init_scale: ``T`` camera scale (ndc per metre). First ``rigid_iterations`` steps move only the
-    global rotation and camera, then everything moves for ``iterations`` steps (Adam).
+    init_scale: ``T`` camera scale (ndc per metre). First ``settings.rigid_iterations`` steps move
+    only the global rotation and camera, then everything moves for ``settings.iterations`` steps (Adam).
     """
     frames, device, dtype = target_xy.shape[0], target_xy.device, target_xy.dtype
     shape = torch.zeros(model.n_shape, device=device, dtype=dtype, requires_grad=True)
@@ -135,23 +124,23 @@ def fit_sequence(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor, 
 
     def objective(with_expression: bool) -> Tensor:
         xy, depth = project(landmarks())
-        loss = (xy - target_xy).pow(2).sum(-1).mean() + weights.depth * (depth - depth_target).pow(2).mean()
-        loss = loss + weights.temporal * (_second_difference(global_pose) + _second_difference(offset)
+        loss = (xy - target_xy).pow(2).sum(-1).mean() + settings.depth_weight * (depth - depth_target).pow(2).mean()
+        loss = loss + settings.temporal * (_second_difference(global_pose) + _second_difference(offset)
                                           + _second_difference(log_scale[:, None]))
         if with_expression:
-            loss = loss + weights.shape_prior * shape.pow(2).sum() / frames
-            loss = loss + weights.expression_prior * expression.pow(2).sum(-1).mean()
-            loss = loss + weights.jaw_prior * jaw.pow(2).sum(-1).mean()
-            loss = loss + weights.temporal * (_second_difference(expression) + _second_difference(jaw))
+            loss = loss + settings.shape_prior * shape.pow(2).sum() / frames
+            loss = loss + settings.expression_prior * expression.pow(2).sum(-1).mean()
+            loss = loss + settings.jaw_prior * jaw.pow(2).sum(-1).mean()
+            loss = loss + settings.temporal * (_second_difference(expression) + _second_difference(jaw))
         return loss
 
-    rigid = torch.optim.Adam([global_pose, log_scale, offset], lr=learning_rate)
-    for _ in range(rigid_iterations):
+    rigid = torch.optim.Adam([global_pose, log_scale, offset], lr=settings.learning_rate)
+    for _ in range(settings.rigid_iterations):
         rigid.zero_grad(set_to_none=True)
         objective(with_expression=False).backward()
         rigid.step()
-    everything = torch.optim.Adam([shape, expression, jaw, global_pose, log_scale, offset], lr=learning_rate)
-    for _ in range(iterations):
+    everything = torch.optim.Adam([shape, expression, jaw, global_pose, log_scale, offset], lr=settings.learning_rate)
+    for _ in range(settings.iterations):
         everything.zero_grad(set_to_none=True)
         objective(with_expression=True).backward()
         everything.step()

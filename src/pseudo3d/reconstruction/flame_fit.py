@@ -28,7 +28,7 @@ from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, image_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca_backend import FLAME_SMOOTHED
 from pseudo3d.reconstruction.device import numerics, resolve_device
-from pseudo3d.reconstruction.fitting import FitWeights, LandmarkFlame, fit_sequence
+from pseudo3d.reconstruction.fitting import LandmarkFlame, fit_sequence
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.reconstruction.template import mediapipe_template
 from pseudo3d.schemas.records import Clip
@@ -56,9 +56,6 @@ class FlameFitBackend(Reconstructor):
         self.indices = flame.landmark_indices.cpu().numpy()
         self.model = LandmarkFlame(flame).to(self.device)
         self.template = mediapipe_template()
-        self.weights = FitWeights(depth=self.settings.depth_weight, shape_prior=self.settings.shape_prior,
-                                  expression_prior=self.settings.expression_prior,
-                                  jaw_prior=self.settings.jaw_prior, temporal=self.settings.temporal)
 
     def asset_hashes(self) -> dict[str, str]:
         return dict(self.hashes)
@@ -78,9 +75,7 @@ class FlameFitBackend(Reconstructor):
         global_pose, scale = self._initial_pose(clip, crop_factor.cpu().numpy())
 
         with torch.enable_grad():
-            fit = fit_sequence(self.model, target_xy, target_depth, tensor(global_pose), tensor(scale),
-                               iterations=self.settings.iterations, rigid_iterations=self.settings.rigid_iterations,
-                               learning_rate=self.settings.learning_rate, weights=self.weights)
+            fit = fit_sequence(self.model, target_xy, target_depth, tensor(global_pose), tensor(scale), self.settings)
         fitted_crop = torch.stack([fit.landmarks_ndc[..., 0] * half + half, -fit.landmarks_ndc[..., 1] * half + half], -1)
         error = reprojection_error(crop_to_image(fitted_crop, transforms), tracked[..., :2])
         numpy = lambda value: value.float().cpu().numpy()  # noqa: E731

@@ -7,12 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pseudo3d.errors import ConfigError
+from pseudo3d.errors import ConfigError, require
 
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -53,14 +49,14 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
-            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "num_workers", "val_every", "seed"):
-            _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        _check(0.2 <= self.window_s <= 30, f"window_s must be in [0.2, 30] seconds, got {self.window_s}")
-        _check(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(0.2 <= self.window_s <= 30, f"window_s must be in [0.2, 30] seconds, got {self.window_s}")
+        require(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
         for name in ("weight_decay", "grad_clip", "velocity_weight", "lip_weight"):
-            _check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        _check(self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

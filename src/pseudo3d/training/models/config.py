@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pseudo3d.errors import ConfigError
+from pseudo3d.errors import ConfigError, require
 
 KINDS = ("hierarchical", "convrnn")
 OUTPUT_ACTIVATIONS = ("none", "sigmoid")
@@ -65,15 +65,15 @@ class ModelConfig:
     output_activation: str = "none"
 
     def __post_init__(self) -> None:
-        _check(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        require(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         _check_int(self, "output_dim", low=1)
         _check_int(self, "sample_rate", low=100)
-        _check(self.sample_rate % 100 == 0,
+        require(self.sample_rate % 100 == 0,
                f"sample_rate must be a multiple of 100 (10 ms hops), got {self.sample_rate}")
         _check_int(self, "n_mels", low=1)
         _check_int(self, "hidden", low=2)
         _check_int(self, "fine_kernel", low=1)
-        _check(self.fine_kernel % 2 == 1, f"fine_kernel must be odd, got {self.fine_kernel}")
+        require(self.fine_kernel % 2 == 1, f"fine_kernel must be odd, got {self.fine_kernel}")
         _check_int(self, "mid_stride", low=1)
         _check_int(self, "long_stride", low=1)
         for name in ("mid_dilations", "long_dilations"):
@@ -81,14 +81,14 @@ class ModelConfig:
         _check_int(self, "conv_layers", low=1)
         _check_int(self, "decoder_layers", low=1)
         _check_int(self, "decoder_heads", low=1)
-        _check(self.hidden % self.decoder_heads == 0,
+        require(self.hidden % self.decoder_heads == 0,
                f"hidden ({self.hidden}) must be divisible by decoder_heads ({self.decoder_heads})")
-        _check(self.hidden % 2 == 0, f"hidden must be even (a bidirectional GRU splits it), got {self.hidden}")
+        require(self.hidden % 2 == 0, f"hidden must be even (a bidirectional GRU splits it), got {self.hidden}")
         _check_number(self, "decoder_context_s")
-        _check(self.decoder_context_s > 0, f"decoder_context_s must be > 0 seconds, got {self.decoder_context_s}")
+        require(self.decoder_context_s > 0, f"decoder_context_s must be > 0 seconds, got {self.decoder_context_s}")
         _check_number(self, "dropout")
-        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _check(self.output_activation in OUTPUT_ACTIVATIONS,
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        require(self.output_activation in OUTPUT_ACTIVATIONS,
                f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}; "
                f"got {self.output_activation!r}")
 
@@ -114,9 +114,9 @@ class ModelConfig:
             raise ConfigError(f"model config: expected a mapping, got {type(data).__name__}")
         known = {spec.name for spec in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
-        _check(not unknown, f"unknown model option {unknown[0] if unknown else ''}; "
+        require(not unknown, f"unknown model option {unknown[0] if unknown else ''}; "
                             f"the options are: {', '.join(sorted(known))}")
-        _check("output_dim" in data, "model config needs output_dim")
+        require("output_dim" in data, "model config needs output_dim")
         return cls(**{name: tuple(value) if isinstance(value, list) else value
                       for name, value in data.items()})
 
@@ -125,27 +125,23 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
 
 def _check_int(config: ModelConfig, name: str, low: int) -> None:
     value = getattr(config, name)
-    _check(isinstance(value, numbers.Integral) and not isinstance(value, bool),
+    require(isinstance(value, numbers.Integral) and not isinstance(value, bool),
            f"{name} must be an integer, got {value!r}")
-    _check(value >= low, f"{name} must be >= {low}, got {value}")
+    require(value >= low, f"{name} must be >= {low}, got {value}")
 
 
 def _check_number(config: ModelConfig, name: str) -> None:
     value = getattr(config, name)
-    _check(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value),
+    require(isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value),
            f"{name} must be a finite number, got {value!r}")
 
 
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    _check(isinstance(value, (tuple, list)) and len(value) > 0,
+    require(isinstance(value, (tuple, list)) and len(value) > 0,
            f"{name} must be a non-empty list of positive integers, got {value!r}")
-    _check(all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value),
+    require(all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value),
            f"{name} must be a non-empty list of positive integers, got {value!r}")
     return tuple(int(v) for v in value)
