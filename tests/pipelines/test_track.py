@@ -115,22 +115,37 @@ def test_clips_come_out_as_their_face_track_ends_and_a_long_track_is_cut_as_it_g
     assert all(a[1] == b[0] for a, b in zip(edges, edges[1:]))
 
 
-def test_the_whole_chain_clip_by_clip_equals_the_split_steps(synthetic_corpus):
-    """``SourcePipeline(source)`` streams clip by clip; ``track`` → ``reconstruct`` → ``finish``
-    (the split runners' way) holds every clip: both give the same samples and rows, in order."""
+def test_the_whole_chain_clip_by_clip_equals_the_split_steps_and_spools_the_same_bytes(synthetic_corpus, tmp_path):
+    """``SourcePipeline(source)`` streams clip by clip (here spooling samples to disk, as the
+    local runner's workers do); ``track`` → ``reconstruct`` → ``finish`` (the split runners' way)
+    holds every clip in memory: both give the same samples and rows, in order."""
+    import pickle
+
+    from pseudo3d.pipelines.spool import SPOOL_DIR, SpooledMembers, release
+
     config = BuildConfig().with_overrides(track={"max_clip_s": 2.0, "min_clip_s": 1.0})
     source = resolve_sources([str(synthetic_corpus / "03_talk_face_leaves.mp4")])[0]
     with native_stderr_silenced():
         pipeline = SourcePipeline(config)
+        pipeline.spool_dir = tmp_path / SPOOL_DIR
         whole = pipeline(source)
         item = pipeline.track(source)
         pipeline.reconstruct([item])
         split = pipeline.finish(item)
     assert whole.status == split.status == "ok"
     assert len(whole.samples) >= 4 and any(row.error == "clip_too_short" for row in whole.failures)
+    assert all(isinstance(sample.members, SpooledMembers) for sample in whole.samples)
     assert [sample.key for sample in whole.samples] == [sample.key for sample in split.samples]
-    assert [sample.members for sample in whole.samples] == [sample.members for sample in split.samples]
+    assert [dict(sample.members) for sample in whole.samples] == [sample.members for sample in split.samples]
+    assert [sample.n_bytes for sample in whole.samples] == [sample.n_bytes for sample in split.samples]
+    assert [sample.row for sample in whole.samples] == [sample.row for sample in split.samples]
     assert whole.failures == split.failures and whole.n_frames_decoded == split.n_frames_decoded
+    # What travels to the parent holds where the members lie, not the members.
+    assert len(pickle.dumps(whole)) < 0.05 * len(pickle.dumps(split))
+    [spool_file] = (tmp_path / SPOOL_DIR).iterdir()
+    assert spool_file.stat().st_size == sum(sample.n_bytes for sample in split.samples)
+    release(whole)
+    assert not any((tmp_path / SPOOL_DIR).iterdir())
 
 
 def test_a_forged_audio_jump_is_never_read_past_the_video(synthetic_corpus, tmp_path):
