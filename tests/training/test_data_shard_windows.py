@@ -18,7 +18,7 @@ from pseudo3d.schemas.sample import encode_sample  # noqa: E402
 from pseudo3d.schemas.shard_reader import UnsafeShardError, iter_samples  # noqa: E402
 from pseudo3d.training.data import (ShardWindows, TargetSpec, collate_windows, first_sample,  # noqa: E402
                                     resolve_shards, worker_init_fn)
-from pseudo3d.training.data.shards import parse_sources  # noqa: E402
+from pseudo3d.training.data.shards import weighted_datasets  # noqa: E402
 from pseudo3d.training.data.streams import mix  # noqa: E402
 from pseudo3d.training.data.targets import shard_targets  # noqa: E402
 
@@ -265,7 +265,7 @@ def test_sources_can_be_globs_tars_urls_and_skip_uncommitted(tmp_path, data):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         resolve_shards(str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="weight"):
-        parse_sources([(str(data["a"]), 0.0)])
+        weighted_datasets([(str(data["a"]), 0.0)])
 
 
 def test_pickle_members_are_refused(tmp_path, data):

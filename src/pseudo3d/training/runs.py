@@ -25,7 +25,7 @@ from pseudo3d.training.models import ModelConfig, build_model
 log = logging.getLogger(__name__)
 
 
-def parse_sources(specs: Sequence[str]) -> list[tuple[str, float]]:
+def parse_data_options(specs: Sequence[str]) -> list[tuple[str, float]]:
     """``PATH`` or ``PATH@WEIGHT`` (weight > 0) → (path, weight) pairs."""
     sources = []
     for spec in specs:
@@ -56,7 +56,7 @@ def pretrain(data: Sequence[str], out: str | Path, config: TrainConfig, *, model
              model_options: dict[str, Any] | None = None, progress: bool = True) -> TrainingJob:
     from pseudo3d.training.data import ShardWindows, TargetSpec, compute_norm_stats, first_sample
 
-    sources = parse_sources(data)
+    sources = parse_data_options(data)
     out = Path(out)
     sample = first_sample(sources[0][0])
     target = TargetSpec.for_shards(sample)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pseudo3d.training.data.distributed import Assignment, ReaderSlot, assign, reader_slot
-from pseudo3d.training.data.shards import ShardSource, iter_clips, resolve_sources
+from pseudo3d.training.data.shards import ShardSource, iter_clips, resolve_datasets
 from pseudo3d.training.data.streams import MIX_MODES, mix as mix_streams, shuffled, swap_audio
 from pseudo3d.training.data.targets import TargetSpec, shard_targets
 from pseudo3d.training.data.windows import SAMPLE_RATE, Window, check_clip_audio, clip_windows
@@ -72,7 +72,7 @@ class ShardWindows(torch.utils.data.IterableDataset):
             raise ValueError(f"fps must be > 0, got {fps!r}")
         if mix not in MIX_MODES:
             raise ValueError(f"mix must be one of {', '.join(MIX_MODES)}; got {mix!r}")
-        self.sources: list[ShardSource] = resolve_sources(sources)
+        self.sources: list[ShardSource] = resolve_datasets(sources)
         self.target = target
         self.window_frames = window_frames
         self.stride_frames = stride_frames

@@ -52,7 +52,7 @@ class ClipRecord:
         return f"{self.shard}: sample {self.key!r}"
 
 
-def parse_sources(sources: Sequence[Any]) -> list[tuple[str, float]]:
+def weighted_datasets(sources: Sequence[Any]) -> list[tuple[str, float]]:
     """``[(path_or_url, weight), ...]`` from pairs or bare strings (weight 1)."""
     if isinstance(sources, (str, bytes)) or not isinstance(sources, Sequence):
         raise ValueError(f"sources must be a list of (path_or_url, weight) pairs, got {sources!r}")
@@ -68,8 +68,8 @@ def parse_sources(sources: Sequence[Any]) -> list[tuple[str, float]]:
     return parsed
 
 
-def resolve_sources(sources: Sequence[Any]) -> list[ShardSource]:
-    return [ShardSource(spec, weight, resolve_shards(spec)) for spec, weight in parse_sources(sources)]
+def resolve_datasets(sources: Sequence[Any]) -> list[ShardSource]:
+    return [ShardSource(spec, weight, resolve_shards(spec)) for spec, weight in weighted_datasets(sources)]
 
 
 def resolve_shards(spec: str) -> tuple[str, ...]:
