@@ -1,7 +1,8 @@
 """Reading sound with PyAV: one audio stream → (N,) float32 mono at a chosen sample rate.
 
 The one audio reader of pseudo3d. The decode stage uses it for a source video's first audio
-stream (:func:`pseudo3d.pipelines.decode.decode_audio` then aligns it to the first video frame);
+stream, read as the video is decoded (:class:`pseudo3d.pipelines.decode.SourceAudio` aligns it to the
+first video frame);
 ``pseudo3d animate`` and the finetune datasets use :func:`load_audio` for an audio file (WAV,
 FLAC, MP3, AAC, M4A, Ogg/Opus, ...) or a video's first audio track. Whatever the file holds:
 

@@ -68,14 +68,13 @@ class TrackSegmenter:
         index = self.next_frame
         self.next_frame += 1
         finished = []
-        shape = None
         if landmarks is not None:
             shape = face_centre_and_size(landmarks)
             if cut or self._jumped(*shape):
-                finished = self._close(index)
+                finished = self._close()
             self._last = shape
         elif cut:
-            finished = self._close(index)
+            finished = self._close()
         if not self._points and landmarks is None:
             self.start = index + 1  # nothing to bridge: a run starts at a tracked frame
             return finished
@@ -83,14 +82,14 @@ class TrackSegmenter:
         self._filled.append(False)
         self._gap = 0 if landmarks is not None else self._gap + 1
         if self._gap > self.max_gap:
-            finished += self._close(index + 1)
+            finished += self._close()
         elif landmarks is not None and len(self._points) >= 2 * self.max_frames:
             finished.append(self._emit_front())
         return finished
 
     def finish(self) -> list[Segment]:
         """The segments still open after the last frame."""
-        return self._close(self.next_frame)
+        return self._close()
 
     def _jumped(self, centre: np.ndarray, size: float) -> bool:
         if self._last is None:
@@ -124,14 +123,12 @@ class TrackSegmenter:
         self._drop(n)
         return segment
 
-    def _close(self, end: int) -> list[Segment]:
-        """Everything buffered before frame ``end`` is final: cut it into segments."""
-        n = end - self.start
-        if not self._points or not any(p is not None for p in self._points[:n]):
-            self._drop(len(self._points))
-            self.start = end
+    def _close(self) -> list[Segment]:
+        """Everything buffered is final (the track ended): cut it into segments. The buffer
+        starts at a tracked frame, so a buffer that is not empty holds a run."""
+        if not self._points:
             return []
-        landmarks, interpolated, runs = self._window(n)
+        landmarks, interpolated, runs = self._window(len(self._points))
         segments = []
         for a, b in runs:
             if b - a < self.min_frames:
@@ -143,7 +140,6 @@ class TrackSegmenter:
                 segments.append(Segment(lo, hi, landmarks[lo - self.start:hi - self.start],
                                         interpolated[lo - self.start:hi - self.start]))
         self._drop(len(self._points))
-        self.start = end
         self._gap = 0
         return segments
 

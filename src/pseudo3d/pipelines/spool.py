@@ -40,10 +40,18 @@ class SpooledMembers(Mapping[str, bytes]):
         return sum(size for _, size in self.spans.values())
 
     def __getitem__(self, suffix: str) -> bytes:
-        offset, size = self.spans[suffix]
         with open(self.path, "rb") as file:
-            file.seek(offset)
-            data = file.read(size)
+            return self._read(file, suffix)
+
+    def items(self) -> list[tuple[str, bytes]]:  # type: ignore[override]
+        """Every member, read with one opening of the file (the shard writer's way in)."""
+        with open(self.path, "rb") as file:
+            return [(suffix, self._read(file, suffix)) for suffix in self.spans]
+
+    def _read(self, file, suffix: str) -> bytes:
+        offset, size = self.spans[suffix]
+        file.seek(offset)
+        data = file.read(size)
         if len(data) != size:
             raise OSError(errno.EIO, f"the spool file ends {size - len(data)} bytes short of member {suffix!r}",
                           self.path)

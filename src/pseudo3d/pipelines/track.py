@@ -118,12 +118,14 @@ class DecodeTrack:
         size = self.track.crop_size
 
         def feed(frames: list[tuple[np.ndarray | None, bool]]) -> Iterator[Clip]:
+            start = segmenter.start
             for points, cut in frames:
                 for segment in segmenter.push(points, cut):
                     yield from self._segment(segment, cut_clip, too_short)
-            log.forget_before(segmenter.start)
-            thumbnails.forget_before(segmenter.start)
-            audio.forget_before(frame_samples(segmenter.start, 0, fps, self.decode.sample_rate)[0])
+            if segmenter.start > start:  # what no clip to come needs
+                log.forget_before(segmenter.start)
+                thumbnails.forget_before(segmenter.start)
+                audio.forget_before(frame_samples(segmenter.start, 0, fps, self.decode.sample_rate)[0])
 
         try:
             for frame in decoder:
@@ -164,7 +166,7 @@ class DecodeTrack:
                 yield from feed([(points, cut)] if gate is None else gate.push(frame.index, points, cut))
             if gate is not None:
                 yield from feed(gate.finish(segmenter.next_frame + len(gate.held)))
-            for segment in segmenter.finish():
+            for segment in segmenter.finish():  # the tracks still open at the end
                 yield from self._segment(segment, cut_clip, too_short)
         finally:
             audio.close()
