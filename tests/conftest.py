@@ -160,13 +160,17 @@ def runner_local_build(runner_corpus, tmp_path_factory):
     return out, report
 
 
-def dataset_digests(out: Path) -> dict[str, str]:
-    """SHA-256 of every file in ``shards/`` and of the dataset-level Parquet files, by path."""
+def dataset_digests(out) -> dict[str, str]:
+    """SHA-256 of every file in ``shards/`` and of the dataset-level Parquet files, by relative
+    path; ``out`` is a local path or a URL."""
     import hashlib
 
-    files = sorted((out / "shards").iterdir()) + [out / name for name in ("sources.parquet", "manifest.parquet",
-                                                                           "failures.parquet")]
-    return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+    from pseudo3d.storage import Storage
+
+    storage = Storage(out)
+    files = [f"shards/{name}" for name in storage.list("shards")] + ["sources.parquet", "manifest.parquet",
+                                                                      "failures.parquet"]
+    return {name: hashlib.sha256(storage.read_bytes(name)).hexdigest() for name in files}
 
 
 @pytest.fixture(scope="session")
@@ -214,3 +218,33 @@ def flame_assets(tmp_path_factory) -> dict[str, Path]:
         "flame68_embedding": write_synthetic_landmark_embedding(folder / "landmark_embedding.npy"),
         "deca_checkpoint": write_synthetic_deca_checkpoint(folder / "deca_model.tar"),
     }
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-compatible server on 127.0.0.1 (tests/storage/s3_server.py), with the standard AWS
+    variables pointing at it for this process and every process it starts."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "storage"))
+    import s3_server
+
+    with s3_server.s3_server() as endpoint:
+        saved = {key: os.environ.get(key) for key in s3_server.environment(endpoint)}
+        os.environ.update(s3_server.environment(endpoint))
+        try:
+            yield endpoint
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """``s3://BUCKET``: a fresh, empty bucket on the test server."""
+    import s3_server
+
+    return f"s3://{s3_server.new_bucket(s3_endpoint)}"

@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # Building a pseudo3d dataset on Google Cloud Dataflow (Runner v2, a custom SDK container).
 #
-# Needs: the image built from infra/beam/Dockerfile pushed where Dataflow can pull it
-# (IMAGE), a GCS bucket for Dataflow's own staging and temp files (BUCKET), and the inputs and
-# DATASET on a filesystem the launching machine and every worker mount at the same path.
-#
-# Limitation: pseudo3d writes shards and reads inputs with POSIX file operations; `--out gs://...`
-# is not supported yet, and Dataflow workers mount no shared filesystem out of the box. These are
-# the options a Dataflow run takes once the image provides such a mount; until then, use Flink or
-# Spark on a cluster with a shared filesystem, or Ray (docs/beam.md, "Where the files live").
+# Needs: the image built from infra/beam/Dockerfile (it installs the gcs extra) pushed where
+# Dataflow can pull it (IMAGE), a GCS bucket for Dataflow's own staging and temp files (BUCKET),
+# the corpus under a gs:// prefix (CORPUS) and a gs:// prefix for the dataset (DATASET). The
+# launching machine and the workers read GCS with application default credentials. Inputs behind
+# a URL must be allowed explicitly: the config below adds gs to limits.allowed_protocols.
+# Not yet run on Dataflow itself; the DirectRunner writing to an S3-compatible server is tested
+# (docs/beam.md, "Where the files live"; docs/storage.md).
 set -euo pipefail
 
-CORPUS=${CORPUS:?the corpus directory, on the shared filesystem}
-DATASET=${DATASET:?the dataset directory, on the shared filesystem}
+CORPUS=${CORPUS:?the corpus, e.g. gs://my-bucket/corpus/}
+DATASET=${DATASET:?the dataset, e.g. gs://my-bucket/datasets/vox2}
 PROJECT=${PROJECT:?the Google Cloud project}
 REGION=${REGION:-europe-west4}
 BUCKET=${BUCKET:?a gs:// bucket for Dataflow staging and temp files}
 IMAGE=${IMAGE:?the pseudo3d SDK container image, e.g. REGION-docker.pkg.dev/PROJECT/repo/pseudo3d-beam:0.1.0}
+CONFIG=${CONFIG:-$(mktemp --suffix=.yaml)}
+[ -s "$CONFIG" ] || printf 'limits:\n  allowed_protocols: [file, gs]\n' > "$CONFIG"
 MAX_WORKERS=${MAX_WORKERS:-20}
 
 # CPU-only workers (the mediapipe and flame-fit backends). One SDK process per vCPU is Dataflow's
 # default for Python; each runs the tracking of one video at a time in an isolated process.
-pseudo3d build "$CORPUS" --out "$DATASET" --runner beam \
+pseudo3d build "$CORPUS" --out "$DATASET" --config "$CONFIG" --runner beam \
     --beam-option runner=DataflowRunner \
     --beam-option "project=$PROJECT" \
     --beam-option "region=$REGION" \
@@ -35,9 +36,9 @@ pseudo3d build "$CORPUS" --out "$DATASET" --runner beam \
     --beam-option job_name=pseudo3d-build
 
 # GPU workers for --backend deca: one NVIDIA L4 per worker, the driver installed by Dataflow, and
-# one SDK process per worker so the model loads once per GPU. The FLAME and DECA files must be
-# on the shared filesystem too (they are never baked into the image).
-#   pseudo3d build "$CORPUS" --out "$DATASET" --runner beam --backend deca \
+# one SDK process per worker so the model loads once per GPU. The FLAME and DECA files must be at
+# the same local path on every worker (they are never baked into the image).
+#   pseudo3d build "$CORPUS" --out "$DATASET" --config "$CONFIG" --runner beam --backend deca \
 #       --flame-model /shared/assets/generic_model.pkl --deca-checkpoint /shared/assets/deca_model.tar \
 #       --beam-option runner=DataflowRunner --beam-option "project=$PROJECT" --beam-option "region=$REGION" \
 #       --beam-option "temp_location=$BUCKET/tmp" --beam-option "sdk_container_image=$IMAGE" \

@@ -116,6 +116,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pseudo3d.pipelines.sources import resolve_sources
 
     config = _build_config(args)
+    _storage_options(args, args.out)
     if args.address is not None and args.runner != "ray":
         raise Pseudo3DError("--address is for --runner ray")
     if args.beam_option and args.runner != "beam":
@@ -124,14 +125,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     common = {"workers": args.workers, "overwrite": args.overwrite, "retry_failed": args.retry_failed,
               "progress": not args.quiet}
     if args.runner == "beam":
-        report = _runner("beam", "Apache Beam").build_beam(sources, Path(args.out), config,
+        report = _runner("beam", "Apache Beam").build_beam(sources, args.out, config,
                                                            options=args.beam_option, **common)
     elif args.runner == "ray":
-        report = _runner("ray", "Ray").build_ray(sources, Path(args.out), config, address=args.address, **common)
+        report = _runner("ray", "Ray").build_ray(sources, args.out, config, address=args.address, **common)
     else:
-        report = build_local(sources, Path(args.out), config, **common)
+        report = build_local(sources, args.out, config, **common)
     print(format_report(report))
     return 0
+
+
+def _storage_options(args: argparse.Namespace, target: str) -> None:
+    """``--storage-option KEY=VALUE``: keyword arguments of ``target``'s filesystem (and of every
+    other filesystem of its protocol this command and its workers open)."""
+    from pseudo3d.storage import apply_storage_options, parse_storage_options, protocol_of
+
+    options = parse_storage_options(args.storage_option)
+    if options and protocol_of(target) == "file":
+        raise Pseudo3DError(f"--storage-option is for a dataset behind a URL (s3://, gs://, ...), not {target}")
+    apply_storage_options(protocol_of(target), options)
 
 
 def _runner(name: str, needs: str):
@@ -146,7 +158,7 @@ def format_report(report) -> str:
     card = report.card
     counts, hours = card["counts"], card["hours"]
     lines = [
-        f"built {report.out_dir} in {report.seconds:.1f} s "
+        f"built {report.out} in {report.seconds:.1f} s "
         f"({report.frames_per_second:.1f} frames/s over {report.processed} video(s) processed, "
         f"{report.skipped} already built)",
         f"  inputs {counts['inputs']}: ok {counts['ok']}, failed {counts['failed']}",
@@ -156,7 +168,7 @@ def format_report(report) -> str:
     if counts["failures_by_error"]:
         reasons = ", ".join(f"{error} {n}" for error, n in counts["failures_by_error"].items())
         lines.append(f"  failure rows: {reasons}  (see failures.parquet)")
-    lines.append(f"  manifest: {report.out_dir / 'manifest.parquet'}")
+    lines.append(f"  manifest: {report.storage.url_of('manifest.parquet')}")
     if report.qa_report is not None:
         lines.append(f"  QA report: {report.qa_report}")
     return "\n".join(lines)
@@ -166,10 +178,12 @@ def cmd_qa(args: argparse.Namespace) -> int:
     import json
 
     from pseudo3d.qa.report import format_summary, qa_summary, write_report
+    from pseudo3d.storage import Storage
 
-    dataset = Path(args.dataset)
-    if not (dataset / "dataset.json").is_file():
-        raise Pseudo3DError(f"qa: {dataset} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
+    _storage_options(args, args.dataset)
+    dataset = Storage(args.dataset, option="DATASET")
+    if not dataset.is_file("dataset.json"):
+        raise Pseudo3DError(f"qa: {dataset.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
     path = write_report(dataset, gallery_size=args.gallery, flame_model=_absolute(args.flame_model))
     summary = qa_summary(dataset)
     print(format_summary(summary))
@@ -183,6 +197,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from pseudo3d.summary import summarize
 
+    _storage_options(args, args.path)
     print(summarize(args.path))
     return 0
 
@@ -236,7 +251,9 @@ def make_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build a dataset from videos")
     build.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="directory, glob, video file or list file (.csv/.tsv/.parquet with a 'path' column, or .txt)")
-    build.add_argument("--out", required=True, metavar="DATASET", help="dataset directory (created or resumed)")
+    build.add_argument("--out", required=True, metavar="DATASET",
+                       help="dataset directory or URL (s3://bucket/ds, gs://..., memory://...), created or resumed")
+    _add_storage_option(build)
     build.add_argument("--runner", choices=["local", "ray", "beam"], default="local",
                        help="execution engine: local processes (default), a Ray cluster or an Apache Beam pipeline")
     build.add_argument("--address", metavar="auto|HOST:PORT|ray://HOST:PORT",
@@ -267,10 +284,11 @@ def make_parser() -> argparse.ArgumentParser:
                             "or timed-out worker, an I/O error, out of memory), or with =all every failed source; "
                             "their new rows replace the old ones")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(func=cmd_build, inputs=("inputs", "config"))
+    build.set_defaults(func=cmd_build, inputs=("inputs", "out", "config"))
 
     qa = commands.add_parser("qa", help="redraw DATASET/qa/report.html and print the QA summary")
-    qa.add_argument("dataset", metavar="DATASET")
+    qa.add_argument("dataset", metavar="DATASET", help="dataset directory or URL")
+    _add_storage_option(qa)
     qa.add_argument("--json", metavar="PATH", help="also write the summary as JSON (for dashboards)")
     qa.add_argument("--gallery", type=_non_negative_int, default=6, help="sample clips in the report's gallery (default 6)")
     qa.add_argument("--flame-model", metavar="PKL",
@@ -283,7 +301,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_training_commands(commands)
 
     inspect = commands.add_parser("inspect", help="summarise a dataset directory or a shard")
-    inspect.add_argument("path", metavar="DATASET_OR_SHARD")
+    inspect.add_argument("path", metavar="DATASET_OR_SHARD", help="dataset directory, .tar shard, or their URL")
+    _add_storage_option(inspect)
     inspect.set_defaults(func=cmd_inspect, inputs=("path",))
 
     demo = commands.add_parser("demo", help="synthesise a small corpus, build it and show the result")
@@ -295,6 +314,13 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo, inputs=())
     return parser
+
+
+def _add_storage_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="filesystem option for a dataset behind a URL, repeatable, e.g. "
+                              "endpoint_url=http://127.0.0.1:9000 or anon=true (s3fs's, gcsfs's... keyword "
+                              "arguments; default: the standard environment, AWS_* variables and profiles for S3)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Human-readable summaries of a dataset directory or a single shard (``pseudo3d inspect``)."""
+"""Human-readable summaries of a dataset or a single shard (``pseudo3d inspect``), local or behind
+an fsspec URL."""
 
 from __future__ import annotations
 
@@ -7,29 +8,33 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.schemas.shard_reader import iter_samples
+from pseudo3d.storage import Storage, read_parquet
 
 
 def summarize(path: str | Path) -> str:
-    path = Path(path)
-    if path.is_dir():
-        return summarize_dataset(path)
-    if path.is_file() and path.suffix == ".tar":
-        return summarize_shard(path)
-    raise Pseudo3DError(f"inspect: {path} is neither a dataset directory nor a .tar shard")
+    """A dataset's or a shard's summary; ``path`` is a local path or a URL."""
+    text = str(path)
+    if text.endswith(".tar"):
+        parent, _, name = text.rstrip("/").rpartition("/")
+        storage = Storage(parent or ".", option="inspect")
+        if storage.is_file(name):
+            return summarize_shard(storage, name)
+    storage = Storage(text, option="inspect")
+    if storage.exists() and not storage.is_file(""):
+        return summarize_dataset(storage)
+    raise Pseudo3DError(f"inspect: {text} is neither a dataset directory nor a .tar shard")
 
 
-def summarize_dataset(path: Path) -> str:
-    card_path = path / "dataset.json"
-    if not card_path.is_file():
-        raise Pseudo3DError(f"inspect: {path} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
-    card = json.loads(card_path.read_text())
+def summarize_dataset(storage: Storage) -> str:
+    if not storage.is_file("dataset.json"):
+        raise Pseudo3DError(f"inspect: {storage.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
+    card = json.loads(storage.read_bytes("dataset.json"))
     counts, hours = card["counts"], card["hours"]
     lines = [
-        f"dataset   {path}",
+        f"dataset   {storage.url}",
         f"schema    v{card['schema_version']}   backend {card['config']['backend']}   "
         f"fps {card['config']['decode']['fps']:g}   built {card.get('built_at', '?')}",
         f"inputs    {counts['inputs']}   ok {counts['ok']}   failed {counts['failed']}",
@@ -39,13 +44,13 @@ def summarize_dataset(path: Path) -> str:
     ]
     if counts["failures_by_error"]:
         lines.append("failures  " + ", ".join(f"{error} {n}" for error, n in counts["failures_by_error"].items()))
-    failures = pq.read_table(path / "failures.parquet").to_pylist()
+    failures = read_parquet(storage, "failures.parquet").to_pylist()
     for row in failures[:20]:
         clip = f" [{row['clip']}]" if row["clip"] else ""
         lines.append(f"  - {Path(row['source']).name}{clip}: {row['stage']}/{row['error']}: {row['message']}")
     if len(failures) > 20:
         lines.append(f"  ... and {len(failures) - 20} more (failures.parquet)")
-    manifest = pq.read_table(path / "manifest.parquet")
+    manifest = read_parquet(storage, "manifest.parquet")
     if manifest.num_rows:
         lines.append("clips by source:")
         per_source = Counter(manifest.column("source_id").to_pylist())
@@ -66,16 +71,17 @@ def summarize_dataset(path: Path) -> str:
     return "\n".join(lines)
 
 
-def summarize_shard(path: Path) -> str:
-    lines = [f"shard     {path}"]
-    stats_path = path.with_suffix(".json")
-    if stats_path.is_file():
-        stats = json.loads(stats_path.read_text())
+def summarize_shard(storage: Storage, name: str) -> str:
+    """The summary of shard ``name`` (a ``.tar``) in folder ``storage``."""
+    lines = [f"shard     {storage.url_of(name)}"]
+    stats_name = name[:-len(".tar")] + ".json"
+    if storage.is_file(stats_name):
+        stats = json.loads(storage.read_bytes(stats_name))
         lines.append(f"committed yes   samples {stats['n_samples']}   {stats['n_bytes'] / 1e6:.1f} MB   "
                      f"sha256 {stats['sha256'][:16]}…")
     else:
         lines.append("committed NO (no stats JSON beside the tar: an interrupted build)")
-    for index, sample in enumerate(iter_samples(path)):
+    for index, sample in enumerate(iter_samples(storage.url_of(name))):
         meta = sample.get("meta.json", {})
         audio, rate = sample.get("audio.flac", (np.zeros(0), 0))
         lines.append(f"{sample['__key__']}: {meta.get('n_frames')} frames @ {meta.get('fps')} fps, "

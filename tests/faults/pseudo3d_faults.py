@@ -7,7 +7,8 @@
   responding without a word; ``KIND=NAME:K`` only on the source's first K attempts.
 * ``flaky=track:NAME``, ``flaky=write:SHARD``: the Beam runner's first attempt at the bundle that
   tracks the source NAME, or writes the shard SHARD (after its staged tar exists), raises, as a
-  preempted worker would; a marker in the staging directory lets the retry pass.
+  preempted worker would; a marker beside the build log (track) or in the staging directory
+  (write) lets the retry pass. Local datasets only.
 
 :func:`install` wraps the functions concerned when their modules are imported (at once when they
 already are), keeping their names, so that workers unpickling a task by name find the wrapped
@@ -76,7 +77,7 @@ def _patch_beam(module) -> None:
 
     @functools.wraps(track)
     def process(self, element):
-        _fail_first_attempt("track", element[1].identity, self.staging)
+        _fail_first_attempt("track", element[1].identity, str(Path(self.log_path).parent))
         return track(self, element)
 
     module._TrackFn.process = process
@@ -86,7 +87,8 @@ def _patch_beam(module) -> None:
 
         def add(self, outcome):
             super().add(outcome)
-            _fail_first_attempt("write", self.name, str(self.directory.parent))
+            if self.storage.is_local:
+                _fail_first_attempt("write", self.name, str(self.storage.local_path(self.folder).parent))
 
     module.ShardBuilder = FlakyShardBuilder
 

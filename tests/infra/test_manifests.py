@@ -76,7 +76,7 @@ def test_the_network_policy_admits_only_ray_pods():
 def test_the_image_installs_pseudo3d_with_ray_at_the_pinned_version():
     dockerfile = (INFRA / "docker" / "Dockerfile").read_text()
     assert "rayproject/ray:2.60.0" in dockerfile
-    assert '-c constraints.txt ".[ray,train]"' in dockerfile
+    assert '-c constraints.txt ".[ray,train,s3,gcs]"' in dockerfile
     pins = (INFRA.parent / "constraints.txt").read_text()
     assert "ray==2.60.0" in pins
 
@@ -119,5 +119,5 @@ def test_beam_scripts_run_real_commands_with_real_beam_options(name, runner):
 def test_the_beam_image_matches_the_pinned_beam():
     dockerfile = (INFRA / "beam" / "Dockerfile").read_text()
     assert "apache/beam_python3.11_sdk:2.77.0" in dockerfile
-    assert '-c constraints.txt ".[beam,train]"' in dockerfile
+    assert '-c constraints.txt ".[beam,train,gcs,s3]"' in dockerfile
     assert "apache-beam==2.77.0" in (INFRA.parent / "constraints.txt").read_text()

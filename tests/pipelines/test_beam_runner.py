@@ -20,6 +20,7 @@ from pseudo3d.errors import Pseudo3DError  # noqa: E402
 from pseudo3d.pipelines.runners.beam import build_beam, pipeline_options  # noqa: E402
 from pseudo3d.pipelines.runners.local import build_local  # noqa: E402
 from pseudo3d.pipelines.sources import resolve_sources  # noqa: E402
+from pseudo3d.storage import Storage  # noqa: E402
 
 CONFIG = BuildConfig.from_dict(yaml.safe_load(RUNNER_CONFIG_YAML))  # several shards from a small corpus
 
@@ -35,15 +36,17 @@ def local_build(runner_local_build):
 
 
 @pytest.mark.slow
-def test_direct_runner_builds_the_local_dataset(corpus, local_build, tmp_path):
+def test_direct_runner_builds_the_local_dataset_into_a_bucket(corpus, local_build, s3_bucket):
+    """The DirectRunner writing to a real S3-compatible server on 127.0.0.1: staged shards are
+    published by copying, and nothing else is left behind."""
     local_out, local_report = local_build
-    out = tmp_path / "ds"
+    out = f"{s3_bucket}/ds"
     report = build_beam(resolve_sources([str(corpus)]), out, CONFIG, workers=2, progress=False, qa_report=False)
     assert dataset_digests(out) == dataset_digests(local_out)
     assert len(report.shards_written) >= 2 and report.shards_written == local_report.shards_written
     for field in ("inputs", "processed", "ok", "failed", "clips", "frames"):
         assert getattr(report, field) == getattr(local_report, field), field
-    assert not [path for path in (out / "shards").iterdir() if path.name.startswith(".")]  # staging removed
+    assert not [name for name in Storage(out).list("shards") if name.startswith(".")]  # staging removed
 
 
 @pytest.mark.slow

@@ -8,11 +8,12 @@ from pseudo3d.pipelines.output_dir import prepare_output
 from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 from pseudo3d.schemas.version import SCHEMA_VERSION
+from pseudo3d.storage import Storage
 
 
 def _dataset(out, fingerprint):
     source = Source(uri="/v/a.mp4", identity="v/a.mp4", source_id="v-a-0000000000000000")
-    writer = ShardWriter(out / "shards", ShardConfig(), fingerprint)
+    writer = ShardWriter(Storage(out), ShardConfig(), fingerprint)
     writer.add(SourceOutcome(source, "failed", failures=[Failure(source.source_id, source.uri, "probe", "missing", "y")]))
     writer.close()
     return out / "shards" / "shard-000000.json"
@@ -21,7 +22,7 @@ def _dataset(out, fingerprint):
 def test_a_resume_under_the_same_configuration_skips_committed_sources(tmp_path):
     config = BuildConfig()
     _dataset(tmp_path / "ds", config.fingerprint())
-    state = prepare_output(tmp_path / "ds", config)
+    state = prepare_output(Storage(tmp_path / "ds"), config)
     assert state.done_source_ids == {"v-a-0000000000000000"}
 
 
@@ -33,21 +34,21 @@ def test_shards_of_another_data_contract_version_are_refused(tmp_path):
     marker.write_text(json.dumps({**stats, "schema_version": 1}))
     with pytest.raises(Pseudo3DError, match="holds shards of data contract version 1; this pseudo3d writes "
                                             "version 2.*--overwrite"):
-        prepare_output(tmp_path / "ds", config)
-    assert prepare_output(tmp_path / "ds", config, overwrite=True).shards == []
+        prepare_output(Storage(tmp_path / "ds"), config)
+    assert prepare_output(Storage(tmp_path / "ds"), config, overwrite=True).shards == []
 
 
 def test_shards_of_another_configuration_are_refused(tmp_path):
     _dataset(tmp_path / "ds", "0123456789abcdef")
     with pytest.raises(Pseudo3DError, match="different configuration .fingerprint 0123456789abcdef"):
-        prepare_output(tmp_path / "ds", BuildConfig())
+        prepare_output(Storage(tmp_path / "ds"), BuildConfig())
 
 
 def test_a_resume_knows_what_the_committed_outputs_were_computed_with(tmp_path):
     numerics = {"reconstruct": {"device": "cpu", "precision": "fp32"}}
     source = Source(uri="/v/a.mp4", identity="v/a.mp4", source_id="v-a-0000000000000000")
-    writer = ShardWriter(tmp_path / "ds" / "shards", ShardConfig(), BuildConfig().fingerprint())
+    writer = ShardWriter(Storage(tmp_path / "ds"), ShardConfig(), BuildConfig().fingerprint())
     writer.add(SourceOutcome(source, "failed", numerics=numerics,
                              failures=[Failure(source.source_id, source.uri, "qa", "confidence_mean", "low")]))
     writer.close()
-    assert prepare_output(tmp_path / "ds", BuildConfig()).numerics == numerics
+    assert prepare_output(Storage(tmp_path / "ds"), BuildConfig()).numerics == numerics

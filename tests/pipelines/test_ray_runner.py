@@ -139,16 +139,18 @@ def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_buil
             assert row["status"] == expected[row["source_id"]]
 
 
-def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_build, config_file, tmp_path):
+def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_build, config_file, s3_bucket):
     """The GPU layout (CPU actors track, reconstruction actors reconstruct and encode), run on CPU:
-    one tracking actor and one reconstruction actor, one on each node of the two-node cluster."""
-    out = tmp_path / "ds"
-    script = ("import sys; from pathlib import Path; from pseudo3d.config import BuildConfig; "
+    one tracking actor and one reconstruction actor, one on each node of the two-node cluster; the
+    dataset goes to a bucket of a real S3-compatible server on 127.0.0.1."""
+    out = f"{s3_bucket}/ds"
+    script = ("import sys; from pseudo3d.config import BuildConfig; "
               "from pseudo3d.pipelines.runners.ray import build_ray; "
               "from pseudo3d.pipelines.sources import resolve_sources; "
-              "build_ray(resolve_sources([sys.argv[1]]), Path(sys.argv[2]), BuildConfig.from_yaml(sys.argv[3]), "
+              "build_ray(resolve_sources([sys.argv[1]]), sys.argv[2], BuildConfig.from_yaml(sys.argv[3]), "
               "address=sys.argv[4], workers=1, gpu_actors=1, split=True, progress=False)")
-    result = subprocess.run([sys.executable, "-c", script, str(corpus), str(out), str(config_file), cluster["address"]],
-                            env=cluster["env"], capture_output=True, text=True, timeout=600)
+    aws = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+    result = subprocess.run([sys.executable, "-c", script, str(corpus), out, str(config_file), cluster["address"]],
+                            env={**cluster["env"], **aws}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert dataset_digests(out) == dataset_digests(local_build)

@@ -11,6 +11,7 @@ from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, ShardWri
                                              publish_shard, remove_uncommitted, shard_name)
 from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
 from pseudo3d.schemas.sample import encode_sample
+from pseudo3d.storage import Storage
 
 
 def _outcome(index: int, n_clips: int, payload: int = 1000) -> SourceOutcome:
@@ -28,11 +29,16 @@ def _outcome(index: int, n_clips: int, payload: int = 1000) -> SourceOutcome:
 
 
 def _write(directory, outcomes, taken=(), **config):
-    writer = ShardWriter(directory, ShardConfig(**config), "fp", taken=taken)
+    writer = ShardWriter(Storage(directory), ShardConfig(**config), "fp", taken=taken, folder="")
     for outcome in outcomes:
         writer.add(outcome)
     writer.close()
     return writer.committed
+
+
+def _here(directory):
+    """``committed_shards``' arguments for shards written straight into ``directory``."""
+    return Storage(directory), ""
 
 
 def _digests(directory):
@@ -42,7 +48,7 @@ def _digests(directory):
 def test_sources_are_never_split_and_limits_hold(tmp_path):
     names = _write(tmp_path, [_outcome(i, n) for i, n in enumerate([2, 2, 0, 3, 1, 5])], max_samples=4)
     assert names == ["shard-000000", "shard-000001", "shard-000002"]
-    shards = committed_shards(tmp_path)
+    shards = committed_shards(*_here(tmp_path))
     assert [s.stats["n_samples"] for s in shards] == [4, 4, 5]  # a source bigger than the limit stays whole
     assert [len(s.stats["sources"]) for s in shards] == [3, 2, 1]
     assert shards[0].stats["failures"][0]["source_id"] == "v2-00000000"
@@ -60,7 +66,7 @@ def test_byte_identical_and_plain_tar(tmp_path):
     assert {m.mtime for m in members} == {0} and {m.uname for m in members} == {""}
     assert members[0].name == "v0-00000000_000.audio.flac"
     tar_bytes = (tmp_path / "a" / "shard-000000.tar").read_bytes()
-    stats = committed_shards(tmp_path / "a")[0].stats
+    stats = committed_shards(*_here(tmp_path / "a"))[0].stats
     assert (stats["sha256"], stats["n_bytes"]) == (hashlib.sha256(tar_bytes).hexdigest(), len(tar_bytes))
 
 
@@ -68,40 +74,40 @@ def test_resume_fills_the_lowest_free_index_identically(tmp_path):
     outcomes = [_outcome(i, n) for i, n in enumerate([2, 2, 1, 3])]
     _write(tmp_path, outcomes, max_samples=3)
     before = _digests(tmp_path)
-    shard = committed_shards(tmp_path)[1]
+    shard = committed_shards(*_here(tmp_path))[1]
     lost = [row["source_id"] for row in shard.stats["sources"]]
     for suffix in (".tar", ".parquet", ".json"):
         (tmp_path / f"{shard.name}{suffix}").unlink()
-    remaining = {s.index for s in committed_shards(tmp_path)}
+    remaining = {s.index for s in committed_shards(*_here(tmp_path))}
     _write(tmp_path, [o for o in outcomes if o.source.source_id in lost], taken=remaining, max_samples=3)
     assert _digests(tmp_path) == before
 
 
 def test_byte_limit_closes_shards(tmp_path):
     _write(tmp_path, [_outcome(i, 1, payload=600_000) for i in range(3)], max_bytes=1_000_000)
-    assert len(committed_shards(tmp_path)) == 3
+    assert len(committed_shards(*_here(tmp_path))) == 3
 
 
 def test_abort_publishes_nothing_and_debris_is_removed(tmp_path):
-    writer = ShardWriter(tmp_path, ShardConfig(), "fp")
+    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", folder="")
     writer.add(_outcome(0, 2))
     writer.abort()
-    assert committed_shards(tmp_path) == [] and list(tmp_path.iterdir()) == []
+    assert committed_shards(*_here(tmp_path)) == [] and list(tmp_path.iterdir()) == []
     (tmp_path / "shard-000004.tar").write_bytes(b"partial")
     (tmp_path / ".shard-000005.json.tmp").write_bytes(b"{")
-    removed = remove_uncommitted(tmp_path)
-    assert sorted(p.name for p in removed) == [".shard-000005.json.tmp", "shard-000004.tar"]
+    removed = remove_uncommitted(*_here(tmp_path))
+    assert removed == [".shard-000005.json.tmp", "shard-000004.tar"] and list(tmp_path.iterdir()) == []
 
 
 def test_exception_inside_writer_publishes_nothing(tmp_path):
-    writer = ShardWriter(tmp_path, ShardConfig(), "fp")
+    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", folder="")
     writer.add(_outcome(0, 1))
     bad = _outcome(1, 1)
     bad.samples[0].members["x.npy"] = None  # not bytes: tarfile fails mid-shard
     with pytest.raises(TypeError):
         writer.add(bad)
     writer.abort()
-    assert committed_shards(tmp_path) == []
+    assert committed_shards(*_here(tmp_path)) == []
 
 
 def test_staged_shards_published_later_equal_the_writer_s(tmp_path):
@@ -112,18 +118,17 @@ def test_staged_shards_published_later_equal_the_writer_s(tmp_path):
     packer = ShardPacker(ShardConfig(max_samples=4), taken=[1])
     shard_of = [packer.place(*outcome_size(outcome))[0] for outcome in outcomes]
     assert [shard_name(index) for index in sorted(set(shard_of))] == streamed
-    staged_dir, published = tmp_path / "staged", tmp_path / "published"
+    storage, published = Storage(tmp_path), tmp_path / "published"
     published.mkdir()
     for index in sorted(set(shard_of)):
-        (staged_dir / str(index)).mkdir(parents=True)
-        builder = ShardBuilder(staged_dir / str(index), index, "fp")
+        builder = ShardBuilder(storage, f"staged/{index}", index, "fp")
         for outcome, shard in zip(outcomes, shard_of):
             if shard == index:
                 builder.add(outcome)
-        builder.finish(publish=False)
+        builder.finish()
         assert not list(published.glob(f"{shard_name(index)}.*"))  # nothing visible before publishing
-        publish_shard(staged_dir / str(index), published, index)
-        publish_shard(staged_dir / str(index), published, index)  # repeating a finished publish is harmless
+        publish_shard(storage, f"staged/{index}", index, folder="published")
+        publish_shard(storage, f"staged/{index}", index, folder="published")  # repeating a finished publish is harmless
     assert _digests(published) == _digests(tmp_path / "streamed")
 
 
@@ -132,8 +137,8 @@ def test_a_runner_s_leftover_staging_directory_is_debris(tmp_path):
     staging = tmp_path / ".beam-0123abcd.tmp" / "attempt"
     staging.mkdir(parents=True)
     (staging / ".shard-000001.tar.tmp").write_bytes(b"partial")
-    assert remove_uncommitted(tmp_path) == [tmp_path / ".beam-0123abcd.tmp"]
-    assert not (tmp_path / ".beam-0123abcd.tmp").exists() and len(committed_shards(tmp_path)) == 1
+    assert remove_uncommitted(*_here(tmp_path)) == [".beam-0123abcd.tmp"]
+    assert not (tmp_path / ".beam-0123abcd.tmp").exists() and len(committed_shards(*_here(tmp_path))) == 1
 
 
 CPU = {"reconstruct": {"device": "cpu", "precision": "fp32", "torch": "2.13.0", "cuda": "", "cudnn": ""}}
@@ -143,16 +148,16 @@ CUDA = {"reconstruct": {"device": "cuda", "precision": "bf16", "torch": "2.13.0"
 def test_outputs_of_another_device_or_precision_are_refused(tmp_path):
     first, second = _outcome(0, 1), _outcome(1, 1)
     first.numerics, second.numerics = CPU, CUDA
-    writer = ShardWriter(tmp_path, ShardConfig(), "fp")
+    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", folder="")
     writer.add(first)
     with pytest.raises(Pseudo3DError, match="this build computes reconstruct on cuda in bf16, but the dataset was "
                                             "built with reconstruct on cpu in fp32"):
         writer.add(second)
     writer.close()
-    assert committed_shards(tmp_path)[0].stats["numerics"] == CPU
+    assert committed_shards(*_here(tmp_path))[0].stats["numerics"] == CPU
     newer = _outcome(2, 1)
     newer.numerics = {"reconstruct": {**CPU["reconstruct"], "torch": "2.14.0"}}  # versions are recorded, not checked
-    writer = ShardWriter(tmp_path, ShardConfig(), "fp", taken=[0], numerics=CPU)
+    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", taken=[0], numerics=CPU, folder="")
     writer.add(newer)
     with pytest.raises(Pseudo3DError, match="built with reconstruct on cpu in fp32"):
         writer.add(second)

@@ -46,7 +46,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page(dataset) -> str:
-    path = write_report(dataset, gallery_size=4)
+    path = Path(write_report(dataset, gallery_size=4))
     assert path == dataset / "qa" / "report.html"
     return path.read_text(encoding="utf-8")
 
@@ -159,7 +159,7 @@ def test_format_summary_is_compact_plain_text(dataset):
 
 
 def test_rewriting_is_atomic_and_leaves_no_temporary_file(dataset, page):
-    path = write_report(dataset, gallery_size=0)
+    path = Path(write_report(dataset, gallery_size=0))
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
     text = path.read_text(encoding="utf-8")
     assert '<section id="gallery">' in text and '<article class="shot">' not in text
@@ -172,7 +172,7 @@ def test_the_report_needs_only_the_dataset(dataset, tmp_path):
     shutil.copytree(dataset, moved, ignore=shutil.ignore_patterns("qa"))
     manifest = pq.read_table(moved / "manifest.parquet")
     assert not any(Path(source).is_absolute() for source in manifest.column("source").to_pylist())
-    text = write_report(moved).read_text(encoding="utf-8")  # the sources are not where the references point
+    text = Path(write_report(moved)).read_text(encoding="utf-8")  # the sources are not where the references point
     assert text.count("<figcaption>source frame at ") == manifest.num_rows  # the thumbnails the workers cut
     assert text.count('class="mesh"><img') == manifest.num_rows
 
@@ -198,7 +198,7 @@ def test_report_renders_in_a_real_browser(dataset, tmp_path):
                     "or set PSEUDO3D_SKIP_BROWSER_TESTS=1 to skip this test")
     import cv2
 
-    report = write_report(dataset, gallery_size=4).resolve()
+    report = Path(write_report(dataset, gallery_size=4)).resolve()
     screenshot = tmp_path / "report.png"
     shot = _chromium("--window-size=1280,4000", f"--screenshot={screenshot}", report.as_uri(), profile=tmp_path / "p1")
     assert screenshot.is_file(), f"chromium wrote no screenshot (exit {shot.returncode}): {shot.stderr[-2000:]}"

@@ -1,7 +1,6 @@
 """The QA report's building blocks on small real inputs: time accounting, gallery choice, face
 thumbnails, the mesh renderer (MediaPipe topology and a synthetic FLAME model)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from pseudo3d.qa.report.frames import LANDMARK_COLOUR, draw_points
 from pseudo3d.qa.report.gallery import choose_clips
 from pseudo3d.qa.report.meshes import MeshUnavailable, frame_mesh
 from pseudo3d.qa.report.render import BACKGROUND, mediapipe_topology, render_mesh, rotation_yx
+from pseudo3d.storage import Storage
 
 
 def _source(source_id, status="ok", duration=10.0):
@@ -26,7 +26,7 @@ def _dataset(sources, failures, clips) -> Dataset:
     """``clips``: (source_id, clip_index, duration_s) per kept clip."""
     manifest = {"key": [f"{s}_{i:03d}" for s, i, _ in clips], "source_id": [s for s, _, _ in clips],
                 "clip_index": [i for _, i, _ in clips], "duration_s": [d for _, _, d in clips]}
-    return Dataset(path=Path("/nowhere"), card={"config": {"qa": {"min_face_size_px": 64.0, "enabled": True}}},
+    return Dataset(storage=Storage("/nowhere"), card={"config": {"qa": {"min_face_size_px": 64.0, "enabled": True}}},
                    sources=sources, failures=failures, manifest=manifest)
 
 

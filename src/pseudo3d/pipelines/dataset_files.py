@@ -12,19 +12,18 @@ import importlib.metadata
 import json
 import platform
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import pseudo3d
 from pseudo3d.config import BuildConfig
-from pseudo3d.files import write_atomically, write_bytes_atomically
 from pseudo3d.pipelines.shard_writer import committed_shards, current_sources
+from pseudo3d.schemas.layout import SHARD_DIR
 from pseudo3d.schemas.sample import to_jsonable
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA, table_from_rows
 from pseudo3d.schemas.version import SCHEMA_VERSION
+from pseudo3d.storage import Storage, parquet_bytes, read_parquet
 
 PACKAGES = ("numpy", "av", "mediapipe", "opencv-contrib-python", "pyarrow", "scipy", "soundfile")
 
@@ -39,20 +38,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_dataset_files(out_dir: Path, config: BuildConfig) -> dict[str, Any]:
-    """Write the four dataset-level files; returns the card (``dataset.json``) as a dict."""
-    out_dir = Path(out_dir)
-    shards = committed_shards(out_dir / "shards")
+def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]:
+    """Write the four dataset-level files into the dataset at ``storage``; returns the card
+    (``dataset.json``) as a dict."""
+    shards = committed_shards(storage)
     current = current_sources(shards)
     sources = [row for _, row in current.values()]
     failures = [row for shard in shards for row in shard.stats["failures"] if current[row["source_id"]][0] is shard]
-    _write_parquet(table_from_rows(sources, SOURCES_SCHEMA), out_dir / "sources.parquet")
-    _write_parquet(table_from_rows(failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
-    manifests = [pq.read_table(out_dir / "shards" / f"{shard.name}.parquet") for shard in shards]
+    storage.write_bytes("sources.parquet", parquet_bytes(table_from_rows(sources, SOURCES_SCHEMA)))
+    storage.write_bytes("failures.parquet", parquet_bytes(table_from_rows(failures, FAILURES_SCHEMA)))
+    manifests = [read_parquet(storage, f"{SHARD_DIR}/{shard.name}.parquet") for shard in shards]
     manifests = [table for table in manifests if table.num_rows]
     manifest = (pa.concat_tables(manifests, promote_options="permissive") if manifests
                 else MANIFEST_BASE_SCHEMA.empty_table())
-    _write_parquet(manifest, out_dir / "manifest.parquet")
+    storage.write_bytes("manifest.parquet", parquet_bytes(manifest))
 
     status = Counter(row["status"] for row in sources)
     assets: dict[str, str] = {}
@@ -84,15 +83,12 @@ def write_dataset_files(out_dir: Path, config: BuildConfig) -> dict[str, Any]:
             "kept": sum(shard.stats["seconds"] for shard in shards) / 3600.0,
         },
         "files": {
-            "shards": [f"shards/{shard.name}.tar" for shard in shards],
+            "shards": [f"{SHARD_DIR}/{shard.name}.tar" for shard in shards],
             "manifest": "manifest.parquet",
             "sources": "sources.parquet",
             "failures": "failures.parquet",
         },
     }
-    write_bytes_atomically(out_dir / "dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
+    storage.write_bytes("dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
     return card
 
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    write_atomically(path, lambda temporary: pq.write_table(table, temporary))

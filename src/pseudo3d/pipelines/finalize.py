@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.pipelines.dataset_files import write_dataset_files
+from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
-def finalize_dataset(out_dir: Path, config: BuildConfig, *, report: bool = True) -> tuple[dict[str, Any], Path | None]:
+def finalize_dataset(storage: Storage, config: BuildConfig, *, report: bool = True) -> tuple[dict[str, Any], str | None]:
     """Write sources/manifest/failures/dataset.json from the committed shards, then
     ``qa/report.html``. Returns (the card, the report's path or None). A report that cannot be
     drawn is logged and skipped: it never costs the dataset."""
-    card = write_dataset_files(out_dir, config)
+    card = write_dataset_files(storage, config)
     if not report:
         return card, None
     from pseudo3d.qa.report import write_report
 
     try:
-        return card, write_report(out_dir, flame_model=config.reconstruct.flame_model)
+        return card, write_report(storage, flame_model=config.reconstruct.flame_model)
     except Exception:  # noqa: BLE001 - the dataset is complete; the report can be redrawn with `pseudo3d qa`
-        log.exception("the QA report could not be written; run `pseudo3d qa %s` to retry", out_dir)
+        log.exception("the QA report could not be written; run `pseudo3d qa %s` to retry", storage.url)
         return card, None

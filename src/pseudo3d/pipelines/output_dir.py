@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.shard_writer import CommittedShard, committed_shards, current_sources, remove_uncommitted
 from pseudo3d.pipelines.spool import remove_spool
+from pseudo3d.schemas.layout import SHARD_DIR
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
+from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -66,47 +66,51 @@ def _transient(shard: CommittedShard, row: dict) -> bool:
                for failure in shard.stats["failures"])
 
 
-def prepare_output(out_dir: Path, config: BuildConfig, overwrite: bool = False) -> ResumeState:
-    """Create or reopen ``out_dir``; refuse to mix configurations; remove uncommitted debris."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise Pseudo3DError(f"--out {out_dir}: exists and is not a directory")
+def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = False) -> ResumeState:
+    """Create or reopen the dataset at ``storage``; refuse to mix configurations; remove
+    uncommitted debris."""
+    if storage.is_local and storage.local_path().exists() and not storage.local_path().is_dir():
+        raise Pseudo3DError(f"--out {storage.url}: exists and is not a directory")
     if overwrite:
-        _clear(out_dir)
+        _clear(storage)
+    probe = f".write-test-{uuid.uuid4().hex}"
     try:
-        (out_dir / "shards").mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise Pseudo3DError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+        if storage.is_local:
+            storage.local_path(SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        storage.write_bytes(probe, b"")
+        storage.delete(probe)
+    except (OSError, ValueError) as exc:  # s3fs and gcsfs say "no such bucket" or "access denied" as OSErrors
+        raise Pseudo3DError(f"--out {storage.url}: cannot write there ({_reason(exc)})") from None
 
-    remove_spool(out_dir)  # samples an interrupted build had not written yet
-    removed = remove_uncommitted(out_dir / "shards")
+    if storage.is_local:
+        remove_spool(storage.local_path())  # samples an interrupted build had not written yet
+    removed = remove_uncommitted(storage)
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))
-    shards = committed_shards(out_dir / "shards")
+    shards = committed_shards(storage)
     versions = sorted({s.stats.get("schema_version") for s in shards} - {SCHEMA_VERSION}, key=str)
     if versions:
         raise Pseudo3DError(
-            f"--out {out_dir} holds shards of data contract version {versions[0]}; this pseudo3d writes "
+            f"--out {storage.url} holds shards of data contract version {versions[0]}; this pseudo3d writes "
             f"version {SCHEMA_VERSION}, whose source ids differ, so a resume would build every source again "
             "beside the old ones: build into a new directory or pass --overwrite (docs/data-contract.md, Versions)")
     fingerprint = config.fingerprint()
     foreign = sorted({s.stats.get("config_fingerprint") for s in shards} - {fingerprint})
     if foreign:
         raise Pseudo3DError(
-            f"--out {out_dir} holds shards built with a different configuration "
+            f"--out {storage.url} holds shards built with a different configuration "
             f"(fingerprint {foreign[0]}, this build {fingerprint}); build into a new directory "
             "or pass --overwrite to replace the dataset")
     return ResumeState(shards)
 
 
-def _clear(out_dir: Path) -> None:
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _clear(storage: Storage) -> None:
     """Remove what a build writes, and nothing else a user may keep beside it."""
-    if not out_dir.is_dir():
-        return
     for name in DATASET_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+        storage.delete(name)
     for name in DATASET_DIRS:
-        if (out_dir / name).is_dir():
-            shutil.rmtree(out_dir / name)
+        storage.delete_tree(name)

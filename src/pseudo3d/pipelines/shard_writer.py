@@ -1,10 +1,11 @@
 """The shard writer: source outcomes in, committed WebDataset shards out.
 
-Commit protocol (per shard ``shard-NNNNNN``): the tar and its sidecar parquet are written under
-hidden temporary names, fsynced, and renamed into place (the directory fsynced after each rename,
-:mod:`pseudo3d.files`); the stats JSON is written the same way **last**. The tar is hashed as it
-is written. A shard exists only once its JSON exists; anything else in ``shards/`` is debris from an
-interrupted build and is removed by :func:`remove_uncommitted`.
+Commit protocol (per shard ``shard-NNNNNN``), the same on local paths and object stores: the tar
+is streamed out and published whole (:mod:`pseudo3d.storage`: a temporary name, fsync and rename
+on a local path; a multipart upload on an object store), then its sidecar parquet, then the stats
+JSON **last**. The tar is hashed as it is written. A shard exists only once its JSON exists;
+anything else in ``shards/`` is debris from an interrupted build and is removed by
+:func:`remove_uncommitted`.
 
 Shards are *source-atomic*: all clips of a source go to one shard, and the shard's JSON lists
 every source it covers (failed ones too) with their failure rows. That makes resuming exact:
@@ -20,29 +21,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
+import posixpath
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator
-
-import pyarrow.parquet as pq
 
 import pseudo3d
 from pseudo3d.config import ShardConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.files import HashingWriter, fsync_file, publish, temporary_path
+from pseudo3d.schemas.layout import SHARD_DIR, SHARD_PREFIX, shard_name
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
 from pseudo3d.schemas.sample import encode_json
 from pseudo3d.schemas.tables import manifest_table
 from pseudo3d.schemas.version import SCHEMA_VERSION
+from pseudo3d.storage import Storage, is_temporary, parquet_bytes
 
-SHARD_PREFIX = "shard-"
-
-
-def shard_name(index: int) -> str:
-    return f"{SHARD_PREFIX}{index:06d}"
 
 
 @dataclass
@@ -55,16 +48,16 @@ class CommittedShard:
         return shard_name(self.index)
 
 
-def committed_shards(shard_dir: Path) -> list[CommittedShard]:
-    """Shards whose commit marker (stats JSON) exists, by index."""
+def committed_shards(storage: Storage, folder: str = SHARD_DIR) -> list[CommittedShard]:
+    """Shards of ``storage``'s ``folder`` whose commit marker (stats JSON) exists, by index."""
+    names = set(storage.list(folder))
     shards = []
-    if not shard_dir.is_dir():
-        return shards
-    for path in sorted(shard_dir.glob(f"{SHARD_PREFIX}*.json")):
-        stem = path.stem[len(SHARD_PREFIX):]
-        if not stem.isdigit() or not path.with_suffix(".tar").is_file():
+    for name in sorted(names):
+        stem = name[len(SHARD_PREFIX):-len(".json")]
+        if not (name.startswith(SHARD_PREFIX) and name.endswith(".json") and stem.isdigit()):
             continue
-        shards.append(CommittedShard(int(stem), json.loads(path.read_text())))
+        if f"{SHARD_PREFIX}{stem}.tar" in names:
+            shards.append(CommittedShard(int(stem), json.loads(storage.read_bytes(posixpath.join(folder, name)))))
     return shards
 
 
@@ -81,22 +74,20 @@ def current_sources(shards: list[CommittedShard]) -> dict[str, tuple[CommittedSh
     return current
 
 
-def remove_uncommitted(shard_dir: Path) -> list[Path]:
-    """Delete temporary files and tars/sidecars without a commit marker; returns what was removed."""
+def remove_uncommitted(storage: Storage, folder: str = SHARD_DIR) -> list[str]:
+    """Delete temporary files and folders, and tars/sidecars without a commit marker, from
+    ``storage``'s ``folder``; returns the names removed."""
+    names = storage.list(folder)
     removed = []
-    if not shard_dir.is_dir():
-        return removed
-    for path in sorted(shard_dir.iterdir()):
-        if path.name.startswith(".") and path.name.endswith(".tmp"):  # a file, or a runner's staging directory
-            removed.append(path)
-        elif path.name.startswith(SHARD_PREFIX) and path.suffix in (".tar", ".parquet"):
-            if not path.with_suffix(".json").is_file():
-                removed.append(path)
-    for path in removed:
-        if path.is_dir():
-            shutil.rmtree(path)
+    for name in names:
+        stem, _, suffix = name.rpartition(".")
+        if is_temporary(name):  # a file, or a runner's staging folder
+            storage.delete_tree(posixpath.join(folder, name))
+        elif name.startswith(SHARD_PREFIX) and suffix in ("tar", "parquet") and f"{stem}.json" not in names:
+            storage.delete(posixpath.join(folder, name))
         else:
-            path.unlink()
+            continue
+        removed.append(name)
     return removed
 
 
@@ -159,17 +150,15 @@ def _describe(numerics: dict[str, dict[str, str]]) -> str:
 
 
 class ShardBuilder:
-    """One shard being written into ``directory`` under hidden temporary names.
-
-    ``finish(publish=True)`` renames each file into place as soon as it is complete (the local
-    writer's commit); ``publish=False`` leaves all three temporary, for a runner that publishes
-    them later with :func:`publish_shard` (the Beam runner's finalize step). ``numerics``: what
-    the dataset's outputs were computed with so far (:func:`check_numerics`), or None.
+    """One shard being written into ``storage``'s ``folder``; :meth:`finish` writes its sidecar
+    and, last, its stats JSON (the commit). ``numerics``: what the dataset's outputs were computed
+    with so far (:func:`check_numerics`), or None.
     """
 
-    def __init__(self, directory: Path, index: int, fingerprint: str,
+    def __init__(self, storage: Storage, folder: str, index: int, fingerprint: str,
                  numerics: dict[str, dict[str, str]] | None = None):
-        self.directory = Path(directory)
+        self.storage = storage
+        self.folder = folder
         self.index = index
         self.name = shard_name(index)
         self.fingerprint = fingerprint
@@ -178,11 +167,12 @@ class ShardBuilder:
         self.sources: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.assets: dict[str, str] = {}
-        self._file = HashingWriter(self.temporary("tar"))
+        self._file = storage.open_write(self.file("tar"))
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
 
-    def temporary(self, suffix: str) -> Path:
-        return _temporary_path(self.directory, self.name, suffix)
+    def file(self, suffix: str) -> str:
+        """The relative path of this shard's file with ``suffix`` (``tar``, ``parquet``, ``json``)."""
+        return posixpath.join(self.folder, f"{self.name}.{suffix}")
 
     def add(self, outcome: SourceOutcome) -> None:
         check_numerics(self.numerics, outcome.numerics)
@@ -194,10 +184,9 @@ class ShardBuilder:
         self.assets.update(outcome.assets)
 
     def abort(self) -> None:
+        """Drop the shard: its tar is never published (the sidecar and JSON are not written yet)."""
         self._tar.close()
-        self._file.close(sync=False)
-        for suffix in SHARD_FILES:
-            self.temporary(suffix).unlink(missing_ok=True)
+        self._file.discard()
 
     def _write_sample(self, sample: EncodedSample) -> None:
         for suffix, data in sample.members.items():
@@ -210,16 +199,12 @@ class ShardBuilder:
             self._tar.addfile(info, io.BytesIO(data))
         self.rows.append({**sample.row, "shard": self.name})
 
-    def finish(self, *, publish: bool) -> None:
+    def finish(self) -> None:
+        """Publish the tar, then the sidecar parquet, then the stats JSON: the commit."""
         self._tar.close()
-        self._file.close()  # flushed and fsynced; hashed as it was written
+        self._file.close()  # published whole; hashed as it was written
         digest, tar_size = self._file.hexdigest(), self._file.size
-        if publish:
-            self._publish("tar")
-        pq.write_table(manifest_table(self.rows), self.temporary("parquet"))
-        fsync_file(self.temporary("parquet"))
-        if publish:
-            self._publish("parquet")
+        self.storage.write_bytes(self.file("parquet"), parquet_bytes(manifest_table(self.rows)))
         stats = {
             "schema_version": SCHEMA_VERSION,
             "pseudo3d_version": pseudo3d.__version__,
@@ -237,36 +222,28 @@ class ShardBuilder:
             "assets": dict(sorted(self.assets.items())),
             "numerics": self.numerics,
         }
-        with open(self.temporary("json"), "wb") as handle:
-            handle.write(encode_json(stats))
-            handle.flush()
-            os.fsync(handle.fileno())
-        if publish:
-            self._publish("json")  # the commit
-
-    def _publish(self, suffix: str) -> None:
-        publish(self.temporary(suffix), self.directory / f"{self.name}.{suffix}")
+        self.storage.write_bytes(self.file("json"), encode_json(stats))
 
 
-def publish_shard(staged: Path, shard_dir: Path, index: int) -> None:
-    """Move a shard finished with ``publish=False`` in ``staged`` into ``shard_dir``, the commit
-    marker last. Safe to repeat after an interruption: files already moved are left alone."""
+def publish_shard(storage: Storage, staged: str, index: int, folder: str = SHARD_DIR) -> None:
+    """Move shard ``index``, finished in ``storage``'s folder ``staged``, into ``folder``, the
+    commit marker last. Safe to repeat after an interruption: files already moved are left alone."""
     name = shard_name(index)
     for suffix in SHARD_FILES:
-        source, target = _temporary_path(Path(staged), name, suffix), Path(shard_dir) / f"{name}.{suffix}"
-        if source.exists():
-            publish(source, target)
-        elif not target.exists():
-            raise FileNotFoundError(f"{source}: the staged file of {name} is missing")
+        source, target = posixpath.join(staged, f"{name}.{suffix}"), posixpath.join(folder, f"{name}.{suffix}")
+        if storage.exists(source):
+            storage.move(source, target)
+        elif not storage.exists(target):
+            raise FileNotFoundError(f"{storage.url_of(source)}: the staged file of {name} is missing")
 
 
 class ShardWriter:
     """Append source outcomes in order; ``close()`` commits the last shard."""
 
-    def __init__(self, shard_dir: Path, config: ShardConfig, fingerprint: str, taken: Iterable[int] = (),
-                 numerics: dict[str, dict[str, str]] | None = None):
-        self.shard_dir = Path(shard_dir)
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, storage: Storage, config: ShardConfig, fingerprint: str, taken: Iterable[int] = (),
+                 numerics: dict[str, dict[str, str]] | None = None, folder: str = SHARD_DIR):
+        self.storage = storage
+        self.folder = folder
         self.fingerprint = fingerprint
         self.numerics = numerics
         self._packer = ShardPacker(config, taken)
@@ -277,7 +254,7 @@ class ShardWriter:
         index, opens = self._packer.place(*outcome_size(outcome))
         if opens:
             self._commit()
-            self._open = ShardBuilder(self.shard_dir, index, self.fingerprint, self.numerics)
+            self._open = ShardBuilder(self.storage, self.folder, index, self.fingerprint, self.numerics)
         self._open.add(outcome)
         self.numerics = self._open.numerics
 
@@ -293,12 +270,8 @@ class ShardWriter:
     def _commit(self) -> None:
         shard, self._open = self._open, None
         if shard is not None:
-            shard.finish(publish=True)
+            shard.finish()
             self.committed.append(shard.name)
-
-
-def _temporary_path(directory: Path, name: str, suffix: str) -> Path:
-    return temporary_path(directory / f"{name}.{suffix}")
 
 
 def _free_indices(taken: set[int]) -> Iterator[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from pseudo3d.files import write_bytes_atomically
+from pseudo3d.storage import write_bytes
 from pseudo3d.synth import speech
 from pseudo3d.synth.face import UPSAMPLE, Portrait, animate_face, load_portrait
 from pseudo3d.synth.mp4 import write_mp4
@@ -178,7 +178,7 @@ def _round_list(values: NDArray) -> list[float]:
 
 def write_truth(path: Path, truth: dict) -> None:
     """Write a truth sidecar; it appears under ``path`` only once complete."""
-    write_bytes_atomically(path, (json.dumps(truth) + "\n").encode("utf-8"))
+    write_bytes(path, (json.dumps(truth) + "\n").encode("utf-8"))
 
 
 def build_truth(spec: VideoSpec, mouth_open: NDArray, motion: HeadMotion, visible: list[bool],

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 import pseudo3d
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.files import write_atomically
+from pseudo3d.storage import write_bytes
 
 RUN_FORMAT = "pseudo3d.run/1"
 NORM_PREFIX = "norm."
@@ -61,9 +61,9 @@ def save_model(root: Path, model: torch.nn.Module, norm_tensors: dict[str, torch
     files = RunFiles(Path(root))
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     tensors.update({NORM_PREFIX + name: value.detach().cpu().contiguous() for name, value in norm_tensors.items()})
-    write_atomically(files.weights, lambda path: save_file(tensors, str(path)))
+    write_bytes(files.weights, save(tensors))
     document = {"format": RUN_FORMAT, "pseudo3d_version": pseudo3d.__version__, **config}
-    write_atomically(files.config, lambda path: path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n"))
+    write_bytes(files.config, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_config(root: Path) -> dict[str, Any]:
@@ -96,9 +96,9 @@ def save_training_state(root: Path, optimizer: torch.optim.Optimizer, step: int,
             else:
                 scalars[f"{index}.{name}"] = value
     tensors["rng.torch"] = torch.get_rng_state()
-    write_atomically(files.optimizer, lambda path: save_file(tensors, str(path)))
+    write_bytes(files.optimizer, save(tensors))
     trainer = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, **extra}
-    write_atomically(files.trainer, lambda path: path.write_text(json.dumps(trainer, indent=2, sort_keys=True) + "\n"))
+    write_bytes(files.trainer, (json.dumps(trainer, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_training_state(root: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:

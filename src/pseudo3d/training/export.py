@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pseudo3d.files import write_bytes_atomically
+from pseudo3d.storage import write_bytes
 from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES, LIVE_LINK_FACE_COLUMNS, LIVE_LINK_FACE_ROTATIONS
 from pseudo3d.training.render import mediapipe_faces, render_preview
 
@@ -113,4 +113,5 @@ def write_live_link_csv(path: str | Path, weights: np.ndarray, fps: float,
         timecode = live_link_timecode(start_seconds + index / fps, timecode_rate)
         values = ",".join(f"{value:.6f}" for value in row)
         lines.append(f"{timecode},{BLENDSHAPE_COUNT},{values},{rotations}")
-    return write_bytes_atomically(Path(path), ("\n".join(lines) + "\n").encode("utf-8"))
+    write_bytes(Path(path), ("\n".join(lines) + "\n").encode("utf-8"))
+    return Path(path)

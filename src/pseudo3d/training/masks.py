@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 
 from pseudo3d.errors import AssetError
-from pseudo3d.files import write_bytes_atomically
+from pseudo3d.storage import write_bytes
 from pseudo3d.reconstruction.assets import N_MEDIAPIPE
 from pseudo3d.reconstruction.safe_pickle import safe_unpickle
 from pseudo3d.training.metrics import vertex_indices
@@ -197,7 +197,8 @@ def write_synthetic_flame_masks(path: str | Path) -> Path:
     buffer = io.BytesIO()
     _Python2StylePickler(buffer, protocol=2).dump({name: np.array(indices) for name, indices
                                                    in mediapipe_region_masks().items()})
-    return write_bytes_atomically(Path(path), buffer.getvalue())
+    write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 class _Python2StylePickler(pickle._Pickler):  # the pure-Python pickler: its dispatch table can change

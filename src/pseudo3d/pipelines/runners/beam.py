@@ -26,7 +26,6 @@ import concurrent.futures
 import contextlib
 import io
 import logging
-import shutil
 import threading
 import time
 import uuid
@@ -40,11 +39,13 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, fail_source
 from pseudo3d.pipelines.runners import local
-from pseudo3d.pipelines.runners.driver import BuildReport, finish_build, start_build
+from pseudo3d.pipelines.runners.driver import BuildReport, build_log, finish_build, start_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
 from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, committed_shards, outcome_size,
                                              publish_shard)
+from pseudo3d.schemas.layout import SHARD_DIR
 from pseudo3d.schemas.records import Source, SourceOutcome
+from pseudo3d.storage import Storage
 
 _root, _guard = logging.getLogger(), logging.NullHandler()
 _root.addHandler(_guard)  # Beam logs through the root logger while importing; never let it configure logging
@@ -120,26 +121,29 @@ def pipeline_options(pairs: Sequence[str], workers: int = 0) -> PipelineOptions:
     return options
 
 
-def build_beam(sources: list[Source], out_dir: Path, config: BuildConfig, *, options: Sequence[str] = (),
+def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, options: Sequence[str] = (),
                workers: int = 0, overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
                qa_report: bool = True) -> BuildReport:
-    """Build (or resume) the dataset at ``out_dir`` with a Beam pipeline; ``options`` are
-    ``KEY=VALUE`` Beam pipeline options (default: the DirectRunner on this machine)."""
+    """Build (or resume) the dataset at ``out`` (a directory or an fsspec URL) with a Beam
+    pipeline; ``options`` are ``KEY=VALUE`` Beam pipeline options (default: the DirectRunner on
+    this machine)."""
     beam_options = pipeline_options(options, workers)
-    state, pending, report = start_build(sources, out_dir, config, overwrite=overwrite, retry_failed=retry_failed)
+    state, pending, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
+    storage = report.storage
     start = time.perf_counter()
     if pending:
-        shard_dir = report.out_dir / "shards"
-        staging = shard_dir / f".beam-{uuid.uuid4().hex}.tmp"
-        pipeline = beam.Pipeline(options=beam_options)
-        _expand(pipeline, pending, config, report.out_dir, sorted(state.taken_indices), staging, state.numerics)
-        try:
-            counters = _run(pipeline, len(pending), progress)
-        except Exception as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise Pseudo3DError(f"the Beam pipeline failed, and nothing from it was published "
-                                f"({type(exc).__name__}: {exc}); run the same command again to retry") from exc
-        new = [shard for shard in committed_shards(shard_dir) if shard.index not in state.taken_indices]
+        staging = f"{SHARD_DIR}/.beam-{uuid.uuid4().hex}.tmp"
+        with build_log(storage) as log_path:
+            pipeline = beam.Pipeline(options=beam_options)
+            _expand(pipeline, pending, config, storage.url, str(log_path), sorted(state.taken_indices), staging,
+                    state.numerics)
+            try:
+                counters = _run(pipeline, len(pending), progress)
+            except Exception as exc:
+                storage.delete_tree(staging)
+                raise Pseudo3DError(f"the Beam pipeline failed, and nothing from it was published "
+                                    f"({type(exc).__name__}: {exc}); run the same command again to retry") from exc
+        new = [shard for shard in committed_shards(storage) if shard.index not in state.taken_indices]
         _check_complete(pending, new)
         report.shards_written = [shard.name for shard in new]
         report.processed = sum(len(shard.stats["sources"]) for shard in new)
@@ -151,12 +155,11 @@ def build_beam(sources: list[Source], out_dir: Path, config: BuildConfig, *, opt
     return finish_build(report, config, qa_report=qa_report)
 
 
-def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig, out_dir: Path,
-            taken: list[int], staging: Path, numerics: dict | None) -> None:
-    log_path = str(out_dir / "logs" / "build.log")
+def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig, dataset: str, log_path: str,
+            taken: list[int], staging: str, numerics: dict | None) -> None:
     tracked = (pipeline
                | "Sources" >> beam.Create(list(enumerate(pending)))
-               | "Track" >> beam.ParDo(_TrackFn(config, log_path, str(staging))).with_outputs(FAILED, main="tracked"))
+               | "Track" >> beam.ParDo(_TrackFn(config, log_path)).with_outputs(FAILED, main="tracked"))
     finished, dead = (tracked.tracked
                       | "Reconstruct" >> RunInference(KeyedModelHandler(_ReconstructHandler(config)))
                       .with_exception_handling())
@@ -167,7 +170,7 @@ def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig,
                (("reconstructed", finished), ("failed batches", dead_batches), ("failed", tracked[FAILED]))]
     (counted
      | "Outcomes" >> beam.Flatten()
-     | "WriteShards" >> WriteShards(out_dir / "shards", config, taken, staging, numerics))
+     | "WriteShards" >> WriteShards(dataset, config, taken, staging, numerics))
 
 
 def _run(pipeline: beam.Pipeline, total: int, progress: bool) -> dict[str, int]:
@@ -231,8 +234,8 @@ def _check_complete(pending: list[Source], shards) -> None:
 class _TrackFn(beam.DoFn):
     """Probe, decode and track one source at a time in an isolated worker process."""
 
-    def __init__(self, config: BuildConfig, log_path: str, staging: str):
-        self.config, self.log_path, self.staging = config, log_path, staging
+    def __init__(self, config: BuildConfig, log_path: str):
+        self.config, self.log_path = config, log_path
         self.pool: IsolatedPool | None = None
 
     def setup(self) -> None:
@@ -312,10 +315,11 @@ class WriteShards(beam.PTransform):
     """``(input index, outcome)`` pairs in, the local writer's shards out, published only when
     every shard has been written (temporary, then finalize)."""
 
-    def __init__(self, shard_dir: Path, config: BuildConfig, taken: Iterable[int], staging: Path,
+    def __init__(self, dataset: str, config: BuildConfig, taken: Iterable[int], staging: str,
                  numerics: dict | None = None):
+        """``dataset``: the dataset's local path or URL; ``staging``: the staging folder, relative to it."""
         super().__init__()
-        self.shard_dir, self.staging = str(shard_dir), str(staging)
+        self.dataset, self.staging = dataset, staging
         self.shards, self.taken = config.shards, list(taken)
         self.fingerprint, self.numerics = config.fingerprint(), numerics
 
@@ -327,10 +331,11 @@ class WriteShards(beam.PTransform):
         written = (outcomes
                    | "Assign" >> beam.Map(lambda pair, shard_of: (shard_of[pair[0]], pair), beam.pvalue.AsSingleton(plan))
                    | "Group by shard" >> beam.GroupByKey()
-                   | "Write temporary" >> beam.ParDo(_WriteShardFn(self.staging, self.fingerprint, self.numerics)))
+                   | "Write temporary" >> beam.ParDo(_WriteShardFn(self.dataset, self.staging, self.fingerprint,
+                                                                 self.numerics)))
         return (outcomes.pipeline
                 | "Once" >> beam.Create([None])
-                | "Finalize" >> beam.FlatMap(_finalize, self.staging, self.shard_dir, beam.pvalue.AsList(written)))
+                | "Finalize" >> beam.FlatMap(_finalize, self.dataset, self.staging, beam.pvalue.AsList(written)))
 
 
 def _pack(sizes: list[tuple[int, int, int]], config, taken: list[int]) -> dict[int, int]:
@@ -340,30 +345,30 @@ def _pack(sizes: list[tuple[int, int, int]], config, taken: list[int]) -> dict[i
 
 
 class _WriteShardFn(beam.DoFn):
-    """Write one shard, its outcomes in input order, into a fresh staging directory per attempt."""
+    """Write one shard, its outcomes in input order, into a fresh staging folder per attempt."""
 
-    def __init__(self, staging: str, fingerprint: str, numerics: dict | None):
-        self.staging, self.fingerprint, self.numerics = staging, fingerprint, numerics
+    def __init__(self, dataset: str, staging: str, fingerprint: str, numerics: dict | None):
+        self.dataset, self.staging, self.fingerprint, self.numerics = dataset, staging, fingerprint, numerics
 
     def process(self, element: tuple[int, Iterable[tuple[int, SourceOutcome]]]) -> Iterator[tuple[int, str]]:
         index, members = element
         members = sorted(members, key=lambda pair: pair[0])
-        attempt = Path(self.staging) / uuid.uuid4().hex
-        attempt.mkdir(parents=True)
-        builder = ShardBuilder(attempt, index, self.fingerprint, self.numerics)
+        attempt = f"{self.staging}/{uuid.uuid4().hex}"
+        builder = ShardBuilder(Storage(self.dataset), attempt, index, self.fingerprint, self.numerics)
         for _, outcome in members:
             builder.add(outcome)
-        builder.finish(publish=False)
-        yield index, str(attempt)
+        builder.finish()
+        yield index, attempt
 
 
-def _finalize(_, staging: str, shard_dir: str, written: list[tuple[int, str]]) -> Iterator[str]:
+def _finalize(_, dataset: str, staging: str, written: list[tuple[int, str]]) -> Iterator[str]:
     """Publish the staged shards (each shard's commit marker last), then drop the staging area
     with whatever failed attempts left there."""
     indices = [index for index, _ in written]
     if len(indices) != len(set(indices)):
         raise RuntimeError(f"shards written more than once: {sorted(indices)}")
+    storage = Storage(dataset)
     for index, attempt in sorted(written):
-        publish_shard(Path(attempt), Path(shard_dir), index)
-    shutil.rmtree(staging, ignore_errors=True)
+        publish_shard(storage, attempt, index)
+    storage.delete_tree(staging)
     yield from (str(index) for index in sorted(indices))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +21,7 @@ from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_progress, report_units
 from pseudo3d.pipelines.spool import SPOOL_DIR, remove_spool
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
+from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +116,31 @@ def reconstructs_in_parent(config: BuildConfig) -> bool:
     return resolve_device(config.reconstruct.device).type == "cuda"
 
 
-def build_local(sources: list[Source], out_dir: Path, config: BuildConfig, *, workers: int = 0,
+def build_local(sources: list[Source], out: str | Path | Storage, config: BuildConfig, *, workers: int = 0,
                 overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
                 reconstruct_in_parent: bool | None = None, qa_report: bool = True) -> BuildReport:
-    """Build (or resume) the dataset at ``out_dir`` from ``sources``.
+    """Build (or resume) the dataset at ``out`` (a directory, an fsspec URL or a Storage) from
+    ``sources``.
 
     ``reconstruct_in_parent`` overrides :func:`reconstructs_in_parent` (None: decide from the
     backend and device); ``qa_report=False`` skips drawing ``qa/report.html``.
     """
     if reconstruct_in_parent is None:
         reconstruct_in_parent = reconstructs_in_parent(config)
+    storage = out if isinstance(out, Storage) else Storage(out)
 
     def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
         n_workers = max(1, min(workers or default_workers(), len(pending)))
+        # The spool shares the dataset's disk; a dataset behind a URL spools on local disk.
+        spool_root = storage.local_path() if storage.is_local else Path(tempfile.mkdtemp(prefix="pseudo3d-"))
         try:
-            yield from _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent,
-                                 Path(out_dir) / SPOOL_DIR)
+            yield from _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent, spool_root / SPOOL_DIR)
         finally:
-            remove_spool(Path(out_dir))
+            remove_spool(spool_root)
+            if not storage.is_local:
+                spool_root.rmdir()
 
-    return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, retry_failed=retry_failed,
+    return run_build(sources, storage, config, produce, overwrite=overwrite, retry_failed=retry_failed,
                      progress=progress, qa_report=qa_report)
 
 

@@ -45,11 +45,11 @@ SOURCES_PER_GPU_BATCH = 8
 LOOPBACK = "127.0.0.1"
 
 
-def build_ray(sources: list[Source], out_dir: Path, config: BuildConfig, *, address: str | None = None,
+def build_ray(sources: list[Source], out: str | Path, config: BuildConfig, *, address: str | None = None,
               workers: int = 0, gpu_actors: int | None = None, split: bool | None = None,
               overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
               qa_report: bool = True) -> BuildReport:
-    """Build (or resume) the dataset at ``out_dir`` on Ray.
+    """Build (or resume) the dataset at ``out`` (a directory or an fsspec URL) on Ray.
 
     ``address``: ``None`` starts a private single-node Ray bound to 127.0.0.1 and stops it
     afterwards; ``"auto"``, ``HOST:PORT`` or ``ray://HOST:PORT`` join an existing cluster.
@@ -73,7 +73,7 @@ def build_ray(sources: list[Source], out_dir: Path, config: BuildConfig, *, addr
         def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
             return _outcomes(pending, config, log_path, n_cpu_actors, split, n_gpu_actors, n_gpus > 0)
 
-        return run_build(sources, Path(out_dir), config, produce, overwrite=overwrite, retry_failed=retry_failed,
+        return run_build(sources, out, config, produce, overwrite=overwrite, retry_failed=retry_failed,
                          progress=progress,
                          qa_report=qa_report)
     finally:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.qa.filters import RULES
+from pseudo3d.storage import Storage, read_parquet
 
 CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 """Stages whose clip-level failure rows are clips that were found and then dropped."""
@@ -26,7 +26,8 @@ CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 class Dataset:
     """The dataset-level files of one build, as plain Python rows."""
 
-    path: Path
+    storage: Storage
+    """Where the dataset is."""
     card: dict
     """``dataset.json``."""
     sources: list[dict]
@@ -67,28 +68,27 @@ class Dataset:
         return name in self.manifest and bool(np.isfinite(self.column(name)).any())
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read a dataset directory; raises :class:`Pseudo3DError` naming the missing file."""
-    path = Path(path)
-    if not path.is_dir():
-        raise Pseudo3DError(f"qa report: {path} is not a directory")
-    card_path = path / "dataset.json"
-    if not card_path.is_file():
-        raise Pseudo3DError(f"qa report: {path} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
+def load_dataset(dataset: str | Path | Storage) -> Dataset:
+    """Read a dataset (a directory, a URL or a :class:`~pseudo3d.storage.Storage`); raises
+    :class:`Pseudo3DError` naming the missing file."""
+    storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
+    if storage.is_local and not storage.local_path().is_dir():
+        raise Pseudo3DError(f"qa report: {storage.url} is not a directory")
+    if not storage.is_file("dataset.json"):
+        raise Pseudo3DError(f"qa report: {storage.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
     try:
-        card = json.loads(card_path.read_text())
+        card = json.loads(storage.read_bytes("dataset.json"))
     except json.JSONDecodeError as exc:
-        raise Pseudo3DError(f"qa report: {card_path} is not valid JSON ({exc})") from None
+        raise Pseudo3DError(f"qa report: {storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
     tables = {}
     for name in ("sources", "failures", "manifest"):
-        file = path / f"{name}.parquet"
-        if not file.is_file():
-            raise Pseudo3DError(f"qa report: {path} has no {name}.parquet (the build did not finish writing it)")
-        tables[name] = pq.read_table(file)
+        if not storage.is_file(f"{name}.parquet"):
+            raise Pseudo3DError(f"qa report: {storage.url} has no {name}.parquet (the build did not finish writing it)")
+        tables[name] = read_parquet(storage, f"{name}.parquet")
     failures = tables["failures"].to_pylist()
     for row in failures:
         row.setdefault("duration_s", None)
-    return Dataset(path=path, card=card, sources=tables["sources"].to_pylist(), failures=failures,
+    return Dataset(storage=storage, card=card, sources=tables["sources"].to_pylist(), failures=failures,
                    manifest=tables["manifest"].to_pydict())
 
 

@@ -23,6 +23,7 @@ from pseudo3d.qa.report.images import decode_jpeg, fit_within, png_data_uri
 from pseudo3d.qa.report.meshes import FLAME_MEMBERS, MESH_MEMBERS, FrameMesh, MeshUnavailable, frame_mesh
 from pseudo3d.qa.report.render import render_mesh
 from pseudo3d.qa.report.samples import read_members
+from pseudo3d.schemas.layout import SHARD_DIR
 from pseudo3d.schemas.shard_reader import UnsafeShardError
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,12 @@ def build_gallery(dataset: Dataset, count: int, flame_model: str | None = None) 
         keys_by_shard.setdefault(column["shard"][row], []).append(column["key"][row])
     samples: dict[str, dict] = {}
     for shard, keys in keys_by_shard.items():
-        path = dataset.path / "shards" / f"{shard}.tar"
-        if path.is_file():
+        relative = f"{SHARD_DIR}/{shard}.tar"
+        if dataset.storage.is_file(relative):
             try:
-                samples.update(read_members(path, keys, MEMBERS))
+                samples.update(read_members(dataset.storage.url_of(relative), keys, MEMBERS))
             except UnsafeShardError as exc:  # its clips show the "not found" note; the rest of the page stands
-                log.warning("the gallery skips %s: %s", path.name, exc)
+                log.warning("the gallery skips %s: %s", relative, exc)
     return [_item(dataset, row, samples.get(column["key"][row]), flame_model) for row in rows]
 
 

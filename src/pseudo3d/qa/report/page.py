@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.files import write_atomically
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import Dataset, funnel, load_dataset
 from pseudo3d.qa.report.gallery import build_gallery
@@ -18,6 +17,7 @@ from pseudo3d.qa.report.panels import gallery_section, jitter_section, metrics_s
 from pseudo3d.qa.report.sections import esc, failures_section, funnel_section, sources_section, summary_section
 from pseudo3d.qa.report.style import CSS
 from pseudo3d.qa.report.summary import REPORT_NAME, summarize
+from pseudo3d.storage import Storage
 
 SECTIONS = (("summary", "Summary"), ("funnel", "Funnel"), ("failures", "Failures"), ("metrics", "Metrics"),
             ("jitter", "Jitter"), ("sync", "AV sync"), ("sources", "Sources"), ("gallery", "Gallery"))
@@ -51,7 +51,7 @@ def build_page(dataset: Dataset, gallery_size: int = 6, flame_model: str | None 
         sources_section(dataset),
         gallery_section(build_gallery(dataset, gallery_size, flame_model), gallery_size),
     ])
-    name = dataset.path.resolve().name or str(dataset.path)
+    name = dataset.storage.name
     nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in SECTIONS)
     subtitle = (f"{esc(summary['backend'])} backend · {esc(summary['counts']['clips'])} clips · "
                 f"built {esc(fmt.built_at(summary['built_at']))}")  # no machine path: the page travels with the dataset
@@ -65,17 +65,18 @@ def build_page(dataset: Dataset, gallery_size: int = 6, flame_model: str | None 
         f'<main class="wrap">{body}</main>{_footer(dataset, time.perf_counter() - started)}</body></html>\n')
 
 
-def write_report(dataset_dir: str | Path, gallery_size: int = 6, flame_model: str | None = None) -> Path:
-    """Write ``DATASET/qa/report.html`` (temp file + rename, so readers never see half a page)
-    and return its path. ``gallery_size`` (>= 0) caps the clips shown in the gallery;
+def write_report(dataset_dir: str | Path | Storage, gallery_size: int = 6, flame_model: str | None = None) -> str:
+    """Write ``DATASET/qa/report.html`` (published whole, so readers never see half a page) and
+    return where it is (a local path or a URL). ``dataset_dir``: a directory, a URL or a
+    :class:`~pseudo3d.storage.Storage`. ``gallery_size`` (>= 0) caps the clips shown in the gallery;
     ``flame_model`` (a FLAME backend's dataset) draws its meshes."""
     if isinstance(gallery_size, bool) or not isinstance(gallery_size, int) or gallery_size < 0:
         raise ValueError(f"gallery_size must be a non-negative int, got {gallery_size!r}")
     dataset = load_dataset(dataset_dir)
     page = build_page(dataset, gallery_size, flame_model)
-    target = dataset.path / REPORT_NAME
+    target = dataset.storage.url_of(REPORT_NAME)
     try:
-        write_atomically(target, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+        dataset.storage.write_bytes(REPORT_NAME, page.encode("utf-8"))
     except OSError as exc:
         raise Pseudo3DError(f"qa report: cannot write {target} ({exc.strerror or exc})") from None
     return target

@@ -15,7 +15,7 @@ from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import (METRICS, Dataset, breaks, failure_groups, filtered_values, funnel,
                                      jitter_groups, jitter_ratios, load_dataset, thresholds)
 
-REPORT_NAME = Path("qa") / "report.html"
+REPORT_NAME = "qa/report.html"
 """Where the report goes, relative to the dataset directory."""
 GOOD_KEPT_SHARE, GOOD_FAILED_SHARE = 0.6, 0.1
 """A build "looks good" when at least this share of the input time was kept and at most this
@@ -104,7 +104,7 @@ def summarize(dataset: Dataset) -> dict:
         }
     kept_s, input_s = steps["kept"].seconds, steps["inputs"].seconds
     return {
-        "dataset": str(dataset.path),
+        "dataset": dataset.storage.url,
         "backend": dataset.backend,
         "fps": _finite(dataset.fps),
         "built_at": dataset.card.get("built_at"),
@@ -133,7 +133,7 @@ def summarize(dataset: Dataset) -> dict:
         "av_offset": _av_offset(dataset),
         "qa_enabled": dataset.qa_enabled,
         "thresholds": {key: value for key, value in dataset.qa_config.items() if key != "enabled"},
-        "report": str(dataset.path / REPORT_NAME),
+        "report": dataset.storage.url_of(REPORT_NAME),
     }
 
 
