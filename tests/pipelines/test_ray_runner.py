@@ -154,3 +154,16 @@ def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_bu
                             env={**cluster["env"], **aws}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert dataset_digests(out) == dataset_digests(local_build)
+
+
+@pytest.mark.parametrize("cpus, gpus, options, expected", [
+    (256, 8, {"split": True}, (248, 8)),            # every actor fits: none waits for a CPU that never frees
+    (256, 8, {"split": False}, (256, 0)),           # the whole chain in the CPU actors
+    (4, 0, {"split": True}, (3, 1)),                # the GPU layout on CPUs (as in the test above)
+    (2, 0, {"split": True, "workers": 1, "gpu_actors": 1}, (1, 1)),
+    (1, 0, {"split": True}, (1, 1)),                # too small a cluster still gets one of each
+])
+def test_actor_counts_fit_the_cluster(cpus, gpus, options, expected):
+    from pseudo3d.pipelines.runners.ray import actor_counts
+
+    assert actor_counts(cpus, gpus, **options) == expected

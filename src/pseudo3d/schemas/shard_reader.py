@@ -42,6 +42,10 @@ def _split_member(name: str) -> tuple[str, str]:
     return posixpath.join(directory, stem), suffix
 
 
+REMOTE_READ_BYTES = 32 * 2 ** 20
+"""A remote shard is streamed in requests of this many bytes (one GET each), read ahead."""
+
+
 def iter_raw_samples(path: str | Path, wanted: Iterable[str] | None = None, *, keys: Iterable[str] | None = None,
                      max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {suffix: bytes})`` per sample, in tar order. ``path`` may be an fsspec URL
@@ -53,8 +57,9 @@ def iter_raw_samples(path: str | Path, wanted: Iterable[str] | None = None, *, k
     keys = None if keys is None else frozenset(keys)
     passed: set[str] = set()
     fs, local = fsspec.core.url_to_fs(str(path))
-    mode = "r:" if isinstance(fs, LocalFileSystem) else "r|"
-    with fs.open(local, "rb") as handle, tarfile.open(fileobj=handle, mode=mode) as tar:
+    remote = not isinstance(fs, LocalFileSystem)
+    options = {"block_size": REMOTE_READ_BYTES, "cache_type": "readahead"} if remote else {}
+    with fs.open(local, "rb", **options) as handle, tarfile.open(fileobj=handle, mode="r|" if remote else "r:") as tar:
         key, members = None, {}
         for info in tar:
             if info.isdir():

@@ -64,11 +64,10 @@ def build_ray(sources: list[Source], out: str | Path, config: BuildConfig, *, ad
     started = _connect(address)
     try:
         resources = ray.cluster_resources()
-        n_gpus = int(resources.get("GPU", 0))
-        n_cpu_actors = workers or max(1, int(resources.get("CPU", 1)) - (1 if n_gpus else 0))
+        n_cpus, n_gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
         if split is None:
             split = uses_torch(config) and n_gpus > 0
-        n_gpu_actors = gpu_actors if gpu_actors is not None else max(1, n_gpus)
+        n_cpu_actors, n_gpu_actors = actor_counts(n_cpus, n_gpus, workers=workers, gpu_actors=gpu_actors, split=split)
 
         def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
             return _outcomes(pending, config, log_path, n_cpu_actors, split, n_gpu_actors, n_gpus > 0)
@@ -79,6 +78,23 @@ def build_ray(sources: list[Source], out: str | Path, config: BuildConfig, *, ad
     finally:
         if started:
             ray.shutdown()
+
+
+def actor_counts(cpus: int, gpus: int, *, workers: int = 0, gpu_actors: int | None = None,
+                 split: bool = False) -> tuple[int, int]:
+    """(CPU actors, reconstruction actors) for a cluster of ``cpus`` CPUs and ``gpus`` GPUs.
+
+    Every actor takes one CPU. Split (reconstruction in its own actors), there is one
+    reconstruction actor per GPU (``gpu_actors`` overrides), and the CPU actors get the CPUs those
+    leave: 256 CPUs and 8 GPUs give 248 + 8 actors, all of which start. ``workers`` overrides the
+    CPU actors; a request beyond the cluster's CPUs is logged (an autoscaling cluster may grow to
+    it; a fixed one runs the actors that fit)."""
+    n_gpu_actors = (gpu_actors if gpu_actors is not None else max(1, gpus)) if split else 0
+    n_cpu_actors = workers or max(1, cpus - n_gpu_actors)
+    if n_cpu_actors + n_gpu_actors > cpus:
+        log.warning("%d CPU actors and %d reconstruction actors ask for %d CPUs; the cluster has %d now",
+                    n_cpu_actors, n_gpu_actors, n_cpu_actors + n_gpu_actors, cpus)
+    return n_cpu_actors, n_gpu_actors
 
 
 def _connect(address: str | None) -> bool:
