@@ -27,7 +27,7 @@ import torch
 
 from pseudo3d.reconstruction.deca import IMAGE_SIZE, DecaEncoder
 from pseudo3d.reconstruction.device import inference_context, resolve_device, uint8_crops_to_device
-from pseudo3d.synth.deca_assets import write_synthetic_deca_checkpoint
+from pseudo3d.testing.deca_assets import write_synthetic_deca_checkpoint
 
 DEFAULT_BATCH_SIZES = {"cpu": (1, 8, 32, 64), "cuda": (64, 128, 256, 512)}
 

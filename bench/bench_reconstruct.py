@@ -30,8 +30,8 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.reconstruction.deca_backend import DecaBackend
 from pseudo3d.reconstruction.device import inference_context, resolve_device
 from pseudo3d.schemas.records import Clip, Source
-from pseudo3d.synth.deca_assets import write_synthetic_deca_checkpoint
-from pseudo3d.synth.flame_assets import write_synthetic_flame_model, write_synthetic_mediapipe_embedding
+from pseudo3d.testing.deca_assets import write_synthetic_deca_checkpoint
+from pseudo3d.testing.flame_assets import write_synthetic_flame_model, write_synthetic_mediapipe_embedding
 
 DEFAULT_BATCH_SIZES = {"cpu": (8, 32), "cuda": (64, 128, 256, 512)}
 

@@ -207,8 +207,8 @@ def truth_for_clip(corpus: Path, meta: dict) -> tuple[dict, np.ndarray]:
 def flame_assets(tmp_path_factory) -> dict[str, Path]:
     """Synthetic FLAME model, both landmark embeddings and a DECA checkpoint (no licensed files)."""
     pytest.importorskip("torch")
-    from pseudo3d.synth.deca_assets import write_synthetic_deca_checkpoint
-    from pseudo3d.synth.flame_assets import (write_synthetic_flame_model, write_synthetic_landmark_embedding,
+    from pseudo3d.testing.deca_assets import write_synthetic_deca_checkpoint
+    from pseudo3d.testing.flame_assets import (write_synthetic_flame_model, write_synthetic_landmark_embedding,
                                              write_synthetic_mediapipe_embedding)
 
     folder = tmp_path_factory.mktemp("assets")

@@ -140,7 +140,7 @@ def test_unreadable_training_data_is_one_line_naming_the_file(tmp_path, capsys, 
 @pytest.mark.slow
 def test_eval_on_unreadable_data_is_one_line_naming_the_file(tmp_path, capsys):
     pytest.importorskip("torch")
-    from pseudo3d.synth.beat import write_synthetic_beat
+    from pseudo3d.testing.beat import write_synthetic_beat
 
     beat = write_synthetic_beat(tmp_path / "beat_ok", sequences=2, seconds=1.5, seed=0)
     run = tmp_path / "run"

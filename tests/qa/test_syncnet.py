@@ -254,7 +254,7 @@ def random_state(random_model):
 
 @pytest.fixture(scope="module")
 def synthetic_checkpoint(tmp_path_factory):
-    from pseudo3d.synth.syncnet_assets import write_synthetic_syncnet_checkpoint
+    from pseudo3d.testing.syncnet_assets import write_synthetic_syncnet_checkpoint
 
     return write_synthetic_syncnet_checkpoint(tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model", seed=0)
 

@@ -22,7 +22,7 @@ from pseudo3d.pipelines.track import DecodeTrack  # noqa: E402
 from pseudo3d.qa.syncnet import SyncNet, syncnet_scores  # noqa: E402
 from pseudo3d.qa.syncnet_scoring import crop_track, landmark_face_boxes  # noqa: E402
 from pseudo3d.schemas.shard_reader import iter_samples  # noqa: E402
-from pseudo3d.synth.syncnet_assets import write_synthetic_syncnet_checkpoint  # noqa: E402
+from pseudo3d.testing.syncnet_assets import write_synthetic_syncnet_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

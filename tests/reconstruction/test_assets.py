@@ -16,7 +16,7 @@ from pseudo3d.reconstruction.assets import (
     Flame68Embedding, MediaPipeEmbedding, load_flame_model, load_landmark_embedding)
 from pseudo3d.reconstruction.safe_pickle import safe_unpickle
 from pseudo3d.files import file_sha256
-from pseudo3d.synth.flame_assets import (
+from pseudo3d.testing.flame_assets import (
     synthetic_head, write_synthetic_flame_model, write_synthetic_landmark_embedding,
     write_synthetic_mediapipe_embedding)
 

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")  # torch is an optional extra (pseudo3d[tra
 from pseudo3d.files import file_sha256  # noqa: E402
 from pseudo3d.reconstruction.deca import (  # noqa: E402
     CODE_LAYOUT, CODE_SHAPES, N_CODES, DecaEncoder, load_deca_state_dict)
-from pseudo3d.synth.deca_assets import write_synthetic_deca_checkpoint  # noqa: E402
+from pseudo3d.testing.deca_assets import write_synthetic_deca_checkpoint  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -11,7 +11,7 @@ from pseudo3d.reconstruction.fitting import LandmarkFlame  # noqa: E402
 from pseudo3d.reconstruction.flame import FlameModel  # noqa: E402
 from pseudo3d.reconstruction.flame_fit import FlameFitBackend  # noqa: E402
 from pseudo3d.schemas.records import Clip, Source  # noqa: E402
-from pseudo3d.synth.flame_assets import write_synthetic_flame_model, write_synthetic_mediapipe_embedding  # noqa: E402
+from pseudo3d.testing.flame_assets import write_synthetic_flame_model, write_synthetic_mediapipe_embedding  # noqa: E402
 
 
 @pytest.fixture(scope="module")

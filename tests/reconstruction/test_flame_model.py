@@ -12,7 +12,7 @@ import torch
 from pseudo3d.errors import AssetError
 from pseudo3d.reconstruction.flame import FlameModel, FlameOutput
 from pseudo3d.reconstruction.flame.landmarks import barycentric_points
-from pseudo3d.synth.flame_assets import (
+from pseudo3d.testing.flame_assets import (
     STATIC_68, write_smplx_flame_folder, write_synthetic_landmark_embedding,
     write_synthetic_mediapipe_embedding)
 

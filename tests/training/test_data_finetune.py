@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
 
 from pseudo3d.errors import AssetError  # noqa: E402
-from pseudo3d.synth.beat import write_synthetic_beat  # noqa: E402
-from pseudo3d.synth.vocaset import write_synthetic_vocaset  # noqa: E402
+from pseudo3d.testing.beat import write_synthetic_beat  # noqa: E402
+from pseudo3d.testing.vocaset import write_synthetic_vocaset  # noqa: E402
 from pseudo3d.training.data import ARKIT_BLENDSHAPES, FinetuneWindows, collate_windows  # noqa: E402
 from pseudo3d.pipelines.audio import load_audio  # noqa: E402
 from pseudo3d.training.data.finetune_beat import read_blendshape_json  # noqa: E402

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pseudo3d.reconstruction.template import mediapipe_template
-from pseudo3d.synth.flame_assets import synthetic_head
+from pseudo3d.testing.flame_assets import synthetic_head
 from pseudo3d.training.export import (
     ARKIT_52, LIVE_LINK_FACE_BLENDSHAPES, live_link_timecode, mediapipe_faces, render_preview,
     write_live_link_csv)

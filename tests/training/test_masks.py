@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pseudo3d.errors import AssetError
-from pseudo3d.synth.flame_assets import INNER_LIP_MIDDLES, LEFT_IRIS, RIGHT_IRIS, synthetic_head
+from pseudo3d.testing.flame_assets import INNER_LIP_MIDDLES, LEFT_IRIS, RIGHT_IRIS, synthetic_head
 from pseudo3d.training.masks import (
     FLAME_MASK_REGIONS, Regions, load_flame_masks, load_flame_regions, regions_from_flame_masks,
     synthetic_regions_for_flame_head, synthetic_regions_mediapipe, write_synthetic_flame_masks)

@@ -85,7 +85,7 @@ def test_run_files_and_resume(runs, built_dataset, tmp_path):
 
 
 def test_finetuning_beats_training_from_scratch(runs, tmp_path):
-    from pseudo3d.synth.vocaset import write_synthetic_vocaset
+    from pseudo3d.testing.vocaset import write_synthetic_vocaset
 
     real, _ = runs
     data = write_synthetic_vocaset(tmp_path / "vocaset", subjects=2, sentences=3, seconds=4.0, seed=1)
@@ -127,7 +127,7 @@ def result_frames(path):
 
 
 def test_blendshape_finetune_writes_live_link_csv(runs, held_out, tmp_path, capsys):
-    from pseudo3d.synth.beat import write_synthetic_beat
+    from pseudo3d.testing.beat import write_synthetic_beat
 
     real, _ = runs
     data = write_synthetic_beat(tmp_path / "beat", sequences=4, seconds=4.0, seed=0)

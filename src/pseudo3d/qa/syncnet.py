@@ -6,7 +6,7 @@ its parameter names are the keys of VGG's released weights, ``syncnet_v2.model``
 ``netcnnaud.*``, ``netfcaud.*``), which :meth:`SyncNet.from_checkpoint` loads with
 ``strict=True``. The weights are VGG's and are never shipped: the user passes the file's path.
 Synthetic weights in the same file layout, for tests and demos:
-:func:`pseudo3d.synth.syncnet_assets.write_synthetic_syncnet_checkpoint`.
+:func:`pseudo3d.testing.syncnet_assets.write_synthetic_syncnet_checkpoint`.
 
 * lip stream: 5 frames (0.2 s at 25 fps) of a 224 × 224 face crop, **BGR, 0..255** (as
   ``cv2.imread`` gives them; no normalisation) → a 1024-vector;

@@ -12,7 +12,7 @@ and the upper face is ``forehead`` ∪ ``eye_region``.
 MediaPipe's 478-landmark mesh has no such file, so :func:`synthetic_regions_mediapipe` derives
 the regions from MediaPipe's own connection sets and the canonical template of
 :mod:`pseudo3d.reconstruction.template` (head frame, y up, ≈ cm). The synthetic FLAME head of
-:mod:`pseudo3d.synth.flame_assets` has the same vertices (its vertex i is landmark i), so it
+:mod:`pseudo3d.testing.flame_assets` has the same vertices (its vertex i is landmark i), so it
 shares them, and :func:`write_synthetic_flame_masks` writes them in ``FLAME_masks.pkl``'s layout.
 """
 
@@ -184,7 +184,7 @@ def synthetic_regions_mediapipe() -> Regions:
 
 
 def synthetic_regions_for_flame_head() -> Regions:
-    """The regions of :mod:`pseudo3d.synth.flame_assets`' 478-vertex head, whose vertex i is
+    """The regions of :mod:`pseudo3d.testing.flame_assets`' 478-vertex head, whose vertex i is
     MediaPipe landmark i: the same sets as :func:`synthetic_regions_mediapipe`."""
     return synthetic_regions_mediapipe()
 

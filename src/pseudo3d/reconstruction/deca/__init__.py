@@ -6,7 +6,7 @@
   :meth:`DecaEncoder.from_checkpoint`;
 * :mod:`.checkpoint`: the safe loader for ``deca_model.tar`` (tensors only, checked keys).
 
-Synthetic checkpoints for tests and demos: :func:`pseudo3d.synth.deca_assets.write_synthetic_deca_checkpoint`.
+Synthetic checkpoints for tests and demos: :func:`pseudo3d.testing.deca_assets.write_synthetic_deca_checkpoint`.
 """
 
 from __future__ import annotations

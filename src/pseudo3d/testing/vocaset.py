@@ -29,7 +29,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import resample_poly
 
 from pseudo3d.reconstruction.flame import FlameModel
-from pseudo3d.synth.flame_assets import write_synthetic_flame_model
+from pseudo3d.testing.flame_assets import write_synthetic_flame_model
 from pseudo3d.synth.speech import SAMPLE_RATE as SPEECH_RATE
 from pseudo3d.synth.speech import mouth_open_curve, plan_speech, synthesize_speech
 

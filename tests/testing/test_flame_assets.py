@@ -13,7 +13,7 @@ from pseudo3d.reconstruction.assets import load_landmark_embedding
 from pseudo3d.files import file_sha256
 from pseudo3d.reconstruction.flame import FlameModel
 from pseudo3d.reconstruction.template import mediapipe_template
-from pseudo3d.synth.flame_assets import (
+from pseudo3d.testing.flame_assets import (
     LEFT_IRIS, MOUTH_CORNERS, RIGHT_IRIS, STATIC_68, synthetic_head, write_synthetic_flame_model,
     write_synthetic_landmark_embedding, write_synthetic_mediapipe_embedding)
 
