@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -47,7 +48,7 @@ class VideoTrack:
     """
 
     frames: Iterable[NDArray[np.uint8] | av.VideoFrame]
-    times_s: Sequence[float]
+    times_s: Sequence[float] | NDArray[np.floating]
     width: int
     height: int
     fps: Fraction
@@ -90,7 +91,7 @@ def write_media(path: Path, container_format: str, video: VideoTrack | None = No
         video_stream = None if video is None else _add_video(container, video)
         feeds = [_AudioFeed(container, track) for track in audio]
         captions = _Captions(container, subtitle_codec, subtitles) if subtitles else None
-        if video is not None:
+        if video is not None and video_stream is not None:
             _mux_video(container, video_stream, video, feeds, captions)
         for feed in feeds:
             feed.finish()
@@ -100,7 +101,8 @@ def write_media(path: Path, container_format: str, video: VideoTrack | None = No
 
 
 def _add_video(container: av.container.OutputContainer, video: VideoTrack) -> av.VideoStream:
-    stream = container.add_stream(video.codec, rate=video.fps, options=dict(video.options))
+    # A video codec's name gives a video stream (PyAV types a codec chosen by name as any stream).
+    stream = cast(av.VideoStream, container.add_stream(video.codec, rate=video.fps, options=dict(video.options)))
     stream.width, stream.height, stream.pix_fmt = video.width, video.height, video.pix_fmt
     stream.codec_context.thread_count = 1
     if video.time_base is not None:
@@ -141,7 +143,8 @@ class _AudioFeed:
             raise ValueError(f"audio must have shape (1 or 2, samples), got {track.samples.shape}")
         self._layout = "stereo" if track.samples.shape[0] == 2 else "mono"
         self._container = container
-        self._stream = container.add_stream(track.codec, rate=track.sample_rate, layout=self._layout)
+        self._stream = cast(av.AudioStream,  # an audio codec's name gives an audio stream
+                            container.add_stream(track.codec, rate=track.sample_rate, layout=self._layout))
         self._stream.codec_context.thread_count = 1
         if track.title is not None:
             self._stream.metadata["title"] = track.title

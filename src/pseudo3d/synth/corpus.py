@@ -230,7 +230,7 @@ def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress, fra
     if isinstance(n_videos, bool) or not isinstance(n_videos, numbers.Integral) or n_videos < 1:
         raise ValueError(f"n_videos must be an integer >= 1, got {n_videos!r}")
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
-            or not 0 < seconds <= MAX_SECONDS:
+            or not 0 < float(seconds) <= MAX_SECONDS:
         raise ValueError(f"seconds must be a number in (0, {MAX_SECONDS:g}], got {seconds!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")

@@ -97,7 +97,7 @@ def make_backdrop(rng: np.random.Generator, width: int, height: int) -> NDArray[
     hue = rng.uniform(0.0, 180.0)       # OpenCV's 8-bit hue scale
 
     def muted(value_low: float, value_high: float) -> NDArray[np.float32]:
-        hsv = np.uint8([[[hue, rng.uniform(25, 90), rng.uniform(value_low, value_high)]]])
+        hsv = np.array([[[hue, rng.uniform(25, 90), rng.uniform(value_low, value_high)]]], np.uint8)
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
     top, bottom = muted(120, 210), muted(60, 140)

@@ -311,7 +311,7 @@ def _consonant(syllable: Syllable, n_samples: int, rng: np.random.Generator) -> 
     """A band-limited noise burst at the start of ``syllable``: (first sample, samples)."""
     first = min(int(syllable.start_s * SAMPLE_RATE), n_samples)
     length = min(int(syllable.consonant_s * SAMPLE_RATE), n_samples - first)
-    if length < 8:
+    if length < 8 or syllable.consonant is None:
         return first, np.zeros(0)
     low, high = CONSONANTS[syllable.consonant][0]
     sos = butter(4, [low, min(high, 0.45 * SAMPLE_RATE)], btype="bandpass", fs=SAMPLE_RATE, output="sos")

@@ -102,5 +102,6 @@ def _scale_code_head(encoder: DecaEncoder, features: torch.Tensor) -> None:
     raw = encoder.layers(features)
     gain = target_std / raw.std(dim=0).clamp_min(1e-6)
     last = encoder.layers[2]
+    assert isinstance(last, torch.nn.Linear)  # DECA's code head ends in a Linear layer
     last.weight.mul_(gain[:, None])
     last.bias.copy_(target_mean - gain * (raw.mean(dim=0) - last.bias))

@@ -33,9 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, SupportsIndex
 
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.sparse
 from scipy.spatial import Delaunay
 
@@ -339,7 +340,7 @@ def _expression_basis(template: np.ndarray, jaw: np.ndarray, rng: np.random.Gene
     cheeks = sum(_gaussian(template, template[MOUTH_CORNERS[k]] + [(-2.0, 2.0)[k], 1.0, 0.0], 1.5) for k in (0, 1))
     zero = np.zeros_like(x)
 
-    def field(dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    def field(dx: ArrayLike, dy: ArrayLike, dz: ArrayLike) -> np.ndarray:
         return np.stack([dx, dy, dz], axis=1)
 
     named = np.stack([
@@ -479,9 +480,9 @@ class _ChumpyLike:
         self.state = {"x": np.asarray(x, np.float64), "_dirty_vars": {"x"}, "_itr": None,
                       "_depends_on_deps": {}, "_make_dense": False, "_make_sparse": False}
 
-    def __reduce_ex__(self, protocol: int):
-        if protocol >= 2:
-            return copyreg.__newobj__, (type(self),), self.state
+    def __reduce_ex__(self, protocol: SupportsIndex):
+        if int(protocol) >= 2:
+            return copyreg.__newobj__, (type(self),), self.state  # type: ignore[attr-defined]
         return copyreg._reconstructor, (type(self), object, None), self.state  # type: ignore[attr-defined]
 
 

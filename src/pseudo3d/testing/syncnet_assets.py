@@ -22,6 +22,7 @@ the ±vshift edge.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,8 @@ def write_synthetic_syncnet_checkpoint(path: str | Path, seed: int = 0) -> Path:
 
 
 @torch.no_grad()
-def _calibrate(model: SyncNet, batch_norms: list[torch.nn.Module], lips: torch.Tensor, mfccs: torch.Tensor) -> None:
+def _calibrate(model: SyncNet, batch_norms: Sequence[torch.nn.modules.batchnorm._BatchNorm], lips: torch.Tensor,
+               mfccs: torch.Tensor) -> None:
     """Set every batch norm's running statistics to the batch statistics of the calibration
     inputs (one train-mode pass with a cumulative average)."""
     for module in batch_norms:
@@ -102,6 +104,7 @@ def _scale_head(head: torch.nn.Sequential, embeddings: torch.Tensor) -> None:
     ``embeddings`` (N, 1024) it gave, each output has mean 0 and standard deviation
     :data:`EMBEDDING_STD` (so the two streams' embeddings are on one scale)."""
     last = head[3]
+    assert isinstance(last, torch.nn.Linear)  # SyncNet's heads end in a Linear layer
     gain = EMBEDDING_STD / embeddings.std(dim=0).clamp_min(1e-6)
     last.weight.mul_(gain[:, None])
     last.bias.sub_(embeddings.mean(dim=0)).mul_(gain)
