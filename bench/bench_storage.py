@@ -1,0 +1,132 @@
+"""Committing shards to a local directory and to an S3-compatible server, measured in one run.
+
+Writes ``--shards`` shards of ``--samples`` synthetic samples each (random bytes, so nothing
+compresses) with the build's shard writer, once into a local directory and once into a bucket,
+and prints MB/s of committed shards and the bucket's figure as a ratio of the local one. Then
+commits ``--resume-shards`` tiny shards to each and times what a resume does before it builds
+anything: list ``shards/``, and list and read every committed shard's stats JSON
+(:func:`pseudo3d.pipelines.shard_writer.committed_shards`).
+
+The server is moto's S3 service on 127.0.0.1 (``tests/storage/s3_server.py``, in memory, one
+request at a time) unless ``--endpoint`` names another (a MinIO or SeaweedFS one, say), with
+credentials from the standard ``AWS_*`` variables. A loopback server on the same two cores is not
+a network store: the figures show what the protocol costs here (requests, multipart parts,
+copies), not what S3 would give.
+
+    python bench/bench_storage.py [--shards 40] [--samples 20] [--sample-kib 256] [--resume-shards 1000]
+                                  [--endpoint URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from pseudo3d.config import ShardConfig
+from pseudo3d.pipelines.shard_writer import ShardWriter, committed_shards
+from pseudo3d.schemas.records import EncodedSample, Source, SourceOutcome
+from pseudo3d.storage import Storage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def outcomes(n_sources: int, samples: int, sample_bytes: int, seed: int = 0) -> list[SourceOutcome]:
+    """One source per shard, ``samples`` samples each of ``sample_bytes`` random bytes."""
+    rng = np.random.default_rng(seed)
+    made = []
+    for index in range(n_sources):
+        source = Source(uri=f"/corpus/{index}.mp4", identity=f"corpus/{index}.mp4", source_id=f"s{index:06d}")
+        clips = []
+        for clip in range(samples):
+            key = f"{source.source_id}_{clip:03d}"
+            members = {"x.npy": rng.bytes(sample_bytes), "meta.json": b'{"fps": 25.0}'}
+            clips.append(EncodedSample(key, members, {"key": key, "source_id": source.source_id, "n_frames": 25,
+                                                      "duration_s": 1.0, "fps": 25.0, "clip_index": clip}))
+        made.append(SourceOutcome(source, "ok", samples=clips))
+    return made
+
+
+def commit(storage: Storage, made: list[SourceOutcome], samples: int) -> float:
+    """Seconds to write and commit every shard (one source = one shard)."""
+    writer = ShardWriter(storage, ShardConfig(max_samples=samples), "bench")
+    start = time.perf_counter()
+    for outcome in made:
+        writer.add(outcome)
+    writer.close()
+    return time.perf_counter() - start
+
+
+def resume_cost(storage: Storage, repeats: int = 3) -> tuple[float, float]:
+    """(seconds to list ``shards/``, seconds to list and read every stats JSON), best of ``repeats``."""
+    listing = min(_timed(lambda: storage.list("shards")) for _ in range(repeats))
+    reading = min(_timed(lambda: committed_shards(storage)) for _ in range(repeats))
+    return listing, reading
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _server() -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "storage" / "s3_server.py")],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = int(process.stdout.readline())
+    return process, f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=40)
+    parser.add_argument("--samples", type=int, default=20, help="samples per shard")
+    parser.add_argument("--sample-kib", type=int, default=256)
+    parser.add_argument("--resume-shards", type=int, default=1000, help="tiny shards the resume is timed over")
+    parser.add_argument("--endpoint", help="an S3-compatible server (default: start moto's on 127.0.0.1)")
+    args = parser.parse_args()
+
+    server = None
+    if args.endpoint is None:
+        server, endpoint = _server()
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    else:
+        endpoint = args.endpoint
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    try:
+        import boto3
+
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        made = outcomes(args.shards, args.samples, args.sample_kib * 1024)
+        tiny = outcomes(args.resume_shards, 1, 1024)
+        with tempfile.TemporaryDirectory() as folder:
+            figures = {}
+            for name, root in (("local", str(Path(folder) / "ds")), ("s3", f"s3://{bucket}/ds")):
+                storage = Storage(root)
+                seconds = commit(storage, made, args.samples)
+                size = sum(shard.stats["n_bytes"] for shard in committed_shards(storage))
+                resumed = Storage(f"{root}-resume")
+                commit(resumed, tiny, 1)
+                figures[name] = (size / seconds / 1e6, *resume_cost(resumed))
+        print(f"commit: {args.shards} shards of {args.samples} × {args.sample_kib} KiB samples; "
+              f"resume: {args.resume_shards} committed shards; S3 server {endpoint}")
+        print(f"{'':8}{'commit MB/s':>12}{'list s':>10}{'list + read every JSON s':>27}")
+        for name, (rate, listing, reading) in figures.items():
+            print(f"{name:8}{rate:12.1f}{listing:10.3f}{reading:27.3f}")
+        print(f"s3/local: commit throughput {figures['s3'][0] / figures['local'][0]:.2f}, "
+              f"resume reading {figures['s3'][2] / figures['local'][2]:.0f}×")
+    finally:
+        if server is not None:
+            server.kill()
+
+
+if __name__ == "__main__":
+    main()
