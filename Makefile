@@ -1,6 +1,6 @@
 # Two entry points, each self-contained on a fresh machine:
 #   make demo   - virtual environment + pseudo3d, then `pseudo3d demo`
-#   make test   - virtual environment + pseudo3d[dev], then the linter (ruff) and the test suite
+#   make test   - virtual environment + pseudo3d[dev], then the linter (ruff), the type checker (mypy) and the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -26,6 +26,7 @@ demo: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	./scripts/ensure-test-browser.sh
 	$(PY) -m ruff check src tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev

@@ -34,7 +34,7 @@ def dataclass_from_mapping(cls: type, data: Mapping[str, Any], prefix: str = "")
     for name, raw in data.items():
         kind = hints[name]
         path = f"{prefix}{name}"
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):  # a hint is a class, never an instance
             values[name] = dataclass_from_mapping(kind, raw, prefix=f"{path}.")
         else:
             values[name] = _coerce(raw, kind, path)

@@ -30,7 +30,7 @@ import posixpath
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Mapping
+from typing import IO, Any, BinaryIO, Iterable, Mapping
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -129,7 +129,7 @@ class ObjectWriter:
         if self.local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._temporary = temporary_path(Path(path))
-            self._handle: BinaryIO = open(self._temporary, "wb")
+            self._handle: IO[bytes] = open(self._temporary, "wb")
         elif set(_protocols(fs)) & set(OBJECT_STORES):
             self._handle = fs.open(path, "wb", **({"block_size": block_size} if block_size else {}))
         else:  # memory:// and others show a file while it is written: stage it, copy it on close

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import wave
 from dataclasses import dataclass, field
+from typing import Iterator, cast
 
 import av
 import numpy as np
@@ -87,7 +88,8 @@ class AudioStreamReader:
         frame with a timestamp is read)."""
         self.exhausted = False
         """The stream has ended (or cannot be read further)."""
-        self._frames = decode_skipping(container, stream, self.decoding)
+        # an audio stream decodes to audio frames
+        self._frames = cast("Iterator[av.AudioFrame]", decode_skipping(container, stream, self.decoding))
         self._waiting: av.AudioFrame | None = None  # read, but past the last until_s
         self._pieces: list[np.ndarray] = []  # read and not yet handed out
         self._held = 0  # samples in _pieces
@@ -183,7 +185,7 @@ class _Mixer:
     def add(self, frame: av.AudioFrame) -> list[np.ndarray]:
         setup = (frame.format.name, frame.layout.name, len(frame.layout.channels), frame.sample_rate)
         pieces = []
-        if setup != self._setup:
+        if self._resampler is None or setup != self._setup:  # (no resampler only while there is no setup)
             pieces = self.flush()
             self._resampler = av.AudioResampler(format="fltp", rate=self.sample_rate)
             self._setup = setup

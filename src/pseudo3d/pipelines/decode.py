@@ -27,7 +27,7 @@ import math
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Generator, Iterator
 
 import av
 import numpy as np
@@ -80,7 +80,7 @@ class FrameDecoder:
         self.scale = min(1.0, config.max_side / longest) if longest else 1.0
         self.size = (max(2, round(probe.width * self.scale)), max(2, round(probe.height * self.scale)))
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Generator[Frame, None, None]:  # a generator: SyncCropper closes it
         rotation = self.probe.rotation
         # Reformatting (which also makes the pixels square) happens before rotation, so a 90/270
         # rotation swaps the size asked of the scaler.
@@ -233,7 +233,10 @@ def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int, max_s: floa
     try:
         audio.read_to(math.inf if max_s is None else max_s)
         audio.finish()
-        return audio.samples(0, audio.n_samples)
+        n_samples = audio.n_samples
+        if isinstance(n_samples, float):  # no audio stream: endless silence, of which none is asked
+            return np.zeros(0, np.float32)
+        return audio.samples(0, n_samples)
     finally:
         audio.close()
 

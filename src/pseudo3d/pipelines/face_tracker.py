@@ -159,6 +159,8 @@ class FaceTracker:
         self._frames_followed += 1
 
         window = self._window
+        if window is None:  # a search that placed no window returned above
+            raise RuntimeError("face tracker: no window after placing one")
         view = window.image(image)
         landmarks = self._landmarks(view)
         if landmarks is None:
@@ -174,7 +176,7 @@ class FaceTracker:
             return Observation(None, 0.0, rejected="orientation")
         if detection is not None:
             self._followed = detection.box
-        self._follow(landmarks, angle)
+        self._follow(window, landmarks, angle)
         return Observation(landmarks.astype(np.float32), detection.score if detection is not None else 0.0)
 
     def _landmarks(self, view: np.ndarray) -> np.ndarray | None:
@@ -278,7 +280,7 @@ class FaceTracker:
         windows = search_windows(width, height, self._config.min_face_px, self._turns)
         window = next((w for w in windows if FACE_FRACTION_MIN * w.side <= larger), windows[-1])
         candidates = self._search(image, [window])
-        boxes = [d.box for d in candidates]
+        boxes: list[tuple[float, ...]] = [d.box for d in candidates]
         if not any(iou(box, followed) > 0.0 for box in boxes):
             boxes.append(followed)
         chosen = choose_face(boxes, followed)
@@ -298,9 +300,8 @@ class FaceTracker:
                 best, best_overlap = detection, overlap
         return best
 
-    def _follow(self, landmarks: np.ndarray, angle: float) -> None:
-        """Move the window when the face has drifted, grown, shrunk or turned in it."""
-        window = self._window
+    def _follow(self, window: Window, landmarks: np.ndarray, angle: float) -> None:
+        """Move ``window`` (the current one) when the face has drifted, grown, shrunk or turned in it."""
         box = _bounds(landmarks)
         face_size = math.sqrt(area(box))
         centre = ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)

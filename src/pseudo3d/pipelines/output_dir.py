@@ -95,7 +95,8 @@ def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = Fals
             f"version {SCHEMA_VERSION}, whose source ids differ, so a resume would build every source again "
             "beside the old ones: build into a new directory or pass --overwrite (docs/data-contract.md, Versions)")
     fingerprint = config.fingerprint()
-    foreign = sorted({s.stats.get("config_fingerprint") for s in shards} - {fingerprint})
+    # key=str: a shard without a fingerprint gives None, which does not compare with a str
+    foreign = sorted({s.stats.get("config_fingerprint") for s in shards} - {fingerprint}, key=str)
     if foreign:
         raise Pseudo3DError(
             f"--out {storage.url} holds shards built with a different configuration "

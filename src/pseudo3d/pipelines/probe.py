@@ -141,7 +141,8 @@ def display_size(width: int, height: int, sample_aspect_ratio: Fraction | None) 
 def _first_frames(container, video) -> tuple[av.VideoFrame, list[av.VideoFrame]]:
     """The first decoded frame, and the frames after it up to the first one with a timestamp
     when it has none (at most :data:`REORDER_DEPTH`), to count its time back from."""
-    first, following = None, []
+    first: av.VideoFrame | None = None
+    following: list[av.VideoFrame] = []
     try:
         for frame in container.decode(video):
             if first is None:

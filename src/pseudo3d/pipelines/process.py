@@ -14,7 +14,7 @@ import errno
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import numpy as np
 
@@ -30,11 +30,17 @@ from pseudo3d.qa.filters import check_clip
 from pseudo3d.qa.metrics import clip_metrics
 from pseudo3d.qa.sync import mouth_opening
 from pseudo3d.reconstruction import BACKENDS, make_backend
+from pseudo3d.reconstruction.base import SmoothingKind
 from pseudo3d.schemas.records import Clip, ClipResult, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome
+
+if TYPE_CHECKING:  # torch loads only with a SyncNet model
+    from pseudo3d.qa.syncnet import SyncNet
 
 log = logging.getLogger(__name__)
 
-TRACKING_SMOOTHED = {"landmarks_2d": "linear"}
+T = TypeVar("T")
+
+TRACKING_SMOOTHED: dict[str, SmoothingKind] = {"landmarks_2d": "linear"}
 """Tracking outputs every backend's samples carry, raw and smoothed, beside the backend's own."""
 
 
@@ -72,7 +78,8 @@ class SourcePipeline:
                                         want_sync_crops=config.qa.sync_model is not None,
                                         max_duration_s=config.limits.max_duration_s, progress=self._progress) if track else None
         self.syncnet = _load_syncnet(config) if reconstruct else None
-        self.smooth = Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed}) if reconstruct else None
+        self.smooth = (Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed})
+                       if self.backend is not None else None)  # (None exactly when not reconstruct)
         self.on_probe: Callable[[ProbeInfo], None] | None = None
         """Called after a source is probed (the local runner sets the watchdog's deadline from it)."""
         self.spool_dir: Path | None = None
@@ -136,10 +143,10 @@ class SourcePipeline:
         return item
 
     def _tracked(self, outcome: SourceOutcome) -> TrackedSource:
-        outcome.probe = self.prober(outcome.source)
+        outcome.probe = _part(self.prober, "track")(outcome.source)
         if self.on_probe is not None:
             self.on_probe(outcome.probe)
-        return self.decode_track(outcome.source, outcome.probe)
+        return _part(self.decode_track, "track")(outcome.source, outcome.probe)
 
     def _tracking_done(self, outcome: SourceOutcome, tracked: TrackedSource, n_clips: int) -> None:
         outcome.n_frames_decoded = tracked.n_frames
@@ -174,14 +181,14 @@ class SourcePipeline:
         halves the backend's frame batch (down to one frame) and tries again; any other exception
         splits the clips in two halves tried apart, until the clip that raised stands alone."""
         try:
-            return list(self.backend.reconstruct_batch(clips))
+            return list(_part(self.backend, "reconstruct").reconstruct_batch(clips))
         except Exception as exc:  # noqa: BLE001 - isolated below, then recorded per clip
-            frames = getattr(self.backend, "batch_size", 1)
+            frames = getattr(self.backend, "batch_size", 1)  # a batched backend's frames per batch
             if is_out_of_memory(exc) and frames > 1:
                 release_memory()
-                self.backend.batch_size = frames // 2
+                setattr(self.backend, "batch_size", frames // 2)  # not an attribute of every Reconstructor
                 log.warning("out of memory reconstructing %d frames at once (%s); batches of %d frames from now on",
-                            frames, type(exc).__name__, self.backend.batch_size)
+                            frames, type(exc).__name__, frames // 2)
                 return self.reconstruct_clips(clips)
             if len(clips) == 1:
                 return [exc]
@@ -199,7 +206,7 @@ class SourcePipeline:
             if arrays is not None:
                 self._finish_clip(outcome.samples.append, clip_rows, clip, arrays)
             self._progress()
-        order = {clip.key: position for position, clip in enumerate(item.clips)}
+        order: dict[str | None, int] = {clip.key: position for position, clip in enumerate(item.clips)}  # by row.clip
         outcome.failures.extend(sorted(clip_rows, key=lambda row: order[row.clip]))  # in clip order, as __call__ has them
         return self._decide(outcome)
 
@@ -248,7 +255,8 @@ class SourcePipeline:
     def smooth_clip(self, clip: Clip, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The arrays of a sample: the tracking and the backend's outputs, raw and smoothed, and
         the per-frame tracking and QA arrays."""
-        arrays = self.smooth({"landmarks_2d": clip.landmarks[..., :2].astype(np.float32), **outputs}, clip.fps)
+        smooth = _part(self.smooth, "reconstruct")
+        arrays = smooth({"landmarks_2d": clip.landmarks[..., :2].astype(np.float32), **outputs}, clip.fps)
         arrays["confidence"] = clip.confidence.astype(np.float32)
         arrays["interpolated"] = clip.interpolated.astype(bool)
         arrays["crop_transform"] = clip.crop_transforms.astype(np.float32)
@@ -259,12 +267,13 @@ class SourcePipeline:
         return arrays
 
     def clip_meta(self, clip: Clip) -> dict:
+        backend = _part(self.backend, "reconstruct")
         return {
-            "backend": self.backend.name,
+            "backend": backend.name,
             "assets": self.asset_hashes(),
-            "smoothing": self.smooth.describe(clip.fps),
+            "smoothing": _part(self.smooth, "reconstruct").describe(clip.fps),
             "crop": {"size": self.config.track.crop_size, "scale": self.config.track.crop_scale},
-            "per_clip_arrays": sorted(self.backend.per_clip),
+            "per_clip_arrays": sorted(backend.per_clip),
             "has_audio": clip.has_audio,
         }
 
@@ -272,30 +281,31 @@ class SourcePipeline:
         """The clip's QA metrics (manifest columns), SyncNet's with ``qa.sync_model``."""
         metrics = clip_metrics(clip, arrays, self.config.qa.av_max_lag_s)
         if self.syncnet is not None:
-            metrics.update(self._syncnet_metrics(clip))
+            metrics.update(self._syncnet_metrics(self.syncnet, clip))
         return metrics
 
     def asset_hashes(self) -> dict[str, str]:
         """Asset name → SHA-256 of every user file the samples depend on: the backend's, and
         SyncNet's weights when QA scores with them."""
-        return {**self.backend.asset_hashes(), **(self.syncnet.asset_hashes if self.syncnet is not None else {})}
+        return {**_part(self.backend, "reconstruct").asset_hashes(),
+                **(self.syncnet.asset_hashes if self.syncnet is not None else {})}
 
     def numerics(self) -> dict[str, dict[str, str]]:
         """Model → where and in what precision it computes (shard stats and the card)."""
-        found = {"reconstruct": self.backend.numerics()}
+        found = {"reconstruct": _part(self.backend, "reconstruct").numerics()}
         if self.syncnet is not None:
             from pseudo3d.reconstruction.device import numerics
 
             found["syncnet"] = numerics(next(self.syncnet.parameters()).device, "fp32")
         return found
 
-    def _syncnet_metrics(self, clip: Clip) -> dict[str, float]:
+    def _syncnet_metrics(self, syncnet: SyncNet, clip: Clip) -> dict[str, float]:
         """``lse_d``, ``lse_c`` and ``syncnet_offset_frames`` of one clip (NaN without audio)."""
         from pseudo3d.qa.syncnet import SYNCNET_METRICS, syncnet_scores
 
         if not clip.has_audio or clip.sync_crops is None:
             return dict.fromkeys(SYNCNET_METRICS, float("nan"))
-        return syncnet_scores(self.syncnet, clip.sync_crops, clip.audio, batch_size=self.config.qa.sync_batch_size,
+        return syncnet_scores(syncnet, clip.sync_crops, clip.audio, batch_size=self.config.qa.sync_batch_size,
                               sample_rate=clip.sample_rate, fps=clip.fps, progress=self._progress)
 
 
@@ -305,7 +315,7 @@ def uses_torch(config: BuildConfig) -> bool:
     return BACKENDS[config.backend].gpu_capable or config.qa.sync_model is not None
 
 
-def _load_syncnet(config: BuildConfig):
+def _load_syncnet(config: BuildConfig) -> SyncNet | None:
     """SyncNet with the weights of ``qa.sync_model`` on ``reconstruct.device``, or None."""
     if config.qa.sync_model is None:
         return None
@@ -313,6 +323,14 @@ def _load_syncnet(config: BuildConfig):
     from pseudo3d.reconstruction.device import resolve_device
 
     return SyncNet.from_checkpoint(config.qa.sync_model, resolve_device(config.reconstruct.device))
+
+
+def _part(part: T | None, side: str) -> T:
+    """A part of the pipeline; one built without that side (``track=False``, ``reconstruct=False``)
+    holds None there, and a call that needs it is a bug."""
+    if part is None:
+        raise RuntimeError(f"this SourcePipeline was built without its {side} side")
+    return part
 
 
 def fail_source(outcome: SourceOutcome, stage: str, exc: Exception) -> None:

@@ -107,7 +107,7 @@ class ShardPacker:
         """The shard index of the next source and whether that source opens a new shard."""
         opens = self._index is None or (self._samples > 0 and (
             self._samples + n_samples > self.config.max_samples or self._bytes + n_bytes > self.config.max_bytes))
-        if opens:
+        if opens or self._index is None:  # the same test: opens covers a None index, not to mypy
             self._index = next(self._free)
             self._samples = self._bytes = 0
         self._samples += n_samples
@@ -140,7 +140,7 @@ def check_numerics(expected: dict[str, dict[str, str]] | None, found: dict[str, 
         "reconstruct.device to match")
 
 
-def _deciding(numerics: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+def _deciding(numerics: dict[str, dict[str, str]]) -> dict[str, dict[str, str | None]]:
     return {model: {key: values.get(key) for key in NUMERICS_DECIDING} for model, values in numerics.items()}
 
 
@@ -168,7 +168,8 @@ class ShardBuilder:
         self.failures: list[dict[str, Any]] = []
         self.assets: dict[str, str] = {}
         self._file = storage.open_write(self.file("tar"))
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        # typeshed's file protocol asks for read and seek too, which mode "w" never calls
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
 
     def file(self, suffix: str) -> str:
         """The relative path of this shard's file with ``suffix`` (``tar``, ``parquet``, ``json``)."""
@@ -255,6 +256,8 @@ class ShardWriter:
         if opens:
             self._commit()
             self._open = ShardBuilder(self.storage, self.folder, index, self.fingerprint, self.numerics)
+        elif self._open is None:  # the packer opened a shard for the first outcome: closed or aborted since
+            raise RuntimeError("ShardWriter.add after close or abort")
         self._open.add(outcome)
         self.numerics = self._open.numerics
 

@@ -19,7 +19,7 @@ import errno
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping
 
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
 
@@ -69,7 +69,7 @@ class SampleSpool:
 
     def __init__(self, directory: Path, source_id: str):
         self.path = Path(directory) / f"{source_id}-{uuid.uuid4().hex}.spool"
-        self._file = None
+        self._file: BinaryIO | None = None
 
     def add(self, sample: EncodedSample) -> EncodedSample:
         """Write ``sample``'s members; the same sample, its members now read from the file."""

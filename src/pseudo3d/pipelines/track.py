@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 import numpy as np
 
@@ -288,7 +288,7 @@ class SoundGate:
 class _FrameLog:
     """Per-frame tracking results (detector score, crop transform, crop) from a moving start."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.start = 0
         self.confidence: list[float] = []
         self.transforms: list[np.ndarray] = []
@@ -322,6 +322,8 @@ class _ClipCutter:
 
     def __call__(self, segment: Segment) -> Clip:
         start, stop = segment.start, segment.stop
+        if segment.landmarks is None or segment.interpolated is None:
+            raise ValueError(f"frames {start}-{stop}: a too-short segment has no clip")  # the caller files those
         frames = self.log.span(start, stop)
         clip = Clip(
             source=self.source,
@@ -335,7 +337,8 @@ class _ClipCutter:
             crop_transforms=np.stack(self.log.transforms[frames]),
             audio=self.audio.clip(start, stop - start, self.fps),
             sample_rate=self.sample_rate,
-            crops=np.stack(self.log.crops[frames]) if self.want_crops else None,
+            # with want_crops every frame logs a crop, so no entry is None
+            crops=np.stack(cast("list[np.ndarray]", self.log.crops[frames])) if self.want_crops else None,
             has_audio=self.probe.has_audio,
             thumbnail=self.thumbnails.for_clip(start, stop),
         )

@@ -186,8 +186,8 @@ def _robust_standard(values: np.ndarray) -> np.ndarray | None:
 
 def _composite(series: list[np.ndarray]) -> np.ndarray | None:
     """Mean of the robustly standardised rates of change, standardised (mean 0, std 1)."""
-    rates = [_robust_standard(np.gradient(s)) for s in series if len(s) >= 2]
-    rates = [r for r in rates if r is not None]
+    standardised = [_robust_standard(np.gradient(s)) for s in series if len(s) >= 2]
+    rates = [r for r in standardised if r is not None]
     if not rates:
         return None
     mean = np.mean(rates, axis=0)
@@ -378,9 +378,10 @@ def estimate_sync(mouth: np.ndarray, audio: np.ndarray, fps: float, max_lag_s: f
         values = values - values.mean()
         spread = values.std()
         standard.append(values / spread if spread > 1e-12 and np.isfinite(spread) else None)
-    if n < MIN_FRAMES or standard[0] is None or standard[1] is None:
+    standard_mouth, standard_audio = standard
+    if n < MIN_FRAMES or standard_mouth is None or standard_audio is None:
         return not_measured(speech_s, motion)
-    mouth, audio = standard
+    mouth, audio = standard_mouth, standard_audio
     max_lag = max(1, min(int(round(max_lag_s * fps)), n // 3))
     curve = lagged_correlations(mouth, audio, max_lag)
     raw = _refined_peak(curve) - max_lag

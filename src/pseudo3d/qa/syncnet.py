@@ -79,7 +79,7 @@ class SyncNet(nn.Module):
     (``netcnnlip.0.weight`` ... ``netfcaud.3.bias``) name the same layers here.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         conv2, bn2, conv3, bn3 = nn.Conv2d, nn.BatchNorm2d, nn.Conv3d, nn.BatchNorm3d
         # Audio: MFCC "image" 13 × 20 → 512 × 1 × 1. The first pool of the reference is a 1 × 1
@@ -178,8 +178,9 @@ def _unwrap(checkpoint: object, path: Path) -> dict[str, object]:
     if not isinstance(checkpoint, Mapping):
         raise AssetError(f"{WHAT} holds a {type(checkpoint).__name__}, not a state dict: {path}")
     for name in _NESTED:
-        if isinstance(checkpoint.get(name), Mapping):
-            checkpoint = checkpoint[name]
+        nested = checkpoint.get(name)
+        if isinstance(nested, Mapping):
+            checkpoint = nested
             break
     state = {str(key): value for key, value in checkpoint.items()}
     for prefix in _PREFIXES:

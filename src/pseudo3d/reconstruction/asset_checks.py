@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pseudo3d.errors import AssetError
+from pseudo3d.reconstruction.asset_files import asset_option
 
 if TYPE_CHECKING:
     from pseudo3d.config import BuildConfig
@@ -17,7 +18,7 @@ def check_flame_assets(config: "BuildConfig", n_shape: int, n_expression: int, *
                                                 load_landmark_embedding)
 
     options = config.reconstruct
-    assets = load_flame_model(options.flame_model)
+    assets = load_flame_model(asset_option(options.flame_model, "flame_model"))
     if assets.n_shape_available < n_shape or assets.n_expression_available < n_expression:
         raise AssetError(f"FLAME model {options.flame_model} holds {assets.n_shape_available} shape and "
                          f"{assets.n_expression_available} expression components; the build asks for "
@@ -36,7 +37,7 @@ def check_deca(config: "BuildConfig") -> None:
     from pseudo3d.reconstruction.deca import load_deca_state_dict
 
     check_flame_assets(config, 100, 50, need_mediapipe=False)
-    load_deca_state_dict(config.reconstruct.deca_checkpoint)
+    load_deca_state_dict(asset_option(config.reconstruct.deca_checkpoint, "deca_checkpoint"))
 
 
 def check_flame_fit(config: "BuildConfig") -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pseudo3d.errors import AssetError
+from pseudo3d.errors import AssetError, ConfigError
+
+
+def asset_option(path: str | None, option: str) -> str:
+    """The path ``reconstruct.<option>`` gives for an asset the backend needs (a
+    :class:`~pseudo3d.config.BuildConfig` refuses the backend without it)."""
+    if path is None:
+        raise ConfigError(f"reconstruct.{option} is not set")
+    return path
 
 
 def require_file(path: str | Path, what: str) -> Path:

@@ -16,13 +16,14 @@ identity).
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from typing import ClassVar, Mapping, cast
 
 import numpy as np
 import torch
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import ConfigError, StageError
+from pseudo3d.reconstruction.asset_files import asset_option
 from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, project_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder
@@ -57,11 +58,13 @@ class DecaBackend(Reconstructor):
             raise ConfigError(f"backend deca needs 224-pixel crops; track.crop_size is {self.crop_size}")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.encoder = DecaEncoder.from_checkpoint(options.deca_checkpoint, self.device)
-        self.flame = FlameModel.from_file(options.flame_model, n_shape=n_shape, n_expression=n_expression,
+        self.encoder = DecaEncoder.from_checkpoint(asset_option(options.deca_checkpoint, "deca_checkpoint"),
+                                                   self.device)
+        self.flame = FlameModel.from_file(asset_option(options.flame_model, "flame_model"), n_shape=n_shape,
+                                          n_expression=n_expression,
                                           landmark_embedding=options.landmark_embedding).to(self.device)
-        self.mediapipe_indices = (self.flame.landmark_indices.cpu().numpy()
-                                  if self.flame.landmark_kind == "mediapipe" else None)
+        self.mediapipe_indices = (self.flame.landmark_indices.cpu().numpy()  # a MediaPipe embedding's, only
+                                  if self.flame.landmark_indices is not None else None)
         self.upload = CropUploader(self.device, self.batch_size, self.crop_size)
 
     def asset_hashes(self) -> dict[str, str]:
@@ -90,7 +93,9 @@ class DecaBackend(Reconstructor):
         pieces: list[dict[str, torch.Tensor]] = []
         with inference_context(self.device):
             for batch in iter_batches(sum(lengths), self.batch_size):
-                parts = [clips[index].crops[start:stop] for index, start, stop in batch_pieces(lengths, batch)]
+                # the pipeline cuts crops for a backend that needs_crops, so every clip here has them
+                parts = [cast(np.ndarray, clips[index].crops)[start:stop]
+                         for index, start, stop in batch_pieces(lengths, batch)]
                 codes = self.encoder(self.upload(parts))
                 error = (self._reprojection(codes, transforms[batch], tracked[batch]) if tracked is not None
                          else torch.full((batch.stop - batch.start,), float("nan"), device=self.device))

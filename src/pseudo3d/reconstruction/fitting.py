@@ -34,6 +34,15 @@ class LandmarkFlame(nn.Module):
     coefficients are shape then expression, as in the full model.
     """
 
+    # Buffers (registered in __init__), declared for the type checker: nn.Module's __getattr__ is untyped.
+    v_template: Tensor
+    shapedirs: Tensor
+    posedirs: Tensor
+    lbs_weights: Tensor
+    J_regressor: Tensor
+    faces: Tensor
+    bary: Tensor
+
     def __init__(self, model: FlameModel):
         super().__init__()
         if model.landmark_kind != "mediapipe":

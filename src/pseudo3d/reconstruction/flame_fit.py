@@ -24,6 +24,7 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.errors import AssetError
 from pseudo3d.geometry.procrustes import similarity_procrustes_batch
 from pseudo3d.geometry.rotations import matrix_to_axis_angle
+from pseudo3d.reconstruction.asset_files import asset_option
 from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, image_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca_backend import FLAME_SMOOTHED
@@ -47,9 +48,9 @@ class FlameFitBackend(Reconstructor):
         self.settings = options.fit
         self.device = resolve_device(options.device)
         self.crop_size = config.track.crop_size
-        flame = FlameModel.from_file(options.flame_model, n_shape=options.n_shape, n_expression=options.n_expression,
-                                     landmark_embedding=options.landmark_embedding)
-        if flame.landmark_kind != "mediapipe":
+        flame = FlameModel.from_file(asset_option(options.flame_model, "flame_model"), n_shape=options.n_shape,
+                                     n_expression=options.n_expression, landmark_embedding=options.landmark_embedding)
+        if flame.landmark_kind != "mediapipe" or flame.landmark_indices is None:  # (the same: mediapipe's buffer)
             raise AssetError(f"landmark embedding {options.landmark_embedding}: flame-fit needs the MediaPipe layout "
                              "(mediapipe_landmark_embedding.npz)")
         self.hashes = dict(flame.asset_hashes)

@@ -12,6 +12,7 @@ the refused name. :func:`safe_unpickle` is the entry point; :func:`read_pickled_
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import zipfile
@@ -197,10 +198,12 @@ def _load_torch_storage(blob: Any, source: Path, what: str) -> np.ndarray:
 
 
 def _numpy_allowed() -> dict[tuple[str, str], Any]:
-    try:  # numpy ≥ 2 keeps the implementation in numpy._core; 1.x in numpy.core
-        from numpy._core import multiarray, numeric  # type: ignore[import-not-found]
+    # numpy ≥ 2 keeps the implementation in numpy._core; 1.x in numpy.core (imported by name: each
+    # numpy's stubs know only one of them)
+    try:
+        multiarray, numeric = (importlib.import_module(f"numpy._core.{name}") for name in ("multiarray", "numeric"))
     except ImportError:
-        from numpy.core import multiarray, numeric
+        multiarray, numeric = (importlib.import_module(f"numpy.core.{name}") for name in ("multiarray", "numeric"))
     allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
     for module in ("numpy.core", "numpy._core"):
         allowed[(f"{module}.multiarray", "_reconstruct")] = multiarray._reconstruct
@@ -293,7 +296,7 @@ def _dense(matrix: _SparseMatrix, source: Path, what: str) -> np.ndarray:
     state = getattr(matrix, "state", None)
     if not isinstance(state, dict):
         raise AssetError(f"{what} {source}: a pickled sparse matrix has no state")
-    shape = state.get("_shape", state.get("shape"))
+    shape: Any = state.get("_shape", state.get("shape"))  # None (neither key) is refused below, as a TypeError
     try:
         shape = (int(shape[0]), int(shape[1]))
         if matrix.layout == "coo":

@@ -11,7 +11,7 @@ first few offending keys.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 try:
     import torch
@@ -25,6 +25,7 @@ OPTIONAL_SUFFIX = ".num_batches_tracked"
 0.4.1, so a missing one is filled with 0 rather than refused."""
 SHOWN_KEYS = 5
 """How many offending keys an error message lists."""
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 _BOILERPLATE = ("weights only load failed", "please file an issue", "check the documentation", "(1) ", "(2) ")
 """Starts of the generic lines torch wraps around a tensors-only unpickling error."""
@@ -73,7 +74,7 @@ def checked_state_dict(state: Mapping, expected: Mapping[str, torch.Size], *, wh
     return state
 
 
-def module_with_state(make: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+def module_with_state(make: Callable[[], ModuleT], state: Mapping[str, torch.Tensor]) -> ModuleT:
     """``make()`` holding ``state`` (loaded with ``strict=True``), gradients off. The module is
     built on the meta device, so no random weights are drawn only to be replaced."""
     with torch.device("meta"):

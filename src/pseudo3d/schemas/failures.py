@@ -36,7 +36,8 @@ class FailureCode:
     meaning: str
 
 
-_P, _T = "permanent", "transient"
+_P: FailureKind = "permanent"
+_T: FailureKind = "transient"
 _FAILED, _PARTIAL = "failed", "ok if clips remain"
 
 FAILURE_CODES: tuple[FailureCode, ...] = (

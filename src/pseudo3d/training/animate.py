@@ -74,9 +74,12 @@ def animate(audio_path: str | Path, run: str | Path, out: str | Path, *, csv: st
     motion, run_config = predict(run, audio, name=str(audio_path))
     target = TargetSpec.from_dict(run_config["target"])
     fps = float(run_config["fps"])
-    arrays: dict[str, np.ndarray] = {"fps": np.float64(fps), "n_frames": np.int64(len(motion))}
+    # fps and n_frames as 0-d arrays, what the .npz holds them as
+    arrays: dict[str, np.ndarray] = {"fps": np.array(fps, np.float64), "n_frames": np.array(len(motion), np.int64)}
     vertices = faces = None
     if target.kind == "mesh_offsets":
+        if target.n_vertices is None:  # TargetSpec refuses mesh_offsets without it
+            raise Pseudo3DError(f"run {run}: its mesh_offsets target has no vertex count")
         offsets = motion.reshape(len(motion), target.n_vertices, 3).astype(np.float32)
         arrays["offsets"] = offsets
         base = None
@@ -113,9 +116,10 @@ def animate(audio_path: str | Path, run: str | Path, out: str | Path, *, csv: st
     if csv is not None:
         if target.kind != "blendshapes":
             raise Pseudo3DError("--csv needs a run trained on blendshapes (BEAT-layout data)")
-        from pseudo3d.training.export import write_live_link_csv
+        from pseudo3d.training.export import ARKIT_52, write_live_link_csv
 
-        write_live_link_csv(csv, arrays["blendshapes"], fps, names=target.names)
+        # a target without names is in ARKit's order (TargetSpec.blendshapes)
+        write_live_link_csv(csv, arrays["blendshapes"], fps, names=ARKIT_52 if target.names is None else target.names)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)

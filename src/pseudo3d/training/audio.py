@@ -82,6 +82,10 @@ class LogMel(nn.Module):
             between two rfft bins and see nothing.
     """
 
+    # Buffers (registered in __init__), declared for the type checker: nn.Module's __getattr__ is untyped.
+    window: torch.Tensor
+    filterbank: torch.Tensor
+
     def __init__(self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160,
                  n_mels: int = 80, f_min: float = 20.0, f_max: float = 7600.0):
         super().__init__()

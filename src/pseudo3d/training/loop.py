@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
 from pseudo3d.errors import Pseudo3DError
@@ -39,13 +39,13 @@ class TrainingJob:
     """(D,) target mean."""
     norm_std: torch.Tensor
     """(D,) target standard deviation (floored)."""
-    train_data: Callable[[int], IterableDataset]
-    """epoch → the training windows for that epoch (reshuffled per epoch)."""
+    train_data: Callable[[int], Dataset]
+    """epoch → the training windows for that epoch (reshuffled per epoch): iterable or map-style."""
     config: TrainConfig
     run_dir: Path
     run_config: dict[str, Any]
     """What ``config.json`` records (model, target, data, lineage); ``step`` is added here."""
-    val_data: IterableDataset | None = None
+    val_data: Dataset | None = None
     dim_weights: torch.Tensor | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -64,7 +64,7 @@ class _Epochs(IterableDataset):
     worker processes) is created once for the whole run, not once per epoch. Each epoch's
     dataset splits itself across the workers, as it would on its own."""
 
-    def __init__(self, make: Callable[[int], IterableDataset], first_epoch: int):
+    def __init__(self, make: Callable[[int], Dataset], first_epoch: int):
         self.make, self.first_epoch = make, first_epoch
 
     def __iter__(self):

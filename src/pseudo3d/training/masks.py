@@ -209,10 +209,11 @@ class _Python2StylePickler(pickle._Pickler):  # the pure-Python pickler: its dis
     dispatch = dict(pickle._Pickler.dispatch)
 
     def _save_python2_str(self, data: bytes) -> None:
+        # write and memoize: the pure-Python pickler's undocumented internals, which typeshed leaves out
         if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)  # type: ignore[attr-defined]
         else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(data)
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)  # type: ignore[attr-defined]
+        self.memoize(data)  # type: ignore[attr-defined]
 
-    dispatch[bytes] = _save_python2_str
+    dispatch[bytes] = _save_python2_str  # type: ignore[assignment]  # typeshed types _Pickler's table with Unpickler

@@ -244,6 +244,8 @@ class _TrackFn(beam.DoFn):
 
     def process(self, element: tuple[int, Source]) -> Iterator[Any]:
         index, source = element
+        if self.pool is None:  # Beam calls setup first
+            raise RuntimeError("_TrackFn.process before setup")
         (result,) = self.pool.imap([source])
         if isinstance(result, TaskDied):
             result = InFlight(local.died_outcome(source, result))

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 _WORKER_PIPELINE: SourcePipeline | None = None
-_WORKER_ERROR: str | None = None
+_WORKER_ERROR = "the worker's stages were never built"  # replaced by what failed, when building them fails
 
 
 def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads: int,

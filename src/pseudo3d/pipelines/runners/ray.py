@@ -110,7 +110,7 @@ def _connect(address: str | None) -> bool:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         if os.environ["RAY_AUTH_MODE"] == "token":
             os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # _raylet.pyi leaves out Cython's Config
 
         Config.initialize("")  # Ray reads RAY_AUTH_MODE when imported: make it see the change
         ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, log_to_driver=False,
@@ -166,14 +166,16 @@ def _outcomes(pending: list[Source], config: BuildConfig, log_path: Path, n_cpu_
     context.max_errored_blocks = -1  # a block failing every retry becomes failure rows, not an abort
     context.enable_fallback_to_arrow_object_ext_type = True  # sources and outcomes travel as objects
     context.enable_progress_bars = False
-    dataset = ray.data.from_items([{"index": i, "source": source} for i, source in enumerate(pending)],
-                                  override_num_blocks=len(pending))
+    dataset: ray.data.Dataset = ray.data.from_items(
+        [{"index": i, "source": source} for i, source in enumerate(pending)], override_num_blocks=len(pending))
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing actor options as keyword arguments but names no
         # replacement for the retry limits; without them a dying actor is retried forever.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        retries = {"max_restarts": -1, "max_task_retries": TASK_RETRIES}
-        dataset = dataset.map(_SourceActor, fn_constructor_args=(config, str(log_path), not split),
+        retries: dict[str, Any] = {"max_restarts": -1, "max_task_retries": TASK_RETRIES}
+        # Ray's map runs a callable class in an actor pool, as documented, but annotates a function only
+        dataset = dataset.map(_SourceActor,  # type: ignore[arg-type]
+                              fn_constructor_args=(config, str(log_path), not split),
                               compute=ray.data.ActorPoolStrategy(size=min(n_cpu_actors, len(pending))),
                               num_cpus=1, **retries)
         if split:

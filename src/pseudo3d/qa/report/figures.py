@@ -61,7 +61,9 @@ def metric_histogram(values: np.ndarray, unit: str, threshold: Threshold | None,
     if span == 0:  # one clip, or all clips equal (e.g. no interpolated frames): a nominal range
         nominal = 0.1 * abs(low) or (0.25 * abs(threshold.value) if threshold is not None else 0) or 0.05
         low, high = low - nominal, high + nominal
-    left, right = (min(low, threshold.value), max(high, threshold.value)) if near else (low, high)
+    # near implies a threshold; the second test says so to the type checker
+    left, right = ((min(low, threshold.value), max(high, threshold.value)) if near and threshold is not None
+                   else (low, high))
     if span > 0:
         bins = np.linspace(low, high, 13)
     else:

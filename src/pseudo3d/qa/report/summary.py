@@ -14,6 +14,7 @@ import numpy as np
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import (METRICS, Dataset, breaks, failure_groups, filtered_values, funnel,
                                      jitter_groups, jitter_ratios, load_dataset, thresholds)
+from pseudo3d.storage import Storage
 
 REPORT_NAME = "qa/report.html"
 """Where the report goes, relative to the dataset directory."""
@@ -137,8 +138,8 @@ def summarize(dataset: Dataset) -> dict:
     }
 
 
-def qa_summary(dataset_dir: str | Path) -> dict:
-    """A JSON-able summary of the dataset at ``dataset_dir``.
+def qa_summary(dataset_dir: str | Path | Storage) -> dict:
+    """A JSON-able summary of the dataset at ``dataset_dir`` (a directory, a URL or a :class:`Storage`).
 
     Keys: ``dataset``, ``backend``, ``fps``, ``built_at``; ``counts`` (inputs, ok, failed, probed,
     clips_found, clips = kept, frames, shards, failures); ``hours`` at each funnel step (input,

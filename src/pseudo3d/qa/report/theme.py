@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # matplotlib.typing is 3.8+; the pin allows 3.7
+    from matplotlib.typing import RcKeyType
+
 INK = "#1d2433"
 """Text and axes."""
 MUTED = "#667085"
@@ -23,7 +28,7 @@ WARN = "#b7791f"
 AUDIO = "#8c7b6b"
 """The audio envelope, beside the mouth opening."""
 
-FIGURE_RC = {
+FIGURE_RC: dict[RcKeyType, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 8.5,
     "axes.edgecolor": MUTED,

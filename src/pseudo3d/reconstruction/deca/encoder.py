@@ -37,7 +37,7 @@ class DecaEncoder(nn.Module):
     write synthetic checkpoints and to check a checkpoint's key names and shapes).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.encoder = ResNet50()
         self.layers = nn.Sequential(
@@ -63,7 +63,8 @@ class DecaEncoder(nn.Module):
         target = resolve_device("auto" if device is None else str(device))
         encoder = encoder.to(target).eval()
         if target.type == "cuda":
-            encoder = encoder.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (documented) but torch's overloads leave it out
+            encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return encoder
 
     def raw_codes(self, images: torch.Tensor) -> torch.Tensor:

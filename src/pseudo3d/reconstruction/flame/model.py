@@ -47,8 +47,22 @@ class FlameModel(nn.Module):
     to the files' SHA-256.
     """
 
+    # Buffers (registered in __init__), declared for the type checker: nn.Module's __getattr__ is untyped.
+    v_template: Tensor
+    shapedirs: Tensor
+    posedirs: Tensor
+    J_regressor: Tensor
+    lbs_weights: Tensor
     faces: Tensor
     landmark_indices: Tensor | None
+    static_faces: Tensor  # the flame68 embedding's
+    static_bary: Tensor
+    contour_faces: Tensor
+    contour_bary: Tensor
+    full_faces: Tensor
+    full_bary: Tensor
+    landmark_faces: Tensor  # the mediapipe embedding's
+    landmark_bary: Tensor
 
     def __init__(self, assets: FlameAssets, n_shape: int = 100, n_expression: int = 50,
                  landmarks: LandmarkEmbedding | None = None):

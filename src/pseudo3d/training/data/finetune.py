@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from pseudo3d.training.data.sequences import LoadedSequence, SequenceInfo, Seque
 from pseudo3d.training.data.targets import TargetSpec
 from pseudo3d.training.data.windows import SAMPLE_RATE, Window, audio_window_length, cut_window, window_starts
 
-FORMATS = {"vocaset": VocasetReader, "beat": BeatReader}
+FORMATS: dict[str, Callable[..., SequenceReader]] = {"vocaset": VocasetReader, "beat": BeatReader}
 
 CACHED_SEQUENCES = 8
 """Sequences kept decoded per process; the train order visits them in groups of this size."""

@@ -73,8 +73,8 @@ class VocasetReader:
         if not self.root.is_dir():
             raise FileNotFoundError(f"VOCASET root {self.root} is not a directory")
         self.templates = load_templates(self.root / TEMPLATES_FILE)
-        n_vertices = next(iter(self.templates.values())).shape[0]
-        self.target = TargetSpec.mesh(n_vertices, template="subject")
+        self.n_vertices: int = next(iter(self.templates.values())).shape[0]
+        self.target = TargetSpec.mesh(self.n_vertices, template="subject")
         self.fps = float(fps)
         self.step = decimation(source_fps, self.fps, f"VOCASET {self.root}")
         if subjects is not None:
@@ -112,9 +112,9 @@ class VocasetReader:
             raise StrayFile(f"its name starts with no subject of {TEMPLATES_FILE} "
                             f"({', '.join(sorted(self.templates))})")
         shape = self._vertices(path).shape
-        n_values = 3 * self.target.n_vertices
+        n_values = 3 * self.n_vertices
         if len(shape) != 2 or shape[1] != n_values:
-            raise StrayFile(f"shape {shape}, expected (T, {n_values}) for {self.target.n_vertices} vertices "
+            raise StrayFile(f"shape {shape}, expected (T, {n_values}) for {self.n_vertices} vertices "
                             f"as in {TEMPLATES_FILE}")
         audio_path = self.root / WAV_DIR / f"{path.stem}.wav"
         if not audio_path.is_file():

@@ -77,7 +77,7 @@ def compute_norm_stats(windows: Iterable[Mapping[str, Any]], max_windows: int | 
             count = total
         if max_windows is not None and seen >= max_windows:
             break
-    if mean is None:
+    if mean is None or m2 is None:  # (set together)
         raise ValueError("compute_norm_stats: no windows to compute statistics from")
     std = np.sqrt(m2 / count)
     return NormStats(mean=mean.astype(np.float32), std=np.maximum(std, min_std).astype(np.float32), count=int(count))

@@ -83,7 +83,9 @@ def swap_audio(windows: Iterable[Window], rng: np.random.Generator,
         ahead.append(window)
         if len(ahead) > horizon:
             current = ahead.popleft()
-            yield paired(current)
+            result = paired(current)
+            if result is not None:  # always, here: ahead still holds horizon windows
+                yield result
             behind.append(current)
     while ahead:
         current = ahead.popleft()

@@ -85,7 +85,8 @@ class ConvStack(nn.Module):
                  block_kernel: int = 3, entry_kernel: int | None = None, dropout: float = 0.0):
         super().__init__()
         if stride == 1 and entry_kernel is not None:
-            self.entry = nn.Conv1d(in_channels, out_channels, entry_kernel, padding=(entry_kernel - 1) // 2)
+            self.entry: nn.Conv1d | StridedConv = nn.Conv1d(in_channels, out_channels, entry_kernel,
+                                                            padding=(entry_kernel - 1) // 2)
             entry_field = entry_kernel
         else:
             self.entry = StridedConv(in_channels, out_channels, stride)

@@ -117,8 +117,9 @@ class ModelConfig:
         require(not unknown, f"unknown model option {unknown[0] if unknown else ''}; "
                             f"the options are: {', '.join(sorted(known))}")
         require("output_dim" in data, "model config needs output_dim")
-        return cls(**{name: tuple(value) if isinstance(value, list) else value
-                      for name, value in data.items()})
+        values: dict[str, Any] = {name: tuple(value) if isinstance(value, list) else value
+                                  for name, value in data.items()}
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A checked copy with some fields changed."""
@@ -142,6 +143,7 @@ def _check_number(config: ModelConfig, name: str) -> None:
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
     require(isinstance(value, (tuple, list)) and len(value) > 0,
            f"{name} must be a non-empty list of positive integers, got {value!r}")
-    require(all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value),
+    # int(v) >= 1: the value kept is int(v), and numbers.Integral is not typed as comparable with int
+    require(all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in value),
            f"{name} must be a non-empty list of positive integers, got {value!r}")
     return tuple(int(v) for v in value)
