@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from pseudo3d.errors import Pseudo3DError
+from pseudo3d.errors import ConfigError, Pseudo3DError
 
 log = logging.getLogger("pseudo3d")
 
@@ -115,13 +115,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pseudo3d.pipelines.runners.local import build_local
     from pseudo3d.pipelines.sources import resolve_sources
 
+    from pseudo3d.storage import protocol_of
+
     config = _build_config(args)
-    _storage_options(args, args.out)
+    if protocol_of(args.out) == "memory":
+        raise Pseudo3DError(f"--out {args.out}: a memory:// dataset ends with this process; build into a directory "
+                            "or an object store (memory:// datasets are for the Python API)")
+    _storage_options(args, args.out, *args.inputs, required=False)  # before listing remote inputs
     if args.address is not None and args.runner != "ray":
         raise Pseudo3DError("--address is for --runner ray")
     if args.beam_option and args.runner != "beam":
         raise Pseudo3DError("--beam-option is for --runner beam")
     sources = resolve_sources(args.inputs, config.limits.allowed_protocols)
+    _storage_options(args, args.out, *(source.uri for source in sources))  # with the URLs list files name
     common = {"workers": args.workers, "overwrite": args.overwrite, "retry_failed": args.retry_failed,
               "progress": not args.quiet}
     if args.runner == "beam":
@@ -135,15 +141,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _storage_options(args: argparse.Namespace, target: str) -> None:
-    """``--storage-option KEY=VALUE``: keyword arguments of ``target``'s filesystem (and of every
-    other filesystem of its protocol this command and its workers open)."""
+def _storage_options(args: argparse.Namespace, *targets: str, required: bool = True) -> None:
+    """``--storage-option KEY=VALUE``: keyword arguments of the filesystem of the URLs among
+    ``targets`` (the dataset, the inputs), for every filesystem of that protocol this command and
+    its workers open. Raises :class:`ConfigError` when there is no URL among the targets (and
+    ``required``), or URLs of several protocols (each then takes its standard environment)."""
     from pseudo3d.storage import apply_storage_options, parse_storage_options, protocol_of
 
     options = parse_storage_options(args.storage_option)
-    if options and protocol_of(target) == "file":
-        raise Pseudo3DError(f"--storage-option is for a dataset behind a URL (s3://, gs://, ...), not {target}")
-    apply_storage_options(protocol_of(target), options)
+    protocols = sorted({protocol_of(target) for target in targets} - {"file", "local"})
+    if options and not protocols and required:
+        raise ConfigError(f"--storage-option is for datasets and inputs behind a URL (s3://, gs://, ...); "
+                          f"{' '.join(targets[:3])} are local")
+    if options and len(protocols) > 1:
+        raise ConfigError(f"--storage-option applies to one protocol, and this command uses {', '.join(protocols)}: "
+                          "give each store's settings through its standard environment instead")
+    for protocol in protocols:
+        apply_storage_options(protocol, options)
 
 
 def _runner(name: str, needs: str):
@@ -178,10 +192,13 @@ def cmd_qa(args: argparse.Namespace) -> int:
     import json
 
     from pseudo3d.qa.report import format_summary, qa_summary, write_report
-    from pseudo3d.storage import Storage
+    from pseudo3d.storage import Storage, write_bytes
 
     _storage_options(args, args.dataset)
     dataset = Storage(args.dataset, option="DATASET")
+    dataset.check()
+    if args.json:
+        _check_writable(args.json, "--json")
     if not dataset.is_file("dataset.json"):
         raise Pseudo3DError(f"qa: {dataset.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
     path = write_report(dataset, gallery_size=args.gallery, flame_model=_absolute(args.flame_model))
@@ -189,9 +206,22 @@ def cmd_qa(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"QA report: {path}")
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        write_bytes(args.json, (json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n").encode(), "--json")
         print(f"summary JSON: {args.json}")
     return 0
+
+
+def _check_writable(target: str, option: str) -> None:
+    """Refuse, before any work, an output file whose folder does not exist or cannot be reached."""
+    from pseudo3d.storage import Storage, is_local
+
+    if is_local(target):
+        folder = Path(os.path.abspath(os.path.expanduser(target))).parent
+        if not folder.is_dir():
+            raise Pseudo3DError(f"{option} {target}: the folder {folder} does not exist")
+        return
+    parent = target.rstrip("/").rpartition("/")[0]
+    Storage(parent, option=option).check()
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

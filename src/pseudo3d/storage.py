@@ -22,6 +22,7 @@ KEY=VALUE`` (:func:`apply_storage_options`), which reaches the worker processes 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterable, Mapping
 
@@ -47,10 +49,11 @@ OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
 
 
 def protocol_of(target: str | os.PathLike) -> str:
-    """The fsspec protocol of ``target``: what precedes ``://``, or ``file`` for a plain path."""
-    text = os.fspath(target)
-    protocol, separator, _ = text.partition("://")
-    return protocol.lower() if separator and protocol.isidentifier() else "file"
+    """The fsspec protocol of ``target``, lower-cased: what precedes ``://`` (all of it, so a
+    chained URL such as ``simplecache::s3://...`` names its whole chain), or ``file`` for a plain
+    path."""
+    protocol, separator, _ = os.fspath(target).partition("://")
+    return protocol.lower() if separator else "file"
 
 
 def is_local(target: str | os.PathLike) -> bool:
@@ -58,10 +61,12 @@ def is_local(target: str | os.PathLike) -> bool:
 
 
 def parse_storage_options(pairs: Iterable[str], option: str = "--storage-option") -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as filesystem keyword arguments. A value is read as a JSON scalar
-    where it is one (``true``, ``3``, ``null``), else kept as text; a dotted key
-    (``client_kwargs.region_name=eu-west-1``) sets a nested dictionary. Raises
-    :class:`ConfigError` naming ``option`` for a pair without ``=`` or a key."""
+    """``KEY=VALUE`` pairs as filesystem keyword arguments. A value is read as JSON where it is
+    JSON (``true``, ``3``, ``null``, ``{"max_attempts": 2}``), else kept as text; a dotted key
+    (``client_kwargs.region_name=eu-west-1``) sets an entry of a nested dictionary, merged with
+    one given whole. A key given again replaces the earlier value. Raises :class:`ConfigError`
+    naming ``option`` for a pair without ``=`` or a key, and for a key given both as a value and
+    as a group (in either order)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, has_value, text = pair.partition("=")
@@ -70,16 +75,21 @@ def parse_storage_options(pairs: Iterable[str], option: str = "--storage-option"
             raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE, for example endpoint_url=http://127.0.0.1:9000")
         try:
             value = json.loads(text)
-            if isinstance(value, (dict, list)):
-                value = text
         except ValueError:
             value = text
         *parents, leaf = key.split(".")
         node = options
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{option} {pair!r}: {part} is given both as a value and as a group")
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{option} {pair!r}: {'.'.join(parents[:depth + 1])} is given both as a value "
+                                  "and as a group")
+            node = child
+        held = node.get(leaf)
+        if isinstance(held, dict) and isinstance(value, dict):
+            value = {**held, **value}
+        elif leaf in node and isinstance(held, dict) != isinstance(value, dict):
+            raise ConfigError(f"{option} {pair!r}: {key} is given both as a value and as a group")
         node[leaf] = value
     return options
 
@@ -96,14 +106,16 @@ def apply_storage_options(protocol: str, options: Mapping[str, Any]) -> None:
 
 
 def filesystem(target: str | os.PathLike, option: str = "--out") -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and the path within it of ``target`` (a local path or an fsspec URL).
-    Raises :class:`Pseudo3DError` naming ``option`` when the protocol's package is missing."""
+    """The filesystem and the path within it of ``target`` (a local path or an fsspec URL; the
+    scheme in any case). Raises :class:`Pseudo3DError` naming ``option`` when the protocol's
+    package is missing or its filesystem cannot be made."""
     text = os.fspath(target)
     if is_local(text):
         if "://" in text:
             text = text.partition("://")[2]
         return LocalFileSystem(), os.path.abspath(os.path.expanduser(text))
     protocol = protocol_of(text)
+    text = protocol + text[len(protocol):]  # S3://b/k is s3://b/k
     try:
         return fsspec.core.url_to_fs(text)
     except ImportError:
@@ -111,27 +123,40 @@ def filesystem(target: str | os.PathLike, option: str = "--out") -> tuple[fsspec
         extra = EXTRAS.get(protocol)
         hint = f"pip install 'pseudo3d[{extra}]'" if extra else f"pip install {package}"
         raise Pseudo3DError(f"{option} {text}: {protocol}:// needs {package}, which is not installed ({hint})") from None
-    except ValueError as exc:
-        raise Pseudo3DError(f"{option} {text}: {exc}") from None
+    except (TypeError, AttributeError) as exc:  # keyword arguments the filesystem does not take
+        raise ConfigError(f"--storage-option: the {protocol}:// filesystem refused its options "
+                          f"({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - an unknown protocol, a missing native library (hdfs: libjvm)...
+        raise Pseudo3DError(f"{option} {text}: {protocol}:// cannot be opened here ({type(exc).__name__}: "
+                            f"{exc or 'no details'})") from None
 
 
 class ObjectWriter:
     """A file being written as a stream, published whole by :meth:`close` and never published by
     :meth:`discard`. Hashes (SHA-256) and counts what goes through it, so a shard's digest needs no
-    second read. Use as a context manager: a clean exit publishes, an exception discards."""
+    second read. Use as a context manager: a clean exit publishes, an exception discards.
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, block_size: int | None = None):
+    ``exclusive``: publish only if no file has the name yet; :meth:`close` raises
+    ``FileExistsError`` otherwise and publishes nothing. Atomic against other writers on local
+    paths (``link(2)``), S3 (``If-None-Match: *``) and GCS (``ifGenerationMatch=0``)."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, block_size: int | None = None, *,
+                 exclusive: bool = False):
         """``block_size``: the part size of a multipart upload (bytes; None: the filesystem's default)."""
         self.path = path
         self.local = isinstance(fs, LocalFileSystem)
+        self.exclusive = exclusive
         self._digest = hashlib.sha256()
         self.size = 0
+        self._staged: IO[bytes] | None = None
         if self.local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._temporary = temporary_path(Path(path))
+            # Exclusive writers may race for one name: each stages under a name of its own.
+            self._temporary = temporary_path(Path(path), unique=exclusive)
             self._handle: IO[bytes] = open(self._temporary, "wb")
         elif set(_protocols(fs)) & set(OBJECT_STORES):
-            self._handle = fs.open(path, "wb", **({"block_size": block_size} if block_size else {}))
+            options = {"block_size": block_size} if block_size else {}
+            self._handle = fs.open(path, "xb" if exclusive else "wb", **options)
         else:  # memory:// and others show a file while it is written: stage it, copy it on close
             self._staged = tempfile.SpooledTemporaryFile(max_size=64 * 2 ** 20)
             self._handle = self._staged
@@ -162,14 +187,17 @@ class ObjectWriter:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()
-            _publish(self._temporary, Path(self.path))
-        elif self._handle is getattr(self, "_staged", None):
+            _publish(self._temporary, Path(self.path), exclusive=self.exclusive)
+        elif self._staged is not None:
+            if self.exclusive and self._fs.exists(self.path):  # not atomic: these filesystems have no precondition
+                self._staged.close()
+                raise FileExistsError(errno.EEXIST, "exists already", self.path)
             self._staged.seek(0)
             with self._fs.open(self.path, "wb") as target:
                 shutil.copyfileobj(self._staged, target, 2 ** 20)
             self._staged.close()
         else:
-            self._handle.close()
+            self._handle.close()  # completes the upload; a failed precondition raises FileExistsError
 
     def discard(self) -> None:
         """Drop what was written: nothing is published (a no-op once closed)."""
@@ -261,40 +289,44 @@ class Storage:
     def open_read(self, relative: str) -> BinaryIO:
         return self.fs.open(self.path(relative), "rb")
 
-    def open_write(self, relative: str, block_size: int | None = None) -> ObjectWriter:
+    def open_write(self, relative: str, block_size: int | None = None, *, exclusive: bool = False) -> ObjectWriter:
         """A writer that publishes ``relative`` whole when closed (see :class:`ObjectWriter`)."""
-        return ObjectWriter(self.fs, self.path(relative), block_size)
+        return ObjectWriter(self.fs, self.path(relative), block_size, exclusive=exclusive)
 
-    def write_bytes(self, relative: str, data: bytes) -> None:
-        with self.open_write(relative) as writer:
+    def write_bytes(self, relative: str, data: bytes, *, exclusive: bool = False) -> None:
+        """Publish ``data`` as ``relative``; ``exclusive``: raise ``FileExistsError`` instead of
+        replacing a file of that name (see :class:`ObjectWriter`)."""
+        with self.open_write(relative, exclusive=exclusive) as writer:
             writer.write(data)
 
     def create(self, relative: str, data: bytes) -> bool:
         """Write ``relative`` only if no file has that name: True when this call created it,
         False when one existed (whatever its content). Atomic against concurrent creators on
         local paths, S3 and GCS: exactly one of them gets True."""
-        path = self.path(relative)
-        if self.is_local:
-            temporary = Path(path).with_name(f".{Path(path).name}.{os.getpid()}-{id(data)}.tmp")
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with open(temporary, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                try:
-                    os.link(temporary, path)
-                except FileExistsError:
-                    return False
-                fsync_directory(Path(path).parent)
-                return True
-            finally:
-                temporary.unlink(missing_ok=True)
         try:
-            self.fs.pipe_file(path, data, mode="create")
+            self.write_bytes(relative, data, exclusive=True)
         except FileExistsError:
             return False
         return True
+
+    def check(self) -> None:
+        """Reach the folder once (it need not exist), so that a wrong endpoint, missing
+        credentials or a filesystem option it does not take fail here, named, rather than later
+        looking like a missing file. Raises :class:`ConfigError` naming ``--storage-option`` or
+        :class:`Pseudo3DError` naming this folder's option."""
+        if self.is_local:
+            return
+        try:
+            self.fs.invalidate_cache(self.root)
+            self.fs.info(self.root)
+        except FileNotFoundError:
+            return
+        except (TypeError, AttributeError) as exc:
+            raise ConfigError(f"--storage-option: the {self.protocol}:// filesystem refused its options "
+                              f"({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # noqa: BLE001 - whatever the backend raises: no route, no credentials, denied
+            raise Pseudo3DError(f"{self.option} {self.url}: cannot reach it ({type(exc).__name__}: "
+                                f"{exc or 'no details'})") from None
 
     def delete(self, relative: str) -> None:
         """Remove file ``relative``; a missing file is not an error."""
@@ -339,9 +371,10 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
 
 
-def temporary_path(path: Path) -> Path:
-    """The hidden temporary name a local ``path`` is written under before it is published."""
-    return path.with_name(f".{path.name}.tmp")
+def temporary_path(path: Path, unique: bool = False) -> Path:
+    """The hidden temporary name a local ``path`` is written under before it is published
+    (``unique``: one of this writer's own, for writers that may race for ``path``)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp" if unique else f".{path.name}.tmp")
 
 
 def is_temporary(name: str) -> bool:
@@ -364,8 +397,14 @@ def fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-def _publish(temporary: Path, path: Path) -> None:
-    os.replace(temporary, path)
+def _publish(temporary: Path, path: Path, exclusive: bool = False) -> None:
+    if exclusive:
+        try:
+            os.link(temporary, path)  # fails on an existing name, atomically
+        finally:
+            temporary.unlink()
+    else:
+        os.replace(temporary, path)
     fsync_directory(path.parent)
 
 

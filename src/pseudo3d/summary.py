@@ -17,12 +17,13 @@ from pseudo3d.storage import Storage, read_parquet
 def summarize(path: str | Path) -> str:
     """A dataset's or a shard's summary; ``path`` is a local path or a URL."""
     text = str(path)
+    storage = Storage(text, option="inspect")
+    storage.check()
     if text.endswith(".tar"):
         parent, _, name = text.rstrip("/").rpartition("/")
-        storage = Storage(parent or ".", option="inspect")
-        if storage.is_file(name):
-            return summarize_shard(storage, name)
-    storage = Storage(text, option="inspect")
+        folder = Storage(parent or ".", option="inspect")
+        if folder.is_file(name):
+            return summarize_shard(folder, name)
     if storage.exists() and not storage.is_file(""):
         return summarize_dataset(storage)
     raise Pseudo3DError(f"inspect: {text} is neither a dataset directory nor a .tar shard")
@@ -31,7 +32,10 @@ def summarize(path: str | Path) -> str:
 def summarize_dataset(storage: Storage) -> str:
     if not storage.is_file("dataset.json"):
         raise Pseudo3DError(f"inspect: {storage.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
-    card = json.loads(storage.read_bytes("dataset.json"))
+    try:
+        card = json.loads(storage.read_bytes("dataset.json"))
+    except json.JSONDecodeError as exc:
+        raise Pseudo3DError(f"inspect: {storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
     counts, hours = card["counts"], card["hours"]
     lines = [
         f"dataset   {storage.url}",

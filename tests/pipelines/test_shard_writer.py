@@ -161,3 +161,21 @@ def test_outputs_of_another_device_or_precision_are_refused(tmp_path):
     writer.add(newer)
     with pytest.raises(Pseudo3DError, match="built with reconstruct on cpu in fp32"):
         writer.add(second)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_second_build_writing_the_same_shard_fails_and_the_first_stays_whole(tmp_path, where, request):
+    """Two builds into one dataset both take the lowest free index: the second to publish gets an
+    error saying so and publishes nothing; the first's shard is whole (on S3 too, where a plain
+    PUT would have replaced it)."""
+    root = tmp_path if where == "local" else request.getfixturevalue("s3_bucket") + "/ds"
+    first, second = (ShardWriter(Storage(root), ShardConfig(), "fp") for _ in range(2))
+    first.add(_outcome(0, 2))
+    second.add(_outcome(1, 3))
+    first.close()
+    with pytest.raises(Pseudo3DError, match="shard-000000.tar was published by another build while this one was "
+                                            "writing it: only one build may write into a dataset at a time"):
+        second.close()
+    [shard] = committed_shards(Storage(root))
+    assert [row["source_id"] for row in shard.stats["sources"]] == ["v0-00000000"] and shard.stats["n_samples"] == 2
+    assert Storage(root).list("shards") == ["shard-000000.json", "shard-000000.parquet", "shard-000000.tar"]

@@ -6,9 +6,12 @@ Shared by every runner, so all of them resume the same way.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
@@ -69,7 +72,8 @@ def _transient(shard: CommittedShard, row: dict) -> bool:
 def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = False) -> ResumeState:
     """Create or reopen the dataset at ``storage``; refuse to mix configurations; remove
     uncommitted debris."""
-    if storage.is_local and storage.local_path().exists() and not storage.local_path().is_dir():
+    storage.check()
+    if storage.is_file(""):
         raise Pseudo3DError(f"--out {storage.url}: exists and is not a directory")
     if overwrite:
         _clear(storage)
@@ -79,7 +83,7 @@ def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = Fals
             storage.local_path(SHARD_DIR).mkdir(parents=True, exist_ok=True)
         storage.write_bytes(probe, b"")
         storage.delete(probe)
-    except (OSError, ValueError) as exc:  # s3fs and gcsfs say "no such bucket" or "access denied" as OSErrors
+    except Exception as exc:  # noqa: BLE001 - no such bucket, access denied, a read-only filesystem, no route...
         raise Pseudo3DError(f"--out {storage.url}: cannot write there ({_reason(exc)})") from None
 
     if storage.is_local:
@@ -105,8 +109,19 @@ def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = Fals
     return ResumeState(shards)
 
 
+def scratch_dir(storage: Storage) -> Path:
+    """The local folder a build of the dataset behind a URL keeps its spool and log in, while it
+    runs: ``$XDG_CACHE_HOME/pseudo3d/builds/<hash of the URL>`` (``~/.cache`` by default), on
+    disk rather than a RAM-backed ``/tmp``, and the same for every build of that dataset on this
+    machine, so the next build clears what a killed one left."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "pseudo3d" / "builds" / hashlib.sha256(storage.url.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc or 'no details'}"
 
 
 def _clear(storage: Storage) -> None:

@@ -38,6 +38,10 @@ from pseudo3d.storage import Storage, is_temporary, parquet_bytes
 
 
 
+CONCURRENT = ("only one build may write into a dataset at a time; this shard was not committed, so once the "
+              "other build has finished, running this one again resumes it")
+
+
 @dataclass
 class CommittedShard:
     index: int
@@ -75,8 +79,8 @@ def current_sources(shards: list[CommittedShard]) -> dict[str, tuple[CommittedSh
 
 
 def remove_uncommitted(storage: Storage, folder: str = SHARD_DIR) -> list[str]:
-    """Delete temporary files and folders, and tars/sidecars without a commit marker, from
-    ``storage``'s ``folder``; returns the names removed."""
+    """Delete temporary files and folders, tars and sidecars without a commit marker, and commit
+    markers whose tar is gone, from ``storage``'s ``folder``; returns the names removed."""
     names = storage.list(folder)
     removed = []
     for name in names:
@@ -84,6 +88,8 @@ def remove_uncommitted(storage: Storage, folder: str = SHARD_DIR) -> list[str]:
         if is_temporary(name):  # a file, or a runner's staging folder
             storage.delete_tree(posixpath.join(folder, name))
         elif name.startswith(SHARD_PREFIX) and suffix in ("tar", "parquet") and f"{stem}.json" not in names:
+            storage.delete(posixpath.join(folder, name))
+        elif name.startswith(SHARD_PREFIX) and suffix == "json" and f"{stem}.tar" not in names:
             storage.delete(posixpath.join(folder, name))
         else:
             continue
@@ -167,7 +173,9 @@ class ShardBuilder:
         self.sources: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.assets: dict[str, str] = {}
-        self._file = storage.open_write(self.file("tar"))
+        # Every file of a shard is published only where none is: a second build writing into the
+        # same dataset at the same time fails (CONCURRENT) instead of overwriting this one's shards.
+        self._file = storage.open_write(self.file("tar"), exclusive=True)
         # typeshed's file protocol asks for read and seek too, which mode "w" never calls
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
 
@@ -201,11 +209,19 @@ class ShardBuilder:
         self.rows.append({**sample.row, "shard": self.name})
 
     def finish(self) -> None:
-        """Publish the tar, then the sidecar parquet, then the stats JSON: the commit."""
+        """Publish the tar, then the sidecar parquet, then the stats JSON: the commit. Raises
+        :class:`Pseudo3DError` when another writer published a file of this shard meanwhile."""
+        try:
+            self._commit()
+        except FileExistsError:
+            raise Pseudo3DError(f"{self.storage.url_of(self.file('tar'))} was published by another build while "
+                                f"this one was writing it: {CONCURRENT}") from None
+
+    def _commit(self) -> None:
         self._tar.close()
         self._file.close()  # published whole; hashed as it was written
         digest, tar_size = self._file.hexdigest(), self._file.size
-        self.storage.write_bytes(self.file("parquet"), parquet_bytes(manifest_table(self.rows)))
+        self.storage.write_bytes(self.file("parquet"), parquet_bytes(manifest_table(self.rows)), exclusive=True)
         stats = {
             "schema_version": SCHEMA_VERSION,
             "pseudo3d_version": pseudo3d.__version__,
@@ -223,7 +239,7 @@ class ShardBuilder:
             "assets": dict(sorted(self.assets.items())),
             "numerics": self.numerics,
         }
-        self.storage.write_bytes(self.file("json"), encode_json(stats))
+        self.storage.write_bytes(self.file("json"), encode_json(stats), exclusive=True)
 
 
 def publish_shard(storage: Storage, staged: str, index: int, folder: str = SHARD_DIR) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ from tqdm import tqdm
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.finalize import finalize_dataset
-from pseudo3d.pipelines.output_dir import ResumeState, prepare_output
+from pseudo3d.pipelines.output_dir import ResumeState, prepare_output, scratch_dir
 from pseudo3d.pipelines.shard_writer import ShardWriter
 from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.reconstruction import BACKENDS
@@ -144,21 +142,30 @@ def finish_build(report: BuildReport, config: BuildConfig, *, qa_report: bool = 
 @contextlib.contextmanager
 def build_log(storage: Storage) -> Iterator[Path]:
     """The local file the workers' native log output goes to: ``logs/build.log`` in a local
-    dataset (appended to by every build); for a dataset behind a URL, a local temporary file that
-    is uploaded as ``logs/build-<UTC time>.log`` when the build ends, however it ends."""
+    dataset (appended to by every build). For a dataset behind a URL, ``build.log`` in the
+    dataset's local scratch folder (:func:`~pseudo3d.pipelines.output_dir.scratch_dir`), uploaded
+    as ``logs/build-<UTC time it was started>.log`` when the build ends; a log a killed build left
+    there is uploaded by the next build into the same dataset."""
     if storage.is_local:
         path = storage.local_path(BUILD_LOG)
         path.parent.mkdir(parents=True, exist_ok=True)
         yield path
         return
-    folder = Path(tempfile.mkdtemp(prefix="pseudo3d-log-"))
-    started = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = scratch_dir(storage) / "build.log"
+    _upload_log(storage, path)  # a killed build's
     try:
-        yield folder / "build.log"
+        yield path
     finally:
-        try:
-            if (folder / "build.log").is_file():
-                storage.write_bytes(f"logs/build-{started}.log", (folder / "build.log").read_bytes())
-        except OSError as exc:
-            log.warning("the build log could not be uploaded to %s (%s)", storage.url, exc)
-        shutil.rmtree(folder, ignore_errors=True)
+        _upload_log(storage, path)
+
+
+def _upload_log(storage: Storage, path: Path) -> None:
+    if not path.is_file():
+        return
+    started = dt.datetime.fromtimestamp(path.stat().st_ctime, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        storage.write_bytes(f"logs/build-{started}.log", path.read_bytes())
+        path.unlink()
+    except OSError as exc:
+        log.warning("the build log %s could not be uploaded to %s (%s); the next build tries again", path,
+                    storage.url, exc)

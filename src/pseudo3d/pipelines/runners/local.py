@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
 from pseudo3d.pipelines.media import limit_threads
+from pseudo3d.pipelines.output_dir import scratch_dir
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_progress, report_units
@@ -131,14 +131,13 @@ def build_local(sources: list[Source], out: str | Path | Storage, config: BuildC
 
     def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
         n_workers = max(1, min(workers or default_workers(), len(pending)))
-        # The spool shares the dataset's disk; a dataset behind a URL spools on local disk.
-        spool_root = storage.local_path() if storage.is_local else Path(tempfile.mkdtemp(prefix="pseudo3d-"))
+        # The spool shares a local dataset's disk; a dataset behind a URL spools in its scratch folder.
+        spool_root = storage.local_path() if storage.is_local else scratch_dir(storage)
+        remove_spool(spool_root)  # what a killed build left
         try:
             yield from _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent, spool_root / SPOOL_DIR)
         finally:
             remove_spool(spool_root)
-            if not storage.is_local:
-                spool_root.rmdir()
 
     return run_build(sources, storage, config, produce, overwrite=overwrite, retry_failed=retry_failed,
                      progress=progress, qa_report=qa_report)
