@@ -9,7 +9,8 @@ from pseudo3d.qa.report.data import Dataset, failure_groups, filtered_values, fu
 from pseudo3d.qa.report.frames import LANDMARK_COLOUR, draw_points
 from pseudo3d.qa.report.gallery import choose_clips
 from pseudo3d.qa.report.meshes import MeshUnavailable, frame_mesh
-from pseudo3d.qa.report.render import BACKGROUND, mediapipe_topology, render_mesh, rotation_yx
+from pseudo3d.geometry.rotations import euler_yxz_to_matrix
+from pseudo3d.qa.report.render import BACKGROUND, mediapipe_topology, render_mesh
 from pseudo3d.storage import Storage
 
 
@@ -114,7 +115,7 @@ def test_mediapipe_mesh_renders_as_a_shaded_face():
     covered = (image != np.array(BACKGROUND, np.uint8)).any(axis=2)
     assert 0.3 < covered.mean() < 0.9  # a face, fitted with a margin
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50  # shaded, not flat
-    turned = render_mesh(vertices, faces, size=160, material=material, view=rotation_yx(30, 0))
+    turned = render_mesh(vertices, faces, size=160, material=material, view=euler_yxz_to_matrix(np.radians([30.0, 0.0, 0.0])))
     assert np.abs(turned.astype(int) - image.astype(int)).mean() > 5
     with pytest.raises(ValueError, match=r"\(V, 3\)"):
         render_mesh(vertices[:, :2], faces)

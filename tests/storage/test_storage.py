@@ -96,7 +96,8 @@ def test_an_abandoned_multipart_upload_publishes_nothing(s3_bucket):
 
 
 def test_local_paths_and_urls_are_told_apart(tmp_path):
-    assert protocol_of(tmp_path) == "file" and protocol_of("s3://b/k") == "s3" and protocol_of("C:/x") == "file"
+    assert protocol_of(tmp_path) == "file" and protocol_of("S3://b/k") == "s3" and protocol_of("C:/x") == "file"
+    assert protocol_of("simplecache::s3://b/k") == "simplecache::s3"  # a chain is named whole (allowed_protocols)
     assert Storage(f"file://{tmp_path}").is_local and Storage(tmp_path).url == str(tmp_path)
     assert Storage("memory://ds/x").url == "memory:///ds/x" and Storage("memory://ds/x").name == "x"  # fsspec's form
 

@@ -11,7 +11,7 @@ from pseudo3d.testing.flame_assets import synthetic_head
 from pseudo3d.training.export import (
     ARKIT_52, LIVE_LINK_FACE_BLENDSHAPES, live_link_timecode, mediapipe_faces, render_preview,
     write_live_link_csv)
-from pseudo3d.training.render import fit_view
+from pseudo3d.qa.report.render import fit_view
 
 # The header of a take exported by Epic's Live Link Face app.
 LIVE_LINK_HEADER = (

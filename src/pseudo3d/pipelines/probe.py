@@ -20,7 +20,8 @@ from pseudo3d.config import DecodeConfig, LimitsConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.decode import REORDER_DEPTH, first_frame_time
 from pseudo3d.pipelines.media import describe_av_error, normalise_rotation, open_container
-from pseudo3d.pipelines.sources import local_path, protocol_of
+from pseudo3d.pipelines.sources import local_path
+from pseudo3d.storage import protocol_of
 from pseudo3d.schemas.records import ProbeInfo, Source
 
 STAGE = "probe"

@@ -41,6 +41,7 @@ import fsspec
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.schemas.records import Source
+from pseudo3d.storage import protocol_of
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +117,12 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def protocol_of(uri: str) -> str:
-    """The fsspec protocol of ``uri``: what precedes ``://``, or ``file`` for a plain path."""
-    return uri.split("://", 1)[0] if _is_url(uri) else "file"
-
-
 def _expand(raw: str) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(uri, identity, portable reference, metadata) of each source ``raw`` names."""
     if _is_url(raw):
+        protocol = protocol_of(raw)
+        raw = protocol + raw[len(protocol):]  # S3://b/k is s3://b/k
         fs, path = fsspec.core.url_to_fs(raw)
-        protocol = raw.split("://", 1)[0]
         to_uri = (lambda p: f"{protocol}://{p}") if protocol != "file" else (lambda p: p)
     else:
         fs, path = fsspec.filesystem("file"), os.path.abspath(os.path.expanduser(raw))

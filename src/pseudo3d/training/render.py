@@ -1,114 +1,18 @@
-"""Preview videos of animated face meshes: a small software renderer and an H.264 + AAC writer.
-
-The view is frontal and orthographic in the mesh's own frame (x to the subject's left = image
-right, y up = image up, z towards the viewer), fitted once to the mesh's x–y bounds over the
-whole sequence, so the head does not jump or breathe as the mouth opens. Triangles are
-Lambert-shaded with one light from the viewer's upper left and filled far to near (painter's
-order) with ``cv2.fillConvexPoly`` on a 2× supersampled canvas, then area-downsampled. Shading is
-two-sided: an open surface such as MediaPipe's mesh folds away from the viewer at its rim, and
-the painter's order already hides what lies behind.
-"""
+"""Preview videos of animated face meshes: frames from the QA report's renderer
+(:mod:`pseudo3d.qa.report.render`) in a frontal view fitted once to the whole sequence, so the
+head does not jump or breathe as the mouth opens, written as H.264 (+ AAC)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from pseudo3d.qa.report.render import fit_view, mediapipe_topology, render_frame
 from pseudo3d.reconstruction.assets import N_MEDIAPIPE
 from pseudo3d.training.data.windows import SAMPLE_RATE
-
-BACKGROUND = (232, 234, 238)
-"""Neutral light grey (RGB)."""
-MATERIAL_COLOURS = np.array([[200, 196, 190],   # 0 skin: a warm clay
-                             [84, 40, 48],      # 1 mouth opening
-                             [70, 78, 96]],     # 2 eye
-                            np.float64)
-LIGHT = np.array([-0.35, 0.5, 1.0]) / np.linalg.norm([-0.35, 0.5, 1.0])
-"""Unit direction towards the light in the mesh frame: from the viewer, above, to the left."""
-AMBIENT = 0.3
-SUPERSAMPLE = 2
-MARGIN = 0.06
-"""Fraction of the image left empty on each side of the sequence's bounds."""
-_SUBPIXEL_BITS = 2  # cv2 fill coordinates carry 2 fractional bits
-
-
-@dataclass(frozen=True)
-class OrthoView:
-    """Mesh (x, y) → pixel (column, row) of a ``size``-pixel square image:
-    column = (x − centre_x)·scale + size/2, row = −(y − centre_y)·scale + size/2."""
-
-    centre: tuple[float, float]
-    """Mesh-unit point drawn at the image centre."""
-    scale: float
-    """Pixels per mesh unit."""
-    size: int
-
-    def pixels(self, vertices: np.ndarray) -> np.ndarray:
-        """(V, 2) float64 pixel coordinates of (V, 3) vertices."""
-        half = 0.5 * self.size
-        columns = (vertices[:, 0] - self.centre[0]) * self.scale + half
-        rows = -(vertices[:, 1] - self.centre[1]) * self.scale + half
-        return np.stack([columns, rows], axis=1)
-
-
-def fit_view(vertices: np.ndarray, faces: np.ndarray, size: int, margin: float = MARGIN) -> OrthoView:
-    """The :class:`OrthoView` that fits the x–y bounds, over all T frames, of the vertices that
-    ``faces`` use (non-finite ones ignored) into a ``size``-pixel square with ``margin``.
-
-    vertices: (T, V, 3); faces: (F, 3)."""
-    used = vertices[:, np.unique(faces)][..., :2].reshape(-1, 2)
-    used = used[np.isfinite(used).all(axis=1)]
-    if len(used) == 0:
-        raise ValueError("the mesh has no finite vertex in any frame; nothing to render")
-    low, high = used.min(axis=0), used.max(axis=0)
-    extent = max(float((high - low).max()), 1e-12)
-    centre = 0.5 * (low + high)
-    return OrthoView(centre=(float(centre[0]), float(centre[1])), scale=(1 - 2 * margin) * size / extent, size=size)
-
-
-def render_frame(vertices: np.ndarray, faces: np.ndarray, view: OrthoView,
-                 material: np.ndarray | None = None) -> np.ndarray:
-    """Render one frame.
-
-    Args:
-        vertices: (V, 3) mesh-frame points (y up, z towards the viewer), any unit.
-        faces: (F, 3) vertex indices (either winding).
-        view: the image mapping (:func:`fit_view`).
-        material: (F,) 0 skin, 1 mouth opening, 2 eye; all skin if None.
-
-    Returns:
-        (view.size, view.size, 3) uint8 RGB.
-    """
-    big = view.size * SUPERSAMPLE
-    canvas = np.empty((big, big, 3), np.uint8)
-    canvas[:] = BACKGROUND
-    corners = vertices[faces]                                    # (F, 3, 3)
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    lengths = np.linalg.norm(normals, axis=1)
-    drawable = np.isfinite(lengths) & (lengths > 0)
-    if not drawable.any():
-        return cv2.resize(canvas, (view.size, view.size), interpolation=cv2.INTER_AREA)
-    normals = normals[drawable] / lengths[drawable, None]
-    normals[normals[:, 2] < 0] *= -1.0                           # two-sided
-    shade = AMBIENT + (1.0 - AMBIENT) * np.clip(normals @ LIGHT, 0.0, 1.0)
-    kinds = np.zeros(int(drawable.sum()), np.int64) if material is None else np.asarray(material)[drawable]
-    colours = np.clip(MATERIAL_COLOURS[kinds] * shade[:, None], 0, 255).astype(np.uint8)
-    depth = corners[drawable, :, 2].mean(axis=1)
-
-    safe = np.where(np.isfinite(vertices), vertices, 0.0)
-    scaled = OrthoView(view.centre, view.scale * SUPERSAMPLE, big).pixels(safe)
-    triangles = np.round(scaled[faces[drawable]] * (1 << _SUBPIXEL_BITS)).astype(np.int32)  # (F', 3, 2)
-    colour_lists = colours.tolist()
-    for index in np.argsort(depth, kind="stable"):              # far to near
-        cv2.fillConvexPoly(canvas, triangles[index], colour_lists[index], lineType=cv2.LINE_8,
-                           shift=_SUBPIXEL_BITS)
-    return cv2.resize(canvas, (view.size, view.size), interpolation=cv2.INTER_AREA)
-
 
 def render_frames(vertices: np.ndarray, faces: np.ndarray, size: int = 512,
                   material: np.ndarray | None = None) -> Iterator[np.ndarray]:
@@ -145,7 +49,7 @@ def render_preview(path: str | Path, vertices: np.ndarray, faces: np.ndarray | N
         if vertices.ndim != 3 or vertices.shape[1] != N_MEDIAPIPE:
             raise ValueError(f"faces=None means a MediaPipe mesh of shape (T, {N_MEDIAPIPE}, 3), "
                              f"got vertices {vertices.shape}; pass the mesh's faces")
-        faces, mediapipe_material = _mediapipe_topology()
+        faces, mediapipe_material = mediapipe_topology()
         material = mediapipe_material if material is None else material
     if not isinstance(size, (int, np.integer)) or size < 16 or size % 2:
         raise ValueError(f"size must be an even number of pixels ≥ 16, got {size}")
@@ -168,15 +72,9 @@ def render_preview(path: str | Path, vertices: np.ndarray, faces: np.ndarray | N
 
 def mediapipe_faces() -> np.ndarray:
     """(F, 3) int64 triangles over MediaPipe's 478 landmarks: a Delaunay triangulation of the
-    canonical template's (x, y) without the slivers along the outline (shared with the QA
-    report's renderer; computed once per process)."""
-    return _mediapipe_topology()[0]
-
-
-def _mediapipe_topology() -> tuple[np.ndarray, np.ndarray]:
-    from pseudo3d.qa.report.render import mediapipe_topology  # the QA report's, so both views agree
-
-    return mediapipe_topology()
+    canonical template's (x, y) without the slivers along the outline (the renderer's
+    :func:`~pseudo3d.qa.report.render.mediapipe_topology`; computed once per process)."""
+    return mediapipe_topology()[0]
 
 
 def _checked_mesh(vertices, faces, material) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

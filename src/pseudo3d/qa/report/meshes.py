@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.qa.report.render import mediapipe_topology, rotation_yx
+from pseudo3d.geometry.rotations import euler_yxz_to_matrix
+from pseudo3d.qa.report.render import mediapipe_topology
 
 MESH_MEMBERS = ("mesh_smooth.npy",)
 FLAME_MEMBERS = ("flame_shape_clip.npy", "flame_expression_smooth.npy", "flame_jaw_pose_smooth.npy",
@@ -51,7 +52,7 @@ def frame_mesh(sample: dict, frame: int, backend: str, flame_model_path: str | N
     if "mesh_smooth.npy" in sample:
         faces, material = mediapipe_topology()
         return FrameMesh(np.asarray(sample["mesh_smooth.npy"][frame], np.float64), faces, material,
-                         rotation_yx(*SIDE_VIEW), "mesh_smooth (head frame, pose removed), seen 20° from the side")
+                         euler_yxz_to_matrix(np.radians([*SIDE_VIEW, 0.0])), "mesh_smooth (head frame, pose removed), seen 20° from the side")
     if "flame_expression_smooth.npy" in sample:
         return _flame_mesh(sample, frame, flame_model_path)
     raise MeshUnavailable(f"the {backend} backend wrote no mesh or FLAME parameters for this clip")
