@@ -225,18 +225,33 @@ def _check_writable(target: str, option: str) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pseudo3d.summary import summarize
-
     _storage_options(args, args.path)
-    print(summarize(args.path))
+    print(_describe(args.path))
     return 0
+
+
+def _describe(path: str | Path) -> str:
+    """``inspect``'s text of a dataset or a shard (a local path or a URL)."""
+    from pseudo3d.qa.report import describe_dataset, describe_shard
+    from pseudo3d.storage import Storage
+
+    text = str(path)
+    storage = Storage(text, option="inspect")
+    storage.check()
+    if text.endswith(".tar"):
+        parent, _, name = text.rstrip("/").rpartition("/")
+        folder = Storage(parent or ".", option="inspect")
+        if folder.is_file(name):
+            return describe_shard(folder, name)
+    if not storage.exists() or storage.is_file(""):
+        raise Pseudo3DError(f"{text} is neither a dataset directory nor a .tar shard")
+    return describe_dataset(storage)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from pseudo3d.config import BuildConfig
     from pseudo3d.pipelines.runners.local import build_local
     from pseudo3d.pipelines.sources import resolve_sources
-    from pseudo3d.summary import summarize
 
     root = Path(args.out)
     corpus, dataset = root / "corpus", root / "dataset"
@@ -246,7 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = build_local(resolve_sources([str(corpus)]), dataset, BuildConfig(), workers=args.workers,
                          overwrite=True, progress=not args.quiet)
     print(format_report(report))
-    print(f"[3/3] what was made:\n{summarize(dataset)}")
+    print(f"[3/3] what was made:\n{_describe(dataset)}")
     print(f"\nThe shards are plain tars (WebDataset layout); list one without pseudo3d:\n"
           f"  python -c \"import tarfile; print(tarfile.open('{dataset}/shards/shard-000000.tar').getnames()[:15])\"\n"
           f"Ground truth for each synthetic video is in {corpus}/NAME.truth.json; see README.md for reading\n"

@@ -2,10 +2,11 @@
 
 ``write_report(dataset_dir, gallery_size=6)`` writes the self-contained HTML page;
 ``qa_summary(dataset_dir)`` returns a JSON-able dict for dashboards; ``format_summary(summary)``
-renders that dict as a few aligned lines for a terminal.
+renders that dict as a few aligned lines for a terminal; ``describe_dataset`` and
+``describe_shard`` are ``pseudo3d inspect``'s longer texts.
 """
 
 from pseudo3d.qa.report.page import write_report
-from pseudo3d.qa.report.summary import format_summary, qa_summary
+from pseudo3d.qa.report.summary import describe_dataset, describe_shard, format_summary, qa_summary
 
-__all__ = ["format_summary", "qa_summary", "write_report"]
+__all__ = ["describe_dataset", "describe_shard", "format_summary", "qa_summary", "write_report"]

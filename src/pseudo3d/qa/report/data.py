@@ -73,17 +73,17 @@ def load_dataset(dataset: str | Path | Storage) -> Dataset:
     :class:`Pseudo3DError` naming the missing file."""
     storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
     if storage.is_local and not storage.local_path().is_dir():
-        raise Pseudo3DError(f"qa report: {storage.url} is not a directory")
+        raise Pseudo3DError(f"{storage.url} is not a directory")
     if not storage.is_file("dataset.json"):
-        raise Pseudo3DError(f"qa report: {storage.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
+        raise Pseudo3DError(f"{storage.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
     try:
         card = json.loads(storage.read_bytes("dataset.json"))
     except json.JSONDecodeError as exc:
-        raise Pseudo3DError(f"qa report: {storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
+        raise Pseudo3DError(f"{storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
     tables = {}
     for name in ("sources", "failures", "manifest"):
         if not storage.is_file(f"{name}.parquet"):
-            raise Pseudo3DError(f"qa report: {storage.url} has no {name}.parquet (the build did not finish writing it)")
+            raise Pseudo3DError(f"{storage.url} has no {name}.parquet (the build did not finish writing it)")
         tables[name] = read_parquet(storage, f"{name}.parquet")
     failures = tables["failures"].to_pylist()
     for row in failures:

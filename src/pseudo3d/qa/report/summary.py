@@ -1,4 +1,7 @@
-"""The QA summary: a JSON-able dict for dashboards and its compact terminal rendering.
+"""The one summary of a dataset: a JSON-able dict for dashboards (:func:`qa_summary`), its
+compact terminal rendering (:func:`format_summary`, printed by ``pseudo3d qa``), and the longer
+text of ``pseudo3d inspect`` (:func:`describe_dataset`: the same, then the failure rows and the
+clips per source), beside ``inspect``'s text of a single shard (:func:`describe_shard`).
 
 Hours are decimal hours (as in ``dataset.json``); AV offsets are given in frames and in
 milliseconds. Non-finite numbers become None so the dict serialises with ``json.dumps`` as is.
@@ -6,14 +9,17 @@ milliseconds. Non-finite numbers become None so the dict serialises with ``json.
 
 from __future__ import annotations
 
+import json
 import math
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import (METRICS, Dataset, breaks, failure_groups, filtered_values, funnel,
                                      jitter_groups, jitter_ratios, load_dataset, thresholds)
+from pseudo3d.schemas.shard_reader import iter_samples
 from pseudo3d.storage import Storage
 
 REPORT_NAME = "qa/report.html"
@@ -204,4 +210,49 @@ def format_summary(summary: dict) -> str:
                                         f"{fmt.number(av['ms']['p95'], 2)}]; {av['beyond_threshold_kept']} kept beyond "
                                         f"{limit}, {av['filtered']} filtered; {av['significant']} significant, "
                                         f"{av['filtered_unrelated']} filtered as unrelated"))
+    return "\n".join(lines)
+
+
+def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20) -> str:
+    """``pseudo3d inspect``'s text of a dataset: :func:`format_summary`, then the first
+    ``failures_shown`` failure rows and the kept clips and seconds per source."""
+    loaded = load_dataset(dataset)
+    lines = [format_summary(summarize(loaded))]
+    if loaded.failures:
+        lines.append("failure rows:")
+        for row in loaded.failures[:failures_shown]:
+            clip = f" [{row['clip']}]" if row["clip"] else ""
+            lines.append(f"  - {PurePosixPath(row['source']).name}{clip}: {row['stage']}/{row['error']}: {row['message']}")
+        if len(loaded.failures) > failures_shown:
+            lines.append(f"  ... and {len(loaded.failures) - failures_shown} more (failures.parquet)")
+    if loaded.n_clips:
+        lines.append("clips by source:")
+        clips, seconds = Counter(loaded.manifest["source_id"]), Counter[str]()
+        for source_id, duration in zip(loaded.manifest["source_id"], loaded.manifest["duration_s"]):
+            seconds[source_id] += duration
+        for source_id, n in sorted(clips.items()):
+            lines.append(f"  {source_id:<48} {n:>3} clip(s) {seconds[source_id]:7.2f} s")
+    return "\n".join(lines)
+
+
+def describe_shard(storage: Storage, name: str) -> str:
+    """``pseudo3d inspect``'s text of shard ``name`` (a ``.tar``) in folder ``storage``: whether
+    it is committed, one line per sample, and the arrays of the first."""
+    lines = [f"shard     {storage.url_of(name)}"]
+    stats_name = name[:-len(".tar")] + ".json"
+    if storage.is_file(stats_name):
+        stats = json.loads(storage.read_bytes(stats_name))
+        lines.append(f"committed yes   samples {stats['n_samples']}   {stats['n_bytes'] / 1e6:.1f} MB   "
+                     f"sha256 {stats['sha256'][:16]}…")
+    else:
+        lines.append("committed NO (no stats JSON beside the tar: an interrupted build)")
+    for index, sample in enumerate(iter_samples(storage.url_of(name))):
+        meta = sample.get("meta.json", {})
+        audio, rate = sample.get("audio.flac", (np.zeros(0), 0))
+        lines.append(f"{sample['__key__']}: {meta.get('n_frames')} frames @ {meta.get('fps')} fps, "
+                     f"{meta.get('start_s', 0):.2f}-{meta.get('end_s', 0):.2f} s, audio {audio.shape[0]} @ {rate} Hz")
+        if index == 0:
+            for member, value in sorted(sample.items()):
+                if member.endswith(".npy"):
+                    lines.append(f"    {member:<28} {str(value.dtype):<8} {tuple(value.shape)}")
     return "\n".join(lines)
