@@ -345,15 +345,19 @@ class Storage:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(path, recursive=True)
 
-    def move(self, source: str, target: str) -> None:
+    def move(self, source: str, target: str, *, exclusive: bool = False) -> None:
         """Move file ``source`` to ``target``, replacing it: a rename on local paths (then the
-        directory synced), a copy then a delete on object stores."""
+        directory synced), a copy then a delete on object stores. ``exclusive``: raise
+        ``FileExistsError`` instead where ``target`` exists (atomic on local paths; on object
+        stores a check before the copy, which has no precondition)."""
         if self.is_local:
             Path(self.path(target)).parent.mkdir(parents=True, exist_ok=True)
-            _publish(Path(self.path(source)), Path(self.path(target)))
-        else:
-            self.fs.copy(self.path(source), self.path(target))
-            self.fs.rm_file(self.path(source))
+            _publish(Path(self.path(source)), Path(self.path(target)), exclusive=exclusive)
+            return
+        if exclusive and self.fs.exists(self.path(target)):
+            raise FileExistsError(errno.EEXIST, "exists already", self.url_of(target))
+        self.fs.copy(self.path(source), self.path(target))
+        self.fs.rm_file(self.path(source))
 
 
 def open_write(target: str | os.PathLike, option: str = "--out") -> ObjectWriter:

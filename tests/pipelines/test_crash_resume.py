@@ -4,6 +4,7 @@ into a local directory, and into a bucket of a real S3-compatible server on 127.
 import io
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -75,4 +76,4 @@ def test_killed_builds_resume_to_the_same_bytes(runner_corpus, runner_local_buil
         assert storage.is_file("qa/report.html") and storage.list("logs")
     if where == "s3":  # the dataset reads back through the command line as a local one does
         assert main(["inspect", out]) == 0
-        assert capsys.readouterr().out.startswith(f"dataset   {out}")
+        assert re.match(rf"dataset +{re.escape(out)} ", capsys.readouterr().out)

@@ -130,6 +130,12 @@ def test_staged_shards_published_later_equal_the_writer_s(tmp_path):
         publish_shard(storage, f"staged/{index}", index, folder="published")
         publish_shard(storage, f"staged/{index}", index, folder="published")  # repeating a finished publish is harmless
     assert _digests(published) == _digests(tmp_path / "streamed")
+    builder = ShardBuilder(storage, "staged/again", 0, "fp")  # another build's shard 0, staged meanwhile
+    builder.add(outcomes[1])
+    builder.finish()
+    with pytest.raises(Pseudo3DError, match="shard-000000.tar was published by another build"):
+        publish_shard(storage, "staged/again", 0, folder="published")
+    assert _digests(published) == _digests(tmp_path / "streamed")
 
 
 def test_a_runner_s_leftover_staging_directory_is_debris(tmp_path):

@@ -244,12 +244,17 @@ class ShardBuilder:
 
 def publish_shard(storage: Storage, staged: str, index: int, folder: str = SHARD_DIR) -> None:
     """Move shard ``index``, finished in ``storage``'s folder ``staged``, into ``folder``, the
-    commit marker last. Safe to repeat after an interruption: files already moved are left alone."""
+    commit marker last, never over a file another build published (:data:`CONCURRENT`). Safe to
+    repeat after an interruption: files already moved are left alone."""
     name = shard_name(index)
     for suffix in SHARD_FILES:
         source, target = posixpath.join(staged, f"{name}.{suffix}"), posixpath.join(folder, f"{name}.{suffix}")
         if storage.exists(source):
-            storage.move(source, target)
+            try:
+                storage.move(source, target, exclusive=True)
+            except FileExistsError:
+                raise Pseudo3DError(f"{storage.url_of(target)} was published by another build while this one was "
+                                    f"writing it: {CONCURRENT}") from None
         elif not storage.exists(target):
             raise FileNotFoundError(f"{storage.url_of(source)}: the staged file of {name} is missing")
 
