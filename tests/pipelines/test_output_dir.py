@@ -52,3 +52,15 @@ def test_a_resume_knows_what_the_committed_outputs_were_computed_with(tmp_path):
                              failures=[Failure(source.source_id, source.uri, "qa", "confidence_mean", "low")]))
     writer.close()
     assert prepare_output(Storage(tmp_path / "ds"), BuildConfig()).numerics == numerics
+
+
+def test_a_remote_dataset_s_scratch_folder_falls_back_to_the_temporary_folder(tmp_path, monkeypatch):
+    from pseudo3d.pipelines.output_dir import scratch_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    storage = Storage("memory://bucket/ds")
+    assert scratch_dir(storage).parent == tmp_path / "cache" / "pseudo3d" / "builds"
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    assert scratch_dir(storage) == tmp_path / "tmp" / "pseudo3d-builds" / scratch_dir(storage).name

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,11 +114,18 @@ def scratch_dir(storage: Storage) -> Path:
     """The local folder a build of the dataset behind a URL keeps its spool and log in, while it
     runs: ``$XDG_CACHE_HOME/pseudo3d/builds/<hash of the URL>`` (``~/.cache`` by default), on
     disk rather than a RAM-backed ``/tmp``, and the same for every build of that dataset on this
-    machine, so the next build clears what a killed one left."""
+    machine, so the next build clears what a killed one left. Where that cannot be created (no
+    writable home, as in some containers), the system's temporary folder is used instead."""
+    name = hashlib.sha256(storage.url.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = cache / "pseudo3d" / "builds" / hashlib.sha256(storage.url.encode()).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    for folder in (cache / "pseudo3d" / "builds" / name, Path(tempfile.gettempdir()) / "pseudo3d-builds" / name):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        return folder
+    raise Pseudo3DError(f"--out {storage.url}: no local folder for the build's spool and log: neither {cache} nor "
+                        f"{tempfile.gettempdir()} is writable (set XDG_CACHE_HOME to a writable folder)")
 
 
 def _reason(exc: BaseException) -> str:
