@@ -192,6 +192,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
     import json
 
     from pseudo3d.qa.report import format_summary, qa_summary, write_report
+    from pseudo3d.qa.report.data import load_dataset
     from pseudo3d.storage import Storage, write_bytes
 
     _storage_options(args, args.dataset)
@@ -201,8 +202,9 @@ def cmd_qa(args: argparse.Namespace) -> int:
         _check_writable(args.json, "--json")
     if not dataset.is_file("dataset.json"):
         raise Pseudo3DError(f"qa: {dataset.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
-    path = write_report(dataset, gallery_size=args.gallery, flame_model=_absolute(args.flame_model))
-    summary = qa_summary(dataset)
+    loaded = load_dataset(dataset)  # once, for the page and the summary
+    path = write_report(loaded, gallery_size=args.gallery, flame_model=_absolute(args.flame_model))
+    summary = qa_summary(loaded)
     print(format_summary(summary))
     print(f"QA report: {path}")
     if args.json:

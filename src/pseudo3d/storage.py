@@ -261,10 +261,6 @@ class Storage:
             raise ValueError(f"{self.url} is not a local folder")
         return Path(self.path(relative))
 
-    def child(self, relative: str) -> "Storage":
-        """The folder ``relative`` inside this one."""
-        return Storage(self.url_of(relative), option=self.option)
-
     def exists(self, relative: str = "") -> bool:
         return self.fs.exists(self.path(relative))
 
@@ -360,14 +356,9 @@ class Storage:
         self.fs.rm_file(self.path(source))
 
 
-def open_write(target: str | os.PathLike, option: str = "--out") -> ObjectWriter:
-    """A writer that publishes the single file ``target`` (a local path or URL) whole when closed."""
-    fs, path = filesystem(target, option)
-    return ObjectWriter(fs, path)
-
-
 def write_bytes(target: str | os.PathLike, data: bytes, option: str = "--out") -> None:
-    with open_write(target, option) as writer:
+    """Publish ``data`` whole as the single file ``target`` (a local path or a URL)."""
+    with ObjectWriter(*filesystem(target, option)) as writer:
         writer.write(data)
 
 

@@ -68,9 +68,11 @@ class Dataset:
         return name in self.manifest and bool(np.isfinite(self.column(name)).any())
 
 
-def load_dataset(dataset: str | Path | Storage) -> Dataset:
-    """Read a dataset (a directory, a URL or a :class:`~pseudo3d.storage.Storage`); raises
-    :class:`Pseudo3DError` naming the missing file."""
+def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
+    """Read a dataset (a directory, a URL or a :class:`~pseudo3d.storage.Storage`; one already
+    read is returned as it is); raises :class:`Pseudo3DError` naming the missing file."""
+    if isinstance(dataset, Dataset):
+        return dataset
     storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
     if storage.is_local and not storage.local_path().is_dir():
         raise Pseudo3DError(f"{storage.url} is not a directory")

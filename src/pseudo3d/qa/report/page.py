@@ -65,7 +65,7 @@ def build_page(dataset: Dataset, gallery_size: int = 6, flame_model: str | None 
         f'<main class="wrap">{body}</main>{_footer(dataset, time.perf_counter() - started)}</body></html>\n')
 
 
-def write_report(dataset_dir: str | Path | Storage, gallery_size: int = 6, flame_model: str | None = None) -> str:
+def write_report(dataset_dir: str | Path | Storage | Dataset, gallery_size: int = 6, flame_model: str | None = None) -> str:
     """Write ``DATASET/qa/report.html`` (published whole, so readers never see half a page) and
     return where it is (a local path or a URL). ``dataset_dir``: a directory, a URL or a
     :class:`~pseudo3d.storage.Storage`. ``gallery_size`` (>= 0) caps the clips shown in the gallery;

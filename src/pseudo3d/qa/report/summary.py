@@ -144,7 +144,7 @@ def summarize(dataset: Dataset) -> dict:
     }
 
 
-def qa_summary(dataset_dir: str | Path | Storage) -> dict:
+def qa_summary(dataset_dir: str | Path | Storage | Dataset) -> dict:
     """A JSON-able summary of the dataset at ``dataset_dir`` (a directory, a URL or a :class:`Storage`).
 
     Keys: ``dataset``, ``backend``, ``fps``, ``built_at``; ``counts`` (inputs, ok, failed, probed,
