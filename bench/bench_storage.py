@@ -1,11 +1,12 @@
-"""Committing shards to a local directory and to an S3-compatible server, measured in one run.
+"""Committing units to a local directory and to an S3-compatible server, measured in one run.
 
-Writes ``--shards`` shards of ``--samples`` synthetic samples each (random bytes, so nothing
-compresses) with the build's shard writer, once into a local directory and once into a bucket,
-and prints MB/s of committed shards and the bucket's figure as a ratio of the local one. Then
-commits ``--resume-shards`` tiny shards to each and times what a resume does before it builds
-anything: list ``shards/``, and list and read every committed shard's stats JSON
-(:func:`pseudo3d.pipelines.shard_writer.committed_shards`).
+Writes ``--shards`` units of one source and one shard of ``--samples`` synthetic samples each
+(random bytes, so nothing compresses) with the build's unit writer, once into a local directory
+and once into a bucket, and prints MB/s of committed shards and the bucket's figure as a ratio of
+the local one. Then commits ``--resume-shards`` tiny units to each and times what a resume with
+the same inputs does before it builds anything (:func:`pseudo3d.pipelines.output_dir.plan_build`:
+one listing of ``_commits/`` and one marker read), against reading every marker (what the
+dataset files are still made from at the end of a build, and what a resume read before units).
 
 The server is moto's S3 service on 127.0.0.1 (``tests/storage/s3_server.py``, in memory, one
 request at a time) unless ``--endpoint`` names another (a MinIO or SeaweedFS one, say), with
@@ -30,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pseudo3d.config import ShardConfig
-from pseudo3d.pipelines.shard_writer import ShardWriter, committed_shards
+from pseudo3d.config import BuildConfig
+from pseudo3d.pipelines.output_dir import plan_build
+from pseudo3d.pipelines.plan import plan_units
+from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.schemas.commits import committed_shards, read_commits
 from pseudo3d.schemas.records import EncodedSample, Source, SourceOutcome
 from pseudo3d.storage import Storage
 
@@ -39,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def outcomes(n_sources: int, samples: int, sample_bytes: int, seed: int = 0) -> list[SourceOutcome]:
-    """One source per shard, ``samples`` samples each of ``sample_bytes`` random bytes."""
+    """``n_sources`` sources of ``samples`` samples each of ``sample_bytes`` random bytes."""
     rng = np.random.default_rng(seed)
     made = []
     for index in range(n_sources):
@@ -54,21 +58,27 @@ def outcomes(n_sources: int, samples: int, sample_bytes: int, seed: int = 0) -> 
     return made
 
 
+def config(samples: int) -> BuildConfig:
+    """One source per unit, every sample of a source in one shard."""
+    return BuildConfig().with_overrides(shards={"max_sources": 1, "max_samples": max(1, samples)})
+
+
 def commit(storage: Storage, made: list[SourceOutcome], samples: int) -> float:
-    """Seconds to write and commit every shard (one source = one shard)."""
-    writer = ShardWriter(storage, ShardConfig(max_samples=samples), "bench")
+    """Seconds to write and commit every unit (one source, one shard each)."""
+    settings = config(samples)
+    units = plan_units([outcome.source for outcome in made], 1, settings.fingerprint())
     start = time.perf_counter()
-    for outcome in made:
-        writer.add(outcome)
-    writer.close()
+    for unit, outcome in zip(units, made):
+        write_unit(storage, unit, [outcome], settings.shards, settings.fingerprint())
     return time.perf_counter() - start
 
 
-def resume_cost(storage: Storage, repeats: int = 3) -> tuple[float, float]:
-    """(seconds to list ``shards/``, seconds to list and read every stats JSON), best of ``repeats``."""
-    listing = min(_timed(lambda: storage.list("shards")) for _ in range(repeats))
-    reading = min(_timed(lambda: committed_shards(storage)) for _ in range(repeats))
-    return listing, reading
+def resume_cost(storage: Storage, made: list[SourceOutcome], repeats: int = 3) -> tuple[float, float]:
+    """(seconds to plan a resume with the same inputs, seconds to read every marker), best of ``repeats``."""
+    sources = [outcome.source for outcome in made]
+    planning = min(_timed(lambda: plan_build(storage, sources, config(1))) for _ in range(repeats))
+    reading = min(_timed(lambda: read_commits(storage)) for _ in range(repeats))
+    return planning, reading
 
 
 def _timed(call) -> float:
@@ -112,17 +122,18 @@ def main() -> None:
             for name, root in (("local", str(Path(folder) / "ds")), ("s3", f"s3://{bucket}/ds")):
                 storage = Storage(root)
                 seconds = commit(storage, made, args.samples)
-                size = sum(shard.stats["n_bytes"] for shard in committed_shards(storage))
+                size = sum(shard.n_bytes for shard in committed_shards(read_commits(storage)))
                 resumed = Storage(f"{root}-resume")
                 commit(resumed, tiny, 1)
-                figures[name] = (size / seconds / 1e6, *resume_cost(resumed))
-        print(f"commit: {args.shards} shards of {args.samples} × {args.sample_kib} KiB samples; "
-              f"resume: {args.resume_shards} committed shards; S3 server {endpoint}")
-        print(f"{'':8}{'commit MB/s':>12}{'list s':>10}{'list + read every JSON s':>27}")
-        for name, (rate, listing, reading) in figures.items():
-            print(f"{name:8}{rate:12.1f}{listing:10.3f}{reading:27.3f}")
-        print(f"s3/local: commit throughput {figures['s3'][0] / figures['local'][0]:.2f}, "
-              f"resume reading {figures['s3'][2] / figures['local'][2]:.0f}×")
+                assert plan_build(resumed, [outcome.source for outcome in tiny], config(1)).units == []
+                figures[name] = (size / seconds / 1e6, *resume_cost(resumed, tiny))
+        print(f"commit: {args.shards} units of {args.samples} × {args.sample_kib} KiB samples; "
+              f"resume: {args.resume_shards} committed units; S3 server {endpoint}")
+        print(f"{'':8}{'commit MB/s':>12}{'plan a resume s':>17}{'read every marker s':>22}")
+        for name, (rate, planning, reading) in figures.items():
+            print(f"{name:8}{rate:12.1f}{planning:17.3f}{reading:22.3f}")
+        print(f"s3/local: commit throughput {figures['s3'][0] / figures['local'][0]:.2f}; on s3, planning a "
+              f"resume costs {figures['s3'][1] / figures['s3'][2]:.2f} of reading every marker")
     finally:
         if server is not None:
             server.kill()

@@ -139,8 +139,8 @@ def runner_corpus(tmp_path_factory) -> Path:
     return folder
 
 
-RUNNER_CONFIG_YAML = "shards:\n  max_samples: 2\n"
-"""The runner tests' configuration: several shards from the small corpus."""
+RUNNER_CONFIG_YAML = "shards:\n  max_sources: 3\n  max_samples: 2\n"
+"""The runner tests' configuration: several units, some of several shards, from the small corpus."""
 
 
 @pytest.fixture(scope="session")
@@ -161,16 +161,31 @@ def runner_local_build(runner_corpus, tmp_path_factory):
 
 
 def dataset_digests(out) -> dict[str, str]:
-    """SHA-256 of every file in ``shards/`` and of the dataset-level Parquet files, by relative
-    path; ``out`` is a local path or a URL."""
+    """SHA-256 of every committed tar, and of every committed sidecar and dataset-level Parquet
+    file's rows, by relative path with the writer's attempt left out of shard names (the one
+    thing that differs between two builds of the same units); ``out`` is a local path or a URL.
+    Anything in ``shards/`` that no marker names counts as a file of its own, so debris shows."""
     import hashlib
+    import io
+    import re
 
+    import pyarrow.parquet as pq
+
+    from pseudo3d.schemas.commits import committed_shards, read_commits
     from pseudo3d.storage import Storage
 
     storage = Storage(out)
-    files = [f"shards/{name}" for name in storage.list("shards")] + ["sources.parquet", "manifest.parquet",
-                                                                      "failures.parquet"]
-    return {name: hashlib.sha256(storage.read_bytes(name)).hexdigest() for name in files}
+    attempt = re.compile(r"(shard-\d{6}-\d{2})-[0-9a-f]{8}")
+    named = {name for shard in committed_shards(read_commits(storage)) for name in (shard.tar, shard.parquet)}
+    files = sorted(named | {f"shards/{name}" for name in storage.list("shards")})
+    digests = {}
+    for name in files + ["sources.parquet", "manifest.parquet", "failures.parquet"]:
+        data = storage.read_bytes(name)
+        if name.endswith(".parquet"):
+            data = attempt.sub(r"\1", repr(pq.read_table(io.BytesIO(data)).to_pylist())).encode()
+        digests[attempt.sub(r"\1", name) if name in named or not name.startswith("shards/") else name] = \
+            hashlib.sha256(data).hexdigest()
+    return digests
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +194,7 @@ def e2e_config():
 
     # The QA filters stay on, but the sync threshold lets the deliberately shifted video (0.1 s)
     # through so every synthetic video with a face can be checked here; tests/qa checks the filter.
-    return BuildConfig().with_overrides(shards={"max_samples": 3}, qa={"max_abs_av_offset_s": 0.15})
+    return BuildConfig().with_overrides(shards={"max_sources": 4, "max_samples": 3}, qa={"max_abs_av_offset_s": 0.15})
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,8 @@ def test_build_inspect_and_resume_through_the_cli(synthetic_corpus, tmp_path, ca
     assert main(["inspect", str(out)]) == 0
     summary = capsys.readouterr().out
     assert "00_talk_25fps" in summary and "bad_not_a_video.mp4" in summary
-    assert main(["inspect", str(out / "shards" / "shard-000000.tar")]) == 0
+    [shard] = (out / "shards").glob("shard-000000-00-*.tar")
+    assert main(["inspect", str(shard)]) == 0
     assert "mesh_smooth.npy" in capsys.readouterr().out
     assert main(["build", *inputs, "--out", str(out), "-q"]) == 0
     assert "2 already built" in capsys.readouterr().out

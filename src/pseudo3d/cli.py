@@ -265,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(format_report(report))
     print(f"[3/3] what was made:\n{_describe(dataset)}")
     print(f"\nThe shards are plain tars (WebDataset layout); list one without pseudo3d:\n"
-          f"  python -c \"import tarfile; print(tarfile.open('{dataset}/shards/shard-000000.tar').getnames()[:15])\"\n"
+          f"  python -c \"import tarfile; print(tarfile.open('{dataset}/{report.card['files']['shards'][0]}').getnames()[:15])\"\n"
           f"Ground truth for each synthetic video is in {corpus}/NAME.truth.json; see README.md for reading\n"
           "the shards with webdataset or pandas.")
     return 0

@@ -274,8 +274,12 @@ class QAConfig:
 
 @dataclass(frozen=True)
 class ShardConfig:
-    """WebDataset shard sizes and optional members."""
+    """Units, WebDataset shard sizes and optional members."""
 
+    max_sources: int = 100
+    """A unit, the consecutive inputs one worker builds, writes and commits together, holds at
+    most this many sources; its clips go into one or more shards of its own. Smaller units spread
+    a build over more workers and lose less work to a crash; larger ones make fewer shards."""
     max_samples: int = 200
     """A shard is closed before it would hold more clips than this."""
     max_bytes: int = 1_000_000_000
@@ -285,6 +289,7 @@ class ShardConfig:
     """Also store the 224x224 face crops (``crops.npy``, uint8, about 150 kB per frame)."""
 
     def __post_init__(self):
+        require(self.max_sources >= 1, f"max_sources must be >= 1, got {self.max_sources}")
         require(self.max_samples >= 1, f"max_samples must be >= 1, got {self.max_samples}")
         require(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
 

@@ -32,7 +32,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterable, Mapping
+from typing import IO, Any, BinaryIO, Iterable, Mapping, Sequence
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -226,7 +226,7 @@ class ObjectWriter:
 
 class Storage:
     """A folder on any filesystem (a dataset's root, usually), addressed by relative POSIX paths
-    such as ``"shards/shard-000000.tar"``.
+    such as ``"shards/shard-000000-00-a1b2c3d4.tar"``.
 
     ``root``: a local path or an fsspec URL; ``option``: the command-line option it came from, named
     in errors. Raises :class:`Pseudo3DError` when the URL's filesystem is not installed.
@@ -281,6 +281,20 @@ class Storage:
 
     def read_bytes(self, relative: str) -> bytes:
         return self.fs.cat_file(self.path(relative))
+
+    def read_many(self, relatives: Sequence[str]) -> Sequence[bytes]:
+        """The bytes of each of ``relatives``, in their order: fetched concurrently on object
+        stores (fsspec's batched ``cat``), one after another on local paths. Raises
+        ``FileNotFoundError`` naming a missing one."""
+        if not relatives:
+            return []
+        paths = [self.path(relative) for relative in relatives]
+        found = self.fs.cat(paths, on_error="return")
+        for relative, path in zip(relatives, paths):
+            data = found.get(path) if isinstance(found, dict) else found
+            if isinstance(data, BaseException) or data is None:
+                raise FileNotFoundError(errno.ENOENT, f"cannot read it ({data})", self.url_of(relative))
+        return [found[path] for path in paths] if isinstance(found, dict) else [found]
 
     def open_read(self, relative: str) -> BinaryIO:
         return self.fs.open(self.path(relative), "rb")

@@ -5,10 +5,10 @@
 * ``crash=NAME``, ``kill=NAME``, ``hang=NAME``: the worker handling a source whose identity
   contains NAME dies from SIGSEGV (a native decoder bug), from SIGKILL (the OOM killer), or stops
   responding without a word; ``KIND=NAME:K`` only on the source's first K attempts.
-* ``flaky=track:NAME``, ``flaky=write:SHARD``: the Beam runner's first attempt at the bundle that
-  tracks the source NAME, or writes the shard SHARD (after its staged tar exists), raises, as a
-  preempted worker would; a marker beside the build log (track) or in the staging directory
-  (write) lets the retry pass. Local datasets only.
+* ``flaky=track:NAME``, ``flaky=write:unit-UUUUUU``: the Beam runner's first attempt at the bundle
+  that tracks the source NAME, or writes the unit UUUUUU (once its shards are published, before its
+  marker), raises, as a preempted worker would; a marker beside the build log lets the retry
+  pass. Local datasets only.
 
 :func:`install` wraps the functions concerned when their modules are imported (at once when they
 already are), keeping their names, so that workers unpickling a task by name find the wrapped
@@ -82,15 +82,20 @@ def _patch_beam(module) -> None:
 
     module._TrackFn.process = process
 
-    class FlakyShardBuilder(module.ShardBuilder):
-        """Fails the first attempt at a chosen shard after its first source is written into the staged tar."""
+    def write_unit(storage, unit, outcomes, config, fingerprint, numerics=None):
+        """Fails the first attempt at a chosen unit once its shards are published, leaving them
+        behind as a preempted worker would."""
+        from pseudo3d.pipelines.shard_writer import UnitWriter
 
-        def add(self, outcome):
-            super().add(outcome)
-            if self.storage.is_local:
-                _fail_first_attempt("write", self.name, str(self.storage.local_path(self.folder).parent))
+        writer = UnitWriter(storage, unit, config, fingerprint, numerics)
+        for outcome in outcomes:
+            writer.add(outcome)
+        if storage.is_local:
+            writer._finish_shard()
+            _fail_first_attempt("write", f"unit-{unit.index:06d}", str(storage.local_path("logs")))
+        return writer.commit()
 
-    module.ShardBuilder = FlakyShardBuilder
+    module.write_unit = write_unit
 
 
 PATCHES = {"pseudo3d.pipelines.runners.local": _patch_local, "pseudo3d.pipelines.runners.beam": _patch_beam}

@@ -37,29 +37,31 @@ def local_build(runner_local_build):
 
 @pytest.mark.slow
 def test_direct_runner_builds_the_local_dataset_into_a_bucket(corpus, local_build, s3_bucket):
-    """The DirectRunner writing to a real S3-compatible server on 127.0.0.1: staged shards are
-    published by copying, and nothing else is left behind."""
+    """The DirectRunner writing to a real S3-compatible server on 127.0.0.1: the workers write
+    and commit the units themselves, and nothing else is left behind."""
     local_out, local_report = local_build
     out = f"{s3_bucket}/ds"
     report = build_beam(resolve_sources([str(corpus)]), out, CONFIG, workers=2, progress=False, qa_report=False)
     assert dataset_digests(out) == dataset_digests(local_out)
-    assert len(report.shards_written) >= 2 and report.shards_written == local_report.shards_written
-    for field in ("inputs", "processed", "ok", "failed", "clips", "frames"):
+    assert len(report.shards_written) >= 2 and len(report.shards_written) == len(local_report.shards_written)
+    for field in ("inputs", "processed", "ok", "failed", "clips", "frames", "units"):
         assert getattr(report, field) == getattr(local_report, field), field
-    assert not [name for name in Storage(out).list("shards") if name.startswith(".")]  # staging removed
+    assert report.units >= 2
+    assert not [name for name in Storage(out).list("shards") if name.startswith(".")]
 
 
 @pytest.mark.slow
 def test_retried_bundles_neither_duplicate_nor_lose_clips(corpus, local_build, tmp_path, monkeypatch, caplog):
     """The bundle-based direct runner retries a failed bundle; the first attempt at tracking one
-    source and at writing one shard fail part-way (the write after its staged files exist)."""
-    monkeypatch.setenv("PSEUDO3D_FAULTS", "flaky=track:02_talk;flaky=write:shard-000001")
+    source and at writing one unit fail part-way (the write once its shards are published, so
+    they are left behind until the build ends)."""
+    monkeypatch.setenv("PSEUDO3D_FAULTS", "flaky=track:02_talk;flaky=write:unit-000001")
     out = tmp_path / "ds"
     with caplog.at_level(logging.ERROR):
         report = build_beam(resolve_sources([str(corpus)]), out, CONFIG,
                             options=["runner=BundleBasedDirectRunner"], progress=False, qa_report=False)
     assert re.search(r"injected failure: first attempt at track \S*02_talk", caplog.text)
-    assert "injected failure: first attempt at write shard-000001" in caplog.text
+    assert "injected failure: first attempt at write unit-000001" in caplog.text
     assert dataset_digests(out) == dataset_digests(local_build[0])
     keys = pq.read_table(out / "manifest.parquet").column("key").to_pylist()
     assert len(keys) == len(set(keys)) == report.clips == local_build[1].clips
@@ -83,7 +85,7 @@ def test_portable_runner_in_loopback_mode_builds_the_local_dataset(corpus, local
 @pytest.mark.slow
 def test_worker_crash_is_a_failure_row_and_resume_adds_to_a_local_build(corpus, local_build, tmp_path, monkeypatch):
     """A native crash while tracking one source costs only that source; a later Beam build
-    resumes a directory another runner started, into the free shard indices."""
+    resumes a directory another runner started, with units numbered after the committed ones."""
     everything = resolve_sources([str(corpus)])
     out = tmp_path / "ds"
     build_local(everything[:3], out, CONFIG, workers=2, progress=False, qa_report=False)

@@ -1,6 +1,5 @@
 """End-to-end: the synthetic corpus through the real decode, tracking, smoothing and sharding."""
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -10,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import truth_for_clip
+from conftest import dataset_digests, truth_for_clip
 
 from pseudo3d.pipelines.runners.local import build_local
 from pseudo3d.pipelines.sources import resolve_sources
 from pseudo3d.qa.metrics import jitter
+from pseudo3d.schemas.commits import read_commits
 from pseudo3d.schemas.shard_reader import iter_samples
+from pseudo3d.storage import Storage
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def _samples(dataset: Path):
 
 
 def _digests(dataset: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((dataset / "shards").iterdir())}
+    return dataset_digests(dataset)
 
 
 def _mouth(mesh: np.ndarray) -> np.ndarray:
@@ -54,7 +55,8 @@ def test_every_input_is_accounted_for(built_dataset):
     assert len(set(manifest.column("key").to_pylist())) == manifest.num_rows
     # The workers spooled their samples into the output directory; the spool is gone with the build.
     assert sorted(path.name for path in dataset.iterdir()) == [
-        "dataset.json", "failures.parquet", "logs", "manifest.parquet", "qa", "shards", "sources.parquet"]
+        "_commits", "dataset.json", "failures.parquet", "logs", "manifest.parquet", "qa", "shards", "sources.parquet"]
+    assert card["counts"]["units"] == 3  # 9 inputs, shards.max_sources 4
 
 
 def test_audio_and_per_frame_arrays_match_the_frame_count(built_dataset):
@@ -153,14 +155,14 @@ def test_rerun_resumes_and_rebuild_is_byte_identical(built_dataset, synthetic_co
     resumed = build_local(sources, dataset, e2e_config, workers=2, progress=False)
     assert resumed.processed == 0 and resumed.skipped == 9 and _digests(dataset) == before
 
-    # A deleted shard is rebuilt byte for byte, here by one worker where two built it first.
+    # A unit whose marker is deleted is rebuilt byte for byte, here by one worker where two built it first.
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
-    stats = json.loads((copy / "shards" / "shard-000001.json").read_text())
-    for suffix in (".tar", ".parquet", ".json"):
-        (copy / "shards" / f"shard-000001{suffix}").unlink()
+    [commit] = [commit for commit in read_commits(Storage(copy)) if commit.unit == 1]
+    (copy / commit.path).unlink()
     partial = build_local(sources, copy, e2e_config, workers=1, progress=False)
-    assert partial.processed == len(stats["sources"]) and partial.shards_written == ["shard-000001"]
+    assert partial.processed == len(commit.sources) and partial.units == 1
+    assert [name.rsplit("-", 1)[0] for name in partial.shards_written] == [s.name.rsplit("-", 1)[0] for s in commit.shards]
     assert _digests(copy) == before
 
 

@@ -2,56 +2,93 @@ import json
 
 import pytest
 
-from pseudo3d.config import BuildConfig, ShardConfig
+from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.output_dir import prepare_output
-from pseudo3d.pipelines.shard_writer import ShardWriter
+from pseudo3d.pipelines.output_dir import plan_build, prepare_output
+from pseudo3d.pipelines.plan import plan_units
+from pseudo3d.pipelines.shard_writer import write_unit
 from pseudo3d.schemas.records import Failure, Source, SourceOutcome
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
 
 
-def _dataset(out, fingerprint):
-    source = Source(uri="/v/a.mp4", identity="v/a.mp4", source_id="v-a-0000000000000000")
-    writer = ShardWriter(Storage(out), ShardConfig(), fingerprint)
-    writer.add(SourceOutcome(source, "failed", failures=[Failure(source.source_id, source.uri, "probe", "missing", "y")]))
-    writer.close()
-    return out / "shards" / "shard-000000.json"
+def _source(name):
+    return Source(uri=f"/v/{name}.mp4", identity=f"v/{name}.mp4", source_id=f"v-{name}-0000000000000000")
 
 
-def test_a_resume_under_the_same_configuration_skips_committed_sources(tmp_path):
-    config = BuildConfig()
-    _dataset(tmp_path / "ds", config.fingerprint())
-    state = prepare_output(Storage(tmp_path / "ds"), config)
-    assert state.done_source_ids == {"v-a-0000000000000000"}
+def _failed(source, numerics=None):
+    return SourceOutcome(source, "failed", numerics=numerics or {},
+                         failures=[Failure(source.source_id, source.uri, "worker", "crashed", "y")])
 
 
-def test_shards_of_another_data_contract_version_are_refused(tmp_path):
-    config = BuildConfig()
-    marker = _dataset(tmp_path / "ds", config.fingerprint())
+def _commit(out, sources, config, first=0, numerics=None):
+    """Commit ``sources`` (all failed) as the units a build plans for them, numbered from ``first``."""
+    for unit in plan_units(sources, config.shards.max_sources, config.fingerprint(), first=first):
+        write_unit(Storage(out), unit, [_failed(source, numerics) for source in unit.sources], config.shards,
+                   config.fingerprint())
+
+
+CONFIG = BuildConfig().with_overrides(shards={"max_sources": 2})
+
+
+def test_a_resume_with_the_same_inputs_skips_committed_units_from_a_listing_alone(tmp_path):
+    sources = [_source(name) for name in "abcde"]
+    _commit(tmp_path, sources[:4], CONFIG)  # units 0 and 1 of the five inputs' plan
+    later = Storage(tmp_path).list("_commits")[1]
+    (tmp_path / "_commits" / later).write_text("not read")  # only the first marker is read (numerics)
+    plan = plan_build(Storage(tmp_path), sources, CONFIG)
+    assert [unit.index for unit in plan.units] == [2] and plan.sources == sources[4:] and plan.skipped == 4
+
+
+def test_a_resume_with_other_inputs_reads_the_markers_it_did_not_plan(tmp_path):
+    sources = [_source(name) for name in "abcde"]
+    _commit(tmp_path, sources[1:3], CONFIG)  # unit 0 = b, c: not a unit of the plan of a..e
+    plan = plan_build(Storage(tmp_path), sources, CONFIG)
+    assert plan.sources == [sources[0], *sources[3:]] and plan.skipped == 2
+    assert [unit.index for unit in plan.units] == [1, 2]  # after the highest committed unit
+    _commit(tmp_path, plan.sources, CONFIG, first=1)
+    assert plan_build(Storage(tmp_path), sources, CONFIG).units == []
+
+
+def test_retry_failed_builds_committed_failures_again_with_their_next_attempt(tmp_path):
+    sources = [_source(name) for name in "ab"]
+    _commit(tmp_path, sources, CONFIG)
+    assert plan_build(Storage(tmp_path), sources, CONFIG).units == []
+    plan = plan_build(Storage(tmp_path), sources, CONFIG, retry_failed="transient")
+    assert [(source.source_id, source.attempt) for source in plan.sources] == [(s.source_id, 2) for s in sources]
+    assert [unit.index for unit in plan.units] == [1]
+
+
+def test_units_of_another_data_contract_version_or_configuration_are_refused(tmp_path):
+    sources = [_source("a")]
+    _commit(tmp_path / "ds", sources, BuildConfig())
+    with pytest.raises(Pseudo3DError, match="different configuration .fingerprint"):
+        plan_build(Storage(tmp_path / "ds"), sources, CONFIG)
+    [name] = Storage(tmp_path / "ds").list("_commits")
+    marker = tmp_path / "ds" / "_commits" / name
     stats = json.loads(marker.read_text())
-    assert stats["schema_version"] == SCHEMA_VERSION == 2
-    marker.write_text(json.dumps({**stats, "schema_version": 1}))
-    with pytest.raises(Pseudo3DError, match="holds shards of data contract version 1; this pseudo3d writes "
-                                            "version 2.*--overwrite"):
-        prepare_output(Storage(tmp_path / "ds"), config)
-    assert prepare_output(Storage(tmp_path / "ds"), config, overwrite=True).shards == []
+    assert stats["schema_version"] == SCHEMA_VERSION == 3
+    marker.write_text(json.dumps({**stats, "schema_version": 4}))
+    with pytest.raises(Pseudo3DError, match="holds units of data contract version 4; this pseudo3d writes "
+                                            "version 3.*--overwrite"):
+        plan_build(Storage(tmp_path / "ds"), [_source("b")], BuildConfig())
 
 
-def test_shards_of_another_configuration_are_refused(tmp_path):
-    _dataset(tmp_path / "ds", "0123456789abcdef")
-    with pytest.raises(Pseudo3DError, match="different configuration .fingerprint 0123456789abcdef"):
-        prepare_output(Storage(tmp_path / "ds"), BuildConfig())
+def test_a_data_contract_2_dataset_is_refused_before_anything_is_removed(tmp_path):
+    (tmp_path / "shards").mkdir()
+    for suffix in ("tar", "parquet", "json"):
+        (tmp_path / "shards" / f"shard-000000.{suffix}").write_text("{}")
+    with pytest.raises(Pseudo3DError, match="holds shards of an older data contract .shards/shard-000000.json.*"
+                                            "--overwrite.*still read it"):
+        prepare_output(Storage(tmp_path), BuildConfig())
+    assert len(list((tmp_path / "shards").iterdir())) == 3
+    assert prepare_output(Storage(tmp_path), BuildConfig(), overwrite=True) == []
 
 
 def test_a_resume_knows_what_the_committed_outputs_were_computed_with(tmp_path):
     numerics = {"reconstruct": {"device": "cpu", "precision": "fp32"}}
-    source = Source(uri="/v/a.mp4", identity="v/a.mp4", source_id="v-a-0000000000000000")
-    writer = ShardWriter(Storage(tmp_path / "ds"), ShardConfig(), BuildConfig().fingerprint())
-    writer.add(SourceOutcome(source, "failed", numerics=numerics,
-                             failures=[Failure(source.source_id, source.uri, "qa", "confidence_mean", "low")]))
-    writer.close()
-    assert prepare_output(Storage(tmp_path / "ds"), BuildConfig()).numerics == numerics
+    _commit(tmp_path, [_source("a")], BuildConfig(), numerics=numerics)
+    assert plan_build(Storage(tmp_path), [_source("a"), _source("b")], BuildConfig()).numerics == numerics
 
 
 def test_a_remote_dataset_s_scratch_folder_falls_back_to_the_temporary_folder(tmp_path, monkeypatch):

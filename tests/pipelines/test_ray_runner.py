@@ -1,6 +1,7 @@
 """The Ray runner on real Ray clusters on loopback: a Ray Job on a two-node cluster with a killed
 actor, a private Ray with a crashing input, the split (GPU-layout) pipeline."""
 
+import json
 import os
 import signal
 import socket
@@ -47,13 +48,15 @@ def config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A head (with the job server on 127.0.0.1) and a second node joined with ``ray start
-    --address``, each a separate process tree on loopback, one CPU each."""
+    --address``, each a separate process tree on loopback, one CPU each, with no S3 credentials
+    in their environment."""
     temp_dir = Path(f"/tmp/p3d-ray-{os.getpid()}")  # short: Ray's socket paths have a length limit
     port, dashboard = _free_port(), _free_port()
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=200000000",
               "--disable-usage-stats", f"--dashboard-agent-listen-port={_free_port()}",
               f"--metrics-export-port={_free_port()}"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("AWS_")},
+           "RAY_AUTH_MODE": "disabled"}
     subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=true",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                     f"--ray-client-server-port={_free_port()}", *common], check=True, env=env, capture_output=True)
@@ -139,19 +142,24 @@ def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_buil
             assert row["status"] == expected[row["source_id"]]
 
 
-def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_build, config_file, s3_bucket):
-    """The GPU layout (CPU actors track, reconstruction actors reconstruct and encode), run on CPU:
-    one tracking actor and one reconstruction actor, one on each node of the two-node cluster; the
-    dataset goes to a bucket of a real S3-compatible server on 127.0.0.1."""
+def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_build, config_file, s3_bucket,
+                                                      s3_endpoint):
+    """The GPU layout (CPU actors track, reconstruction actors reconstruct, encode, write and
+    commit), run on CPU: one tracking actor and one reconstruction actor, one on each node of the
+    two-node cluster. The dataset goes to a bucket of a real S3-compatible server on 127.0.0.1
+    whose credentials the nodes lack: the actors get them from the driver's storage options."""
     out = f"{s3_bucket}/ds"
-    script = ("import sys; from pseudo3d.config import BuildConfig; "
+    script = ("import json, sys; from pseudo3d.config import BuildConfig; "
               "from pseudo3d.pipelines.runners.ray import build_ray; "
               "from pseudo3d.pipelines.sources import resolve_sources; "
+              "from pseudo3d.storage import apply_storage_options; "
+              "apply_storage_options('s3', json.loads(sys.argv[5])); "
               "build_ray(resolve_sources([sys.argv[1]]), sys.argv[2], BuildConfig.from_yaml(sys.argv[3]), "
               "address=sys.argv[4], workers=1, gpu_actors=1, split=True, progress=False)")
-    aws = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
-    result = subprocess.run([sys.executable, "-c", script, str(corpus), out, str(config_file), cluster["address"]],
-                            env={**cluster["env"], **aws}, capture_output=True, text=True, timeout=600)
+    options = {"key": os.environ["AWS_ACCESS_KEY_ID"], "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
+               "endpoint_url": s3_endpoint}
+    result = subprocess.run([sys.executable, "-c", script, str(corpus), out, str(config_file), cluster["address"],
+                             json.dumps(options)], env=cluster["env"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert dataset_digests(out) == dataset_digests(local_build)
 

@@ -68,4 +68,4 @@ def test_retry_failed_builds_transient_failures_again_and_replaces_their_rows(sy
     sources, failures, after = _tables(out)
     assert (sources[BAD]["status"], sources[BAD]["attempt"]) == ("failed", 2) and after == keys
     assert [(row["stage"], row["error"]) for row in failures] == [("probe", "not_a_video")]
-    assert len(list((out / "shards").glob("*.json"))) == 3  # one shard per build that built something
+    assert len(list((out / "_commits").glob("*.json"))) == 3  # one unit per build that built something

@@ -1,5 +1,7 @@
 import hashlib
+import json
 import tarfile
+import threading
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -7,8 +9,10 @@ import pytest
 
 from pseudo3d.config import ShardConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, ShardWriter, committed_shards, outcome_size,
-                                             publish_shard, remove_uncommitted, shard_name)
+from pseudo3d.pipelines.plan import plan_units
+from pseudo3d.pipelines.shard_writer import UnitWriter, remove_uncommitted, write_unit
+from pseudo3d.schemas.commits import find_shard, list_markers, read_commits
+from pseudo3d.schemas.layout import parse_shard_name
 from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
 from pseudo3d.schemas.sample import encode_sample
 from pseudo3d.storage import Storage
@@ -28,123 +32,88 @@ def _outcome(index: int, n_clips: int, payload: int = 1000) -> SourceOutcome:
     return SourceOutcome(source, "ok", samples=samples)
 
 
-def _write(directory, outcomes, taken=(), **config):
-    writer = ShardWriter(Storage(directory), ShardConfig(**config), "fp", taken=taken, folder="")
-    for outcome in outcomes:
-        writer.add(outcome)
-    writer.close()
-    return writer.committed
+def _unit(outcomes, index=0):
+    [unit] = plan_units([outcome.source for outcome in outcomes], len(outcomes), "fp", first=index)
+    return unit
 
 
-def _here(directory):
-    """``committed_shards``' arguments for shards written straight into ``directory``."""
-    return Storage(directory), ""
+def _write(root, outcomes, index=0, **config):
+    return write_unit(Storage(root), _unit(outcomes, index), outcomes, ShardConfig(**config), "fp")
 
 
-def _digests(directory):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+def _contents(root):
+    """SHA-256 of each committed tar, by its name without the attempt."""
+    storage = Storage(root)
+    return {shard.name.rsplit("-", 1)[0]: hashlib.sha256(storage.read_bytes(shard.tar)).hexdigest()
+            for commit in read_commits(storage) for shard in commit.shards}
 
 
 def test_sources_are_never_split_and_limits_hold(tmp_path):
-    names = _write(tmp_path, [_outcome(i, n) for i, n in enumerate([2, 2, 0, 3, 1, 5])], max_samples=4)
-    assert names == ["shard-000000", "shard-000001", "shard-000002"]
-    shards = committed_shards(*_here(tmp_path))
-    assert [s.stats["n_samples"] for s in shards] == [4, 4, 5]  # a source bigger than the limit stays whole
-    assert [len(s.stats["sources"]) for s in shards] == [3, 2, 1]
-    assert shards[0].stats["failures"][0]["source_id"] == "v2-00000000"
-    table = pq.read_table(tmp_path / "shard-000001.parquet")
-    assert table.column("shard").to_pylist() == ["shard-000001"] * 4
+    commit = _write(tmp_path, [_outcome(i, n) for i, n in enumerate([2, 2, 0, 3, 1, 5])], max_samples=4)
+    assert [shard.n_samples for shard in commit.shards] == [4, 4, 5]  # a source bigger than the limit stays whole
+    assert [parse_shard_name(shard.name)[:2] for shard in commit.shards] == [(0, 0), (0, 1), (0, 2)]
+    assert len({parse_shard_name(shard.name)[2] for shard in commit.shards}) == 1  # one attempt
+    rows = commit.sources
+    assert [row["shard"] for row in rows] == [commit.shards[0].name] * 2 + [None] + [commit.shards[1].name] * 2 + \
+        [commit.shards[2].name]
+    assert commit.failures[0]["source_id"] == "v2-00000000"
+    table = pq.read_table(tmp_path / commit.shards[1].parquet)
+    assert table.column("shard").to_pylist() == [commit.shards[1].name] * 4
+    assert read_commits(Storage(tmp_path)) == [commit]
 
 
-def test_byte_identical_and_plain_tar(tmp_path):
-    outcomes = [_outcome(i, 2) for i in range(3)]
-    _write(tmp_path / "a", outcomes)
-    _write(tmp_path / "b", [_outcome(i, 2) for i in range(3)])
-    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
-    with tarfile.open(tmp_path / "a" / "shard-000000.tar") as tar:
+def test_the_same_unit_gives_the_same_tars_whatever_the_attempt(tmp_path):
+    _write(tmp_path / "a", [_outcome(i, 2) for i in range(3)], max_samples=4)
+    _write(tmp_path / "b", [_outcome(i, 2) for i in range(3)], max_samples=4)
+    assert _contents(tmp_path / "a") == _contents(tmp_path / "b") and len(_contents(tmp_path / "a")) == 2
+    [commit] = read_commits(Storage(tmp_path / "a"))
+    with tarfile.open(tmp_path / "a" / commit.shards[0].tar) as tar:
         members = tar.getmembers()
     assert {m.mtime for m in members} == {0} and {m.uname for m in members} == {""}
     assert members[0].name == "v0-00000000_000.audio.flac"
-    tar_bytes = (tmp_path / "a" / "shard-000000.tar").read_bytes()
-    stats = committed_shards(*_here(tmp_path / "a"))[0].stats
-    assert (stats["sha256"], stats["n_bytes"]) == (hashlib.sha256(tar_bytes).hexdigest(), len(tar_bytes))
-
-
-def test_resume_fills_the_lowest_free_index_identically(tmp_path):
-    outcomes = [_outcome(i, n) for i, n in enumerate([2, 2, 1, 3])]
-    _write(tmp_path, outcomes, max_samples=3)
-    before = _digests(tmp_path)
-    shard = committed_shards(*_here(tmp_path))[1]
-    lost = [row["source_id"] for row in shard.stats["sources"]]
-    for suffix in (".tar", ".parquet", ".json"):
-        (tmp_path / f"{shard.name}{suffix}").unlink()
-    remaining = {s.index for s in committed_shards(*_here(tmp_path))}
-    _write(tmp_path, [o for o in outcomes if o.source.source_id in lost], taken=remaining, max_samples=3)
-    assert _digests(tmp_path) == before
+    tar_bytes = (tmp_path / "a" / commit.shards[0].tar).read_bytes()
+    shard = commit.shards[0]
+    assert (shard.sha256, shard.n_bytes) == (hashlib.sha256(tar_bytes).hexdigest(), len(tar_bytes))
+    assert find_shard(Storage(tmp_path / "a" / "shards"), f"{shard.name}.tar") == shard
 
 
 def test_byte_limit_closes_shards(tmp_path):
-    _write(tmp_path, [_outcome(i, 1, payload=600_000) for i in range(3)], max_bytes=1_000_000)
-    assert len(committed_shards(*_here(tmp_path))) == 3
+    commit = _write(tmp_path, [_outcome(i, 1, payload=600_000) for i in range(3)], max_bytes=1_000_000)
+    assert len(commit.shards) == 3
+
+
+def test_a_unit_of_failed_sources_is_committed_without_shards(tmp_path):
+    commit = _write(tmp_path, [_outcome(0, 0), _outcome(1, 0)])
+    assert commit.shards == () and [row["status"] for row in commit.sources] == ["failed", "failed"]
+    assert Storage(tmp_path).list("shards") == [] and len(list_markers(Storage(tmp_path))) == 1
 
 
 def test_abort_publishes_nothing_and_debris_is_removed(tmp_path):
-    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", folder="")
-    writer.add(_outcome(0, 2))
+    outcomes = [_outcome(0, 2), _outcome(1, 1)]
+    writer = UnitWriter(Storage(tmp_path), _unit(outcomes), ShardConfig(max_samples=2), "fp")
+    for outcome in outcomes:
+        writer.add(outcome)  # the first shard is published when the second opens
     writer.abort()
-    assert committed_shards(*_here(tmp_path)) == [] and list(tmp_path.iterdir()) == []
-    (tmp_path / "shard-000004.tar").write_bytes(b"partial")
-    (tmp_path / ".shard-000005.json.tmp").write_bytes(b"{")
-    removed = remove_uncommitted(*_here(tmp_path))
-    assert removed == [".shard-000005.json.tmp", "shard-000004.tar"] and list(tmp_path.iterdir()) == []
+    assert list_markers(Storage(tmp_path)) == [] and Storage(tmp_path).list("shards") == []
+
+    committed = _write(tmp_path, outcomes, max_samples=2)  # unit 0, committed
+    debris = ["shard-000000-00-0badf00d.tar", "shard-000000-01-0badf00d.parquet",  # a loser of unit 0
+              "shard-000007-00-12345678.tar", ".shard-000008-00-12345678.tar.tmp"]  # no marker; a temporary
+    for name in debris:
+        (tmp_path / "shards" / name).write_bytes(b"partial")
+    (tmp_path / "_commits" / ".unit-000009-0123456789ab.json.0123.tmp").write_bytes(b"{")
+    removed = remove_uncommitted(Storage(tmp_path))
+    assert sorted(removed) == sorted(debris + [".unit-000009-0123456789ab.json.0123.tmp"])
+    kept = sorted(name for shard in committed.shards for name in (f"{shard.name}.parquet", f"{shard.name}.tar"))
+    assert Storage(tmp_path).list("shards") == kept and read_commits(Storage(tmp_path)) == [committed]
 
 
-def test_exception_inside_writer_publishes_nothing(tmp_path):
-    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", folder="")
-    writer.add(_outcome(0, 1))
-    bad = _outcome(1, 1)
-    bad.samples[0].members["x.npy"] = None  # not bytes: tarfile fails mid-shard
+def test_exception_inside_writer_commits_nothing(tmp_path):
+    outcomes = [_outcome(0, 1), _outcome(1, 1)]
+    outcomes[1].samples[0].members["x.npy"] = None  # not bytes: tarfile fails mid-shard
     with pytest.raises(TypeError):
-        writer.add(bad)
-    writer.abort()
-    assert committed_shards(*_here(tmp_path)) == []
-
-
-def test_staged_shards_published_later_equal_the_writer_s(tmp_path):
-    """The Beam runner's path: the packing rule over sizes, each shard built unpublished in a
-    staging directory, then published; the same files as the streaming writer."""
-    outcomes = [_outcome(i, n) for i, n in enumerate([0, 2, 2, 0, 3, 1, 5])]
-    streamed = _write(tmp_path / "streamed", outcomes, taken=[1], max_samples=4)
-    packer = ShardPacker(ShardConfig(max_samples=4), taken=[1])
-    shard_of = [packer.place(*outcome_size(outcome))[0] for outcome in outcomes]
-    assert [shard_name(index) for index in sorted(set(shard_of))] == streamed
-    storage, published = Storage(tmp_path), tmp_path / "published"
-    published.mkdir()
-    for index in sorted(set(shard_of)):
-        builder = ShardBuilder(storage, f"staged/{index}", index, "fp")
-        for outcome, shard in zip(outcomes, shard_of):
-            if shard == index:
-                builder.add(outcome)
-        builder.finish()
-        assert not list(published.glob(f"{shard_name(index)}.*"))  # nothing visible before publishing
-        publish_shard(storage, f"staged/{index}", index, folder="published")
-        publish_shard(storage, f"staged/{index}", index, folder="published")  # repeating a finished publish is harmless
-    assert _digests(published) == _digests(tmp_path / "streamed")
-    builder = ShardBuilder(storage, "staged/again", 0, "fp")  # another build's shard 0, staged meanwhile
-    builder.add(outcomes[1])
-    builder.finish()
-    with pytest.raises(Pseudo3DError, match="shard-000000.tar was published by another build"):
-        publish_shard(storage, "staged/again", 0, folder="published")
-    assert _digests(published) == _digests(tmp_path / "streamed")
-
-
-def test_a_runner_s_leftover_staging_directory_is_debris(tmp_path):
-    _write(tmp_path, [_outcome(0, 1)])
-    staging = tmp_path / ".beam-0123abcd.tmp" / "attempt"
-    staging.mkdir(parents=True)
-    (staging / ".shard-000001.tar.tmp").write_bytes(b"partial")
-    assert remove_uncommitted(*_here(tmp_path)) == [".beam-0123abcd.tmp"]
-    assert not (tmp_path / ".beam-0123abcd.tmp").exists() and len(committed_shards(*_here(tmp_path))) == 1
+        _write(tmp_path, outcomes)
+    assert list_markers(Storage(tmp_path)) == [] and Storage(tmp_path).list("shards") == []
 
 
 CPU = {"reconstruct": {"device": "cpu", "precision": "fp32", "torch": "2.13.0", "cuda": "", "cudnn": ""}}
@@ -154,34 +123,48 @@ CUDA = {"reconstruct": {"device": "cuda", "precision": "bf16", "torch": "2.13.0"
 def test_outputs_of_another_device_or_precision_are_refused(tmp_path):
     first, second = _outcome(0, 1), _outcome(1, 1)
     first.numerics, second.numerics = CPU, CUDA
-    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", folder="")
+    writer = UnitWriter(Storage(tmp_path), _unit([first, second]), ShardConfig(), "fp")
     writer.add(first)
     with pytest.raises(Pseudo3DError, match="this build computes reconstruct on cuda in bf16, but the dataset was "
                                             "built with reconstruct on cpu in fp32"):
         writer.add(second)
-    writer.close()
-    assert committed_shards(*_here(tmp_path))[0].stats["numerics"] == CPU
+    writer.abort()
     newer = _outcome(2, 1)
     newer.numerics = {"reconstruct": {**CPU["reconstruct"], "torch": "2.14.0"}}  # versions are recorded, not checked
-    writer = ShardWriter(Storage(tmp_path), ShardConfig(), "fp", taken=[0], numerics=CPU, folder="")
-    writer.add(newer)
+    commit = write_unit(Storage(tmp_path), _unit([newer]), [newer], ShardConfig(), "fp", numerics=CPU)
+    assert commit.stats["numerics"] == CPU
     with pytest.raises(Pseudo3DError, match="built with reconstruct on cpu in fp32"):
-        writer.add(second)
+        write_unit(Storage(tmp_path), _unit([second], 1), [second], ShardConfig(), "fp", numerics=CPU)
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_a_second_build_writing_the_same_shard_fails_and_the_first_stays_whole(tmp_path, where, request):
-    """Two builds into one dataset both take the lowest free index: the second to publish gets an
-    error saying so and publishes nothing; the first's shard is whole (on S3 too, where a plain
-    PUT would have replaced it)."""
+def test_writers_racing_to_commit_one_unit_exactly_one_wins(tmp_path, where, request):
+    """Four writers of the same unit at once (a retried task, a speculative copy): each writes its
+    own shards, exactly one creates the marker, the others delete theirs; nothing is lost or
+    doubled (on S3 through If-None-Match: *)."""
     root = tmp_path if where == "local" else request.getfixturevalue("s3_bucket") + "/ds"
-    first, second = (ShardWriter(Storage(root), ShardConfig(), "fp") for _ in range(2))
-    first.add(_outcome(0, 2))
-    second.add(_outcome(1, 3))
-    first.close()
-    with pytest.raises(Pseudo3DError, match="shard-000000.tar was published by another build while this one was "
-                                            "writing it: only one build may write into a dataset at a time"):
-        second.close()
-    [shard] = committed_shards(Storage(root))
-    assert [row["source_id"] for row in shard.stats["sources"]] == ["v0-00000000"] and shard.stats["n_samples"] == 2
-    assert Storage(root).list("shards") == ["shard-000000.json", "shard-000000.parquet", "shard-000000.tar"]
+    outcomes = [_outcome(i, 2) for i in range(3)]
+    unit = _unit(outcomes)
+    start, results = threading.Barrier(4), [None] * 4
+
+    def race(slot):
+        writer = UnitWriter(Storage(root), unit, ShardConfig(max_samples=4), "fp")
+        for outcome in outcomes:
+            writer.add(outcome)
+        start.wait()
+        results[slot] = writer.commit()
+
+    threads = [threading.Thread(target=race, args=(slot,)) for slot in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [commit for commit in results if commit is not None]
+    assert len(winners) == 1
+    storage = Storage(root)
+    [commit] = read_commits(storage)
+    assert json.loads(storage.read_bytes(commit.path))["attempt"] == winners[0].stats["attempt"]
+    assert storage.list("shards") == sorted(f"{shard.name}.{suffix}" for shard in winners[0].shards
+                                            for suffix in ("parquet", "tar"))
+    keys = [key for shard in commit.shards for key in shard.keys]
+    assert sorted(keys) == sorted(sample.key for outcome in outcomes for sample in outcome.samples)

@@ -1,8 +1,8 @@
 """Dataset-level files, derived from the committed shards alone.
 
 ``sources.parquet``, ``failures.parquet``, ``manifest.parquet`` and ``dataset.json`` are views over
-the shards' stats JSON and sidecar parquet files, rewritten (atomically) at the end of every
-build, so they always agree with what is committed, after a resume too.
+the commit markers and the shards' sidecar parquet files, rewritten (atomically) at the end of
+every build, so they always agree with what is committed, after a resume too.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import pyarrow as pa
 
 import pseudo3d
 from pseudo3d.config import BuildConfig
-from pseudo3d.pipelines.shard_writer import committed_shards, current_sources
-from pseudo3d.schemas.layout import SHARD_DIR
+from pseudo3d.schemas.commits import committed_shards, current_sources, read_commits
 from pseudo3d.schemas.sample import to_jsonable
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA, table_from_rows
 from pseudo3d.schemas.version import SCHEMA_VERSION
@@ -41,13 +40,14 @@ def package_versions() -> dict[str, str]:
 def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]:
     """Write the four dataset-level files into the dataset at ``storage``; returns the card
     (``dataset.json``) as a dict."""
-    shards = committed_shards(storage)
-    current = current_sources(shards)
+    commits = read_commits(storage)
+    shards = committed_shards(commits)
+    current = current_sources(commits)
     sources = [row for _, row in current.values()]
-    failures = [row for shard in shards for row in shard.stats["failures"] if current[row["source_id"]][0] is shard]
+    failures = [row for commit in commits for row in commit.failures if current[row["source_id"]][0] is commit]
     storage.write_bytes("sources.parquet", parquet_bytes(table_from_rows(sources, SOURCES_SCHEMA)))
     storage.write_bytes("failures.parquet", parquet_bytes(table_from_rows(failures, FAILURES_SCHEMA)))
-    manifests = [read_parquet(storage, f"{SHARD_DIR}/{shard.name}.parquet") for shard in shards]
+    manifests = [read_parquet(storage, shard.parquet) for shard in shards]
     manifests = [table for table in manifests if table.num_rows]
     manifest = (pa.concat_tables(manifests, promote_options="permissive") if manifests
                 else MANIFEST_BASE_SCHEMA.empty_table())
@@ -56,10 +56,10 @@ def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]
     status = Counter(row["status"] for row in sources)
     assets: dict[str, str] = {}
     numerics: list[dict] = []
-    for shard in shards:
-        assets.update(shard.stats.get("assets", {}))
-        if shard.stats.get("numerics") and shard.stats["numerics"] not in numerics:
-            numerics.append(shard.stats["numerics"])
+    for commit in commits:
+        assets.update(commit.stats.get("assets", {}))
+        if commit.stats.get("numerics") and commit.stats["numerics"] not in numerics:
+            numerics.append(commit.stats["numerics"])
     card = {
         "schema_version": SCHEMA_VERSION,
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -73,17 +73,18 @@ def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]
             "ok": status.get("ok", 0),
             "failed": status.get("failed", 0),
             "clips": manifest.num_rows,
+            "units": len(commits),
             "shards": len(shards),
-            "frames": int(sum(shard.stats["n_frames"] for shard in shards)),
+            "frames": int(sum(shard.n_frames for shard in shards)),
             "failures_by_stage": dict(sorted(Counter(row["stage"] for row in failures).items())),
             "failures_by_error": dict(sorted(Counter(row["error"] for row in failures).items())),
         },
         "hours": {
             "input": sum(row["duration_s"] or 0.0 for row in sources) / 3600.0,
-            "kept": sum(shard.stats["seconds"] for shard in shards) / 3600.0,
+            "kept": sum(shard.seconds for shard in shards) / 3600.0,
         },
         "files": {
-            "shards": [f"{SHARD_DIR}/{shard.name}.tar" for shard in shards],
+            "shards": [shard.tar for shard in shards],
             "manifest": "manifest.parquet",
             "sources": "sources.parquet",
             "failures": "failures.parquet",

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.shard_writer import CommittedShard, committed_shards, current_sources, remove_uncommitted
+from pseudo3d.pipelines.plan import Unit, plan_units
+from pseudo3d.pipelines.shard_writer import remove_uncommitted
 from pseudo3d.pipelines.spool import remove_spool
-from pseudo3d.schemas.layout import SHARD_DIR
+from pseudo3d.schemas.commits import Commit, MarkerName, current_sources, list_markers, read_commits
+from pseudo3d.schemas.layout import LEGACY_SHARD, SHARD_DIR
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
@@ -26,7 +28,7 @@ from pseudo3d.storage import Storage
 log = logging.getLogger(__name__)
 
 DATASET_FILES = ("sources.parquet", "manifest.parquet", "failures.parquet", "dataset.json")
-DATASET_DIRS = ("shards", "qa", "logs")
+DATASET_DIRS = ("shards", "_commits", "qa", "logs")
 
 
 RETRY_FAILED = ("transient", "all")
@@ -34,45 +36,89 @@ RETRY_FAILED = ("transient", "all")
 
 
 @dataclass
-class ResumeState:
-    shards: list[CommittedShard]
+class BuildPlan:
+    """What a build has to do in a dataset: the units to build and what is committed already."""
+
+    units: list[Unit]
+    """The units still to build, in input order."""
+    skipped: int
+    """Inputs committed by earlier builds (and not built again)."""
+    numerics: dict[str, dict[str, str]] | None
+    """What the committed outputs were computed with (from one marker), or None."""
 
     @property
-    def done_source_ids(self) -> set[str]:
-        return {row["source_id"] for shard in self.shards for row in shard.stats["sources"]}
-
-    @property
-    def taken_indices(self) -> set[int]:
-        return {shard.index for shard in self.shards}
-
-    @property
-    def numerics(self) -> dict[str, dict[str, str]] | None:
-        """What the committed outputs were computed with (the first shard that records it)."""
-        return next((shard.stats["numerics"] for shard in self.shards if shard.stats.get("numerics")), None)
-
-    def pending(self, sources: list[Source], retry_failed: str | None = None) -> list[Source]:
-        """The sources to build: those no committed shard covers, and with ``retry_failed``
-        (:data:`RETRY_FAILED`) the committed failed ones whose failure is transient (or every
-        failed one), each with its next ``attempt``."""
-        current = current_sources(self.shards)
-        pending = []
-        for source in sources:
-            held = current.get(source.source_id)
-            if held is None:
-                pending.append(source)
-            elif retry_failed and held[1]["status"] == "failed" and (retry_failed == "all" or _transient(*held)):
-                pending.append(dataclasses.replace(source, attempt=held[1].get("attempt", 1) + 1))
-        return pending
+    def sources(self) -> list[Source]:
+        return [source for unit in self.units for source in unit.sources]
 
 
-def _transient(shard: CommittedShard, row: dict) -> bool:
+def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, retry_failed: str | None = None,
+               markers: list[MarkerName] | None = None) -> BuildPlan:
+    """The units of ``sources`` still to build in the dataset at ``storage``.
+
+    The inputs are cut into units (:func:`~pseudo3d.pipelines.plan.plan_units`); when every
+    commit marker is one of those units (a resume with the same inputs and configuration), the
+    pending units are the others, known from one listing of the markers. Otherwise (other inputs
+    than before, or ``retry_failed``) the markers that are not planned units are read: their
+    sources are done (and with ``retry_failed``, :data:`RETRY_FAILED`, the failed ones whose
+    failure is transient, or every failed one, are built again with their next ``attempt``), and the
+    remaining sources are cut into units numbered after the highest committed one. Raises
+    :class:`Pseudo3DError` where a marker comes from another configuration or data contract."""
+    fingerprint = config.fingerprint()
+    markers = list_markers(storage) if markers is None else markers
+    units = plan_units(sources, config.shards.max_sources, fingerprint)
+    planned = {unit.marker for unit in units}
+    committed = set(markers)
+    first = next((commit for commit in read_commits(storage, markers[:1])), None)
+    numerics = first.stats.get("numerics") or None if first else None
+    if retry_failed is None and committed <= planned:
+        pending = [unit for unit in units if unit.marker not in committed]
+        return BuildPlan(pending, sum(len(unit.sources) for unit in units if unit.marker in committed), numerics)
+
+    done = {source.source_id for unit in units if unit.marker in committed for source in unit.sources}
+    commits = read_commits(storage, [marker for marker in markers if retry_failed or marker not in planned])
+    _check_commits(storage, commits, fingerprint)
+    current = current_sources(commits)
+    todo, skipped = [], 0
+    for source in sources:
+        held = current.get(source.source_id)
+        if held is not None and retry_failed and held[1]["status"] == "failed" \
+                and (retry_failed == "all" or _transient(*held)):
+            todo.append(dataclasses.replace(source, attempt=held[1].get("attempt", 1) + 1))
+        elif held is None and source.source_id not in done:
+            todo.append(source)
+        else:
+            skipped += 1
+    retried = sum(source.attempt > 1 for source in todo)
+    if retried:
+        log.info("building %d failed source(s) again (--retry-failed=%s)", retried, retry_failed)
+    after = max((marker.unit for marker in markers), default=-1) + 1
+    return BuildPlan(plan_units(todo, config.shards.max_sources, fingerprint, first=after), skipped, numerics)
+
+
+def _transient(commit: Commit, row: dict) -> bool:
     return any(failure["source_id"] == row["source_id"] and failure.get("kind") == "transient"
-               for failure in shard.stats["failures"])
+               for failure in commit.failures)
 
 
-def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = False) -> ResumeState:
-    """Create or reopen the dataset at ``storage``; refuse to mix configurations; remove
-    uncommitted debris."""
+def _check_commits(storage: Storage, commits: list[Commit], fingerprint: str) -> None:
+    versions = sorted({commit.schema_version for commit in commits} - {SCHEMA_VERSION}, key=str)
+    if versions:
+        raise Pseudo3DError(
+            f"--out {storage.url} holds units of data contract version {versions[0]}; this pseudo3d writes "
+            f"version {SCHEMA_VERSION}: build into a new directory or pass --overwrite (docs/data-contract.md, "
+            "Versions)")
+    # key=str: a commit without a fingerprint gives None, which does not compare with a str
+    foreign = sorted({commit.stats.get("config_fingerprint") for commit in commits} - {fingerprint}, key=str)
+    if foreign:
+        raise Pseudo3DError(
+            f"--out {storage.url} holds units built with a different configuration "
+            f"(fingerprint {foreign[0]}, this build {fingerprint}); build into a new directory "
+            "or pass --overwrite to replace the dataset")
+
+
+def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = False) -> list[MarkerName]:
+    """Create or reopen the dataset at ``storage``; refuse a dataset of an older data contract;
+    remove uncommitted debris. Returns the dataset's commit markers."""
     storage.check()
     if storage.is_file(""):
         raise Pseudo3DError(f"--out {storage.url}: exists and is not a directory")
@@ -87,27 +133,20 @@ def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = Fals
     except Exception as exc:  # noqa: BLE001 - no such bucket, access denied, a read-only filesystem, no route...
         raise Pseudo3DError(f"--out {storage.url}: cannot write there ({_reason(exc)})") from None
 
+    legacy = [name for name in storage.list(SHARD_DIR) if name.endswith(".json")
+              and LEGACY_SHARD.fullmatch(name[:-len(".json")])]
+    if legacy:
+        raise Pseudo3DError(
+            f"--out {storage.url} holds shards of an older data contract (shards/{legacy[0]}); this pseudo3d "
+            f"writes version {SCHEMA_VERSION}, which commits units instead: build into a new directory or pass "
+            "--overwrite (docs/data-contract.md, Versions). pseudo3d inspect, qa and training still read it.")
     if storage.is_local:
         remove_spool(storage.local_path())  # samples an interrupted build had not written yet
-    removed = remove_uncommitted(storage)
+    markers = list_markers(storage)
+    removed = remove_uncommitted(storage, markers)
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))
-    shards = committed_shards(storage)
-    versions = sorted({s.stats.get("schema_version") for s in shards} - {SCHEMA_VERSION}, key=str)
-    if versions:
-        raise Pseudo3DError(
-            f"--out {storage.url} holds shards of data contract version {versions[0]}; this pseudo3d writes "
-            f"version {SCHEMA_VERSION}, whose source ids differ, so a resume would build every source again "
-            "beside the old ones: build into a new directory or pass --overwrite (docs/data-contract.md, Versions)")
-    fingerprint = config.fingerprint()
-    # key=str: a shard without a fingerprint gives None, which does not compare with a str
-    foreign = sorted({s.stats.get("config_fingerprint") for s in shards} - {fingerprint}, key=str)
-    if foreign:
-        raise Pseudo3DError(
-            f"--out {storage.url} holds shards built with a different configuration "
-            f"(fingerprint {foreign[0]}, this build {fingerprint}); build into a new directory "
-            "or pass --overwrite to replace the dataset")
-    return ResumeState(shards)
+    return markers
 
 
 def scratch_dir(storage: Storage) -> Path:

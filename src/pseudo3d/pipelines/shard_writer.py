@@ -1,133 +1,93 @@
-"""The shard writer: source outcomes in, committed WebDataset shards out.
+"""The shard writer: one unit's source outcomes in, its committed shards out.
 
-Commit protocol (per shard ``shard-NNNNNN``), the same on local paths and object stores: the tar
-is streamed out and published whole (:mod:`pseudo3d.storage`: a temporary name, fsync and rename
-on a local path; a multipart upload on an object store), then its sidecar parquet, then the stats
-JSON **last**. The tar is hashed as it is written. A shard exists only once its JSON exists;
-anything else in ``shards/`` is debris from an interrupted build and is removed by
+Commit protocol (docs/data-contract.md), the same on local paths and object stores, for every
+runner: the writer of unit ``U`` streams each of its shards out under a name of its own attempt,
+``shards/shard-UUUUUU-PP-ATTEMPT.tar``, publishing it whole (:mod:`pseudo3d.storage`: a temporary
+name, fsync and rename on a local path; a multipart upload on an object store), hashed as it is
+written, then its sidecar parquet; last it *creates* the unit's commit marker
+``_commits/unit-UUUUUU-DIGEST.json``, which names those shards and carries the unit's source and
+failure rows. The marker is created only where none of that name exists (atomically: ``link(2)``,
+S3's ``If-None-Match: *``, GCS's generation precondition), so when two writers build the same unit
+(a retried task, a speculative copy, two builds) exactly one commits; the other deletes its own
+shards. Anything in ``shards/`` that no marker names is debris of a writer that died, removed by
 :func:`remove_uncommitted`.
 
-Shards are *source-atomic*: all clips of a source go to one shard, and the shard's JSON lists
-every source it covers (failed ones too) with their failure rows. That makes resuming exact:
-the sources of the committed shards are done; the rest are processed again and packed, in input
-order, into the lowest free shard indices. Packing closes a shard before a source that would push
-it past ``max_samples`` or ``max_bytes``, so the same sources always give the same shards.
+Shards are *source-atomic*: all clips of a source go to one shard. A unit's shard closes before a
+source that would push it past ``max_samples`` or ``max_bytes`` (a shard holds at least one source
+however large), and the next one opens, so the same unit contents always give the same shards.
 
 Determinism: members are written in sample order with fixed metadata (mtime 0, uid/gid 0, mode
-0644, no user names), so the same input and configuration give byte-identical tars.
+0644, no user names), so the same unit and configuration give byte-identical tars whatever the
+runner, the worker count or the attempt; only the attempt in the file names differs.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import posixpath
+import logging
 import tarfile
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+import uuid
+from collections import defaultdict
+from typing import Any
 
 import pseudo3d
 from pseudo3d.config import ShardConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.schemas.layout import SHARD_DIR, SHARD_PREFIX, shard_name
+from pseudo3d.pipelines.plan import Unit
+from pseudo3d.schemas.commits import Commit, MarkerName, ShardFile, list_markers, read_commits
+from pseudo3d.schemas.layout import COMMIT_DIR, SHARD_DIR, parse_shard_name, shard_name
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
 from pseudo3d.schemas.sample import encode_json
 from pseudo3d.schemas.tables import manifest_table
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage, is_temporary, parquet_bytes
 
+log = logging.getLogger(__name__)
 
 
-CONCURRENT = ("only one build may write into a dataset at a time; this shard was not committed, so once the "
-              "other build has finished, running this one again resumes it")
+def new_attempt() -> str:
+    """A writer attempt's name: 8 random hex digits."""
+    return uuid.uuid4().hex[:8]
 
 
-@dataclass
-class CommittedShard:
-    index: int
-    stats: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return shard_name(self.index)
-
-
-def committed_shards(storage: Storage, folder: str = SHARD_DIR) -> list[CommittedShard]:
-    """Shards of ``storage``'s ``folder`` whose commit marker (stats JSON) exists, by index."""
-    names = set(storage.list(folder))
-    shards = []
-    for name in sorted(names):
-        stem = name[len(SHARD_PREFIX):-len(".json")]
-        if not (name.startswith(SHARD_PREFIX) and name.endswith(".json") and stem.isdigit()):
-            continue
-        if f"{SHARD_PREFIX}{stem}.tar" in names:
-            shards.append(CommittedShard(int(stem), json.loads(storage.read_bytes(posixpath.join(folder, name)))))
-    return shards
-
-
-def current_sources(shards: list[CommittedShard]) -> dict[str, tuple[CommittedShard, dict[str, Any]]]:
-    """Source id → (the shard, the source row) of each source's highest ``attempt``: a source
-    built again by ``--retry-failed`` keeps its old failed row in its old shard, and this row
-    supersedes it. Only failed sources (which have no samples) are ever built again."""
-    current: dict[str, tuple[CommittedShard, dict[str, Any]]] = {}
-    for shard in shards:
-        for row in shard.stats["sources"]:
-            held = current.get(row["source_id"])
-            if held is None or row.get("attempt", 1) > held[1].get("attempt", 1):
-                current[row["source_id"]] = (shard, row)
-    return current
-
-
-def remove_uncommitted(storage: Storage, folder: str = SHARD_DIR) -> list[str]:
-    """Delete temporary files and folders, tars and sidecars without a commit marker, and commit
-    markers whose tar is gone, from ``storage``'s ``folder``; returns the names removed."""
-    names = storage.list(folder)
+def remove_uncommitted(storage: Storage, markers: list[MarkerName] | None = None) -> list[str]:
+    """Delete the debris of writers that died or lost a commit race: temporary files, and shards
+    no commit marker names. ``markers``: the dataset's markers, if already listed. Markers are read
+    only for the units whose shards of more than one attempt are present. Returns the names
+    removed. Assumes no other build writes into the dataset meanwhile."""
+    markers = list_markers(storage) if markers is None else markers
+    committed_units = defaultdict(list)
+    for marker in markers:
+        committed_units[marker.unit].append(marker)
     removed = []
-    for name in names:
-        stem, _, suffix = name.rpartition(".")
-        if is_temporary(name):  # a file, or a runner's staging folder
-            storage.delete_tree(posixpath.join(folder, name))
-        elif name.startswith(SHARD_PREFIX) and suffix in ("tar", "parquet") and f"{stem}.json" not in names:
-            storage.delete(posixpath.join(folder, name))
-        elif name.startswith(SHARD_PREFIX) and suffix == "json" and f"{stem}.tar" not in names:
-            storage.delete(posixpath.join(folder, name))
-        else:
-            continue
-        removed.append(name)
+    attempts: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for folder in (SHARD_DIR, COMMIT_DIR):
+        for name in storage.list(folder):
+            if is_temporary(name):  # a file, or a runner's staging folder
+                storage.delete_tree(f"{folder}/{name}")
+                removed.append(name)
+                continue
+            parsed = parse_shard_name(name) if folder == SHARD_DIR else None
+            if parsed is not None:
+                attempts[parsed[0]][parsed[2]].append(name)
+    for unit, by_attempt in sorted(attempts.items()):
+        keep: set[str] = set()
+        if unit in committed_units and len(by_attempt) == 1:
+            keep = set(by_attempt)
+        elif unit in committed_units:
+            for commit in read_commits(storage, committed_units[unit]):
+                keep.update(parse_shard_name(shard.name)[2] for shard in commit.shards)  # type: ignore[index]
+        for attempt, names in sorted(by_attempt.items()):
+            if attempt not in keep:
+                for name in names:
+                    storage.delete(f"{SHARD_DIR}/{name}")
+                    removed.append(name)
     return removed
-
-
-class ShardPacker:
-    """The packing rule, in one place: which shard each source goes to, given the sources in input
-    order. A shard closes before a source that would push it past ``max_samples`` or ``max_bytes``
-    (a shard holds at least one source however large); new shards take the lowest free indices."""
-
-    def __init__(self, config: ShardConfig, taken: Iterable[int] = ()):
-        self.config = config
-        self._free = _free_indices(set(taken))
-        self._index: int | None = None
-        self._samples = 0
-        self._bytes = 0
-
-    def place(self, n_samples: int, n_bytes: int) -> tuple[int, bool]:
-        """The shard index of the next source and whether that source opens a new shard."""
-        opens = self._index is None or (self._samples > 0 and (
-            self._samples + n_samples > self.config.max_samples or self._bytes + n_bytes > self.config.max_bytes))
-        if opens or self._index is None:  # the same test: opens covers a None index, not to mypy
-            self._index = next(self._free)
-            self._samples = self._bytes = 0
-        self._samples += n_samples
-        self._bytes += n_bytes
-        return self._index, opens
 
 
 def outcome_size(outcome: SourceOutcome) -> tuple[int, int]:
     """What packing needs to know of an outcome: its samples and their bytes."""
     return len(outcome.samples), sum(sample.n_bytes for sample in outcome.samples)
-
-
-SHARD_FILES = ("tar", "parquet", "json")
-"""A shard's files in publishing order: the stats JSON, the commit marker, comes last."""
 
 
 NUMERICS_DECIDING = ("device", "precision")
@@ -155,49 +115,23 @@ def _describe(numerics: dict[str, dict[str, str]]) -> str:
                      for model, values in sorted(numerics.items()))
 
 
-class ShardBuilder:
-    """One shard being written into ``storage``'s ``folder``; :meth:`finish` writes its sidecar
-    and, last, its stats JSON (the commit). ``numerics``: what the dataset's outputs were computed
-    with so far (:func:`check_numerics`), or None.
-    """
+class _ShardBuilder:
+    """One shard being streamed into ``storage``: its tar, then (:meth:`finish`) its sidecar."""
 
-    def __init__(self, storage: Storage, folder: str, index: int, fingerprint: str,
-                 numerics: dict[str, dict[str, str]] | None = None):
+    def __init__(self, storage: Storage, name: str):
         self.storage = storage
-        self.folder = folder
-        self.index = index
-        self.name = shard_name(index)
-        self.fingerprint = fingerprint
-        self.numerics = numerics or {}
+        self.name = name
         self.rows: list[dict[str, Any]] = []
-        self.sources: list[dict[str, Any]] = []
-        self.failures: list[dict[str, Any]] = []
-        self.assets: dict[str, str] = {}
-        # Every file of a shard is published only where none is: a second build writing into the
-        # same dataset at the same time fails (CONCURRENT) instead of overwriting this one's shards.
-        self._file = storage.open_write(self.file("tar"), exclusive=True)
+        self.n_bytes = 0
+        self._file = storage.open_write(self.file("tar"))
         # typeshed's file protocol asks for read and seek too, which mode "w" never calls
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
 
     def file(self, suffix: str) -> str:
-        """The relative path of this shard's file with ``suffix`` (``tar``, ``parquet``, ``json``)."""
-        return posixpath.join(self.folder, f"{self.name}.{suffix}")
+        """The relative path of this shard's file with ``suffix`` (``tar``, ``parquet``)."""
+        return f"{SHARD_DIR}/{self.name}.{suffix}"
 
-    def add(self, outcome: SourceOutcome) -> None:
-        check_numerics(self.numerics, outcome.numerics)
-        self.numerics = self.numerics or outcome.numerics
-        for sample in outcome.samples:
-            self._write_sample(sample)
-        self.sources.append({**outcome.source_row(), "shard": self.name})
-        self.failures.extend(failure.to_row() for failure in outcome.failures)
-        self.assets.update(outcome.assets)
-
-    def abort(self) -> None:
-        """Drop the shard: its tar is never published (the sidecar and JSON are not written yet)."""
-        self._tar.close()
-        self._file.discard()
-
-    def _write_sample(self, sample: EncodedSample) -> None:
+    def add(self, sample: EncodedSample) -> None:
         for suffix, data in sample.members.items():
             info = tarfile.TarInfo(f"{sample.key}.{suffix}")
             info.size = len(data)
@@ -207,100 +141,123 @@ class ShardBuilder:
             info.uname = info.gname = ""
             self._tar.addfile(info, io.BytesIO(data))
         self.rows.append({**sample.row, "shard": self.name})
+        self.n_bytes += sample.n_bytes
 
-    def finish(self) -> None:
-        """Publish the tar, then the sidecar parquet, then the stats JSON: the commit. Raises
-        :class:`Pseudo3DError` when another writer published a file of this shard meanwhile."""
-        try:
-            self._commit()
-        except FileExistsError:
-            raise Pseudo3DError(f"{self.storage.url_of(self.file('tar'))} was published by another build while "
-                                f"this one was writing it: {CONCURRENT}") from None
-
-    def _commit(self) -> None:
+    def finish(self) -> ShardFile:
+        """Publish the tar (hashed as it was written), then the sidecar parquet."""
         self._tar.close()
-        self._file.close()  # published whole; hashed as it was written
-        digest, tar_size = self._file.hexdigest(), self._file.size
-        self.storage.write_bytes(self.file("parquet"), parquet_bytes(manifest_table(self.rows)), exclusive=True)
+        self._file.close()
+        self.storage.write_bytes(self.file("parquet"), parquet_bytes(manifest_table(self.rows)))
+        return ShardFile(name=self.name, n_samples=len(self.rows), n_bytes=self._file.size,
+                         sha256=self._file.hexdigest(), n_frames=int(sum(row["n_frames"] for row in self.rows)),
+                         seconds=float(sum(row["duration_s"] for row in self.rows)),
+                         keys=tuple(row["key"] for row in self.rows))
+
+    def abort(self) -> None:
+        """Drop the shard: its tar is never published."""
+        self._tar.close()
+        self._file.discard()
+
+
+class UnitWriter:
+    """Write unit ``unit``'s outcomes, given in its source order, into shards named by this
+    writer's attempt; :meth:`commit` creates the unit's marker. ``numerics``: what the dataset's
+    outputs were computed with so far (:func:`check_numerics`), or None."""
+
+    def __init__(self, storage: Storage, unit: Unit, config: ShardConfig, fingerprint: str,
+                 numerics: dict[str, dict[str, str]] | None = None, attempt: str | None = None):
+        self.storage = storage
+        self.unit = unit
+        self.config = config
+        self.fingerprint = fingerprint
+        self.numerics = numerics or {}
+        self.attempt = attempt or new_attempt()
+        self.shards: list[ShardFile] = []
+        self.sources: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self.assets: dict[str, str] = {}
+        self._open: _ShardBuilder | None = None
+
+    def add(self, outcome: SourceOutcome) -> None:
+        check_numerics(self.numerics, outcome.numerics)
+        self.numerics = self.numerics or outcome.numerics
+        n_samples, n_bytes = outcome_size(outcome)
+        shard = self._open
+        if shard is not None and shard.rows and (len(shard.rows) + n_samples > self.config.max_samples
+                                                 or shard.n_bytes + n_bytes > self.config.max_bytes):
+            self._finish_shard()
+        if n_samples and self._open is None:
+            self._open = _ShardBuilder(self.storage, shard_name(self.unit.index, len(self.shards), self.attempt))
+        for sample in outcome.samples:
+            self._open.add(sample)  # type: ignore[union-attr]  # opened above for a source with samples
+        where = self._open.name if n_samples and self._open is not None else None
+        self.sources.append({**outcome.source_row(), "shard": where})
+        self.failures.extend(failure.to_row() for failure in outcome.failures)
+        self.assets.update(outcome.assets)
+
+    def commit(self) -> Commit | None:
+        """Publish the open shard, then create the unit's marker: the commit. Returns the commit,
+        or None when another writer committed the unit first (this writer's shards are deleted)."""
+        self._finish_shard()
+        if len(self.sources) != len(self.unit.sources):
+            raise RuntimeError(f"unit {self.unit.index}: {len(self.sources)} outcomes for "
+                               f"{len(self.unit.sources)} sources")
         stats = {
             "schema_version": SCHEMA_VERSION,
             "pseudo3d_version": pseudo3d.__version__,
-            "shard": self.name,
-            "index": self.index,
+            "unit": self.unit.index,
+            "digest": self.unit.digest,
+            "attempt": self.attempt,
             "config_fingerprint": self.fingerprint,
-            "n_samples": len(self.rows),
-            "n_bytes": tar_size,
-            "sha256": digest,
-            "n_frames": int(sum(row["n_frames"] for row in self.rows)),
-            "seconds": float(sum(row["duration_s"] for row in self.rows)),
-            "keys": [row["key"] for row in self.rows],
+            "n_samples": sum(shard.n_samples for shard in self.shards),
+            "n_bytes": sum(shard.n_bytes for shard in self.shards),
+            "n_frames": sum(shard.n_frames for shard in self.shards),
+            "seconds": sum(shard.seconds for shard in self.shards),
+            "shards": [{"shard": shard.name, "n_samples": shard.n_samples, "n_bytes": shard.n_bytes,
+                        "sha256": shard.sha256, "n_frames": shard.n_frames, "seconds": shard.seconds,
+                        "keys": list(shard.keys)} for shard in self.shards],
             "sources": self.sources,
             "failures": self.failures,
             "assets": dict(sorted(self.assets.items())),
             "numerics": self.numerics,
         }
-        self.storage.write_bytes(self.file("json"), encode_json(stats), exclusive=True)
-
-
-def publish_shard(storage: Storage, staged: str, index: int, folder: str = SHARD_DIR) -> None:
-    """Move shard ``index``, finished in ``storage``'s folder ``staged``, into ``folder``, the
-    commit marker last, never over a file another build published (:data:`CONCURRENT`). Safe to
-    repeat after an interruption: files already moved are left alone."""
-    name = shard_name(index)
-    for suffix in SHARD_FILES:
-        source, target = posixpath.join(staged, f"{name}.{suffix}"), posixpath.join(folder, f"{name}.{suffix}")
-        if storage.exists(source):
-            try:
-                storage.move(source, target, exclusive=True)
-            except FileExistsError:
-                raise Pseudo3DError(f"{storage.url_of(target)} was published by another build while this one was "
-                                    f"writing it: {CONCURRENT}") from None
-        elif not storage.exists(target):
-            raise FileNotFoundError(f"{storage.url_of(source)}: the staged file of {name} is missing")
-
-
-class ShardWriter:
-    """Append source outcomes in order; ``close()`` commits the last shard."""
-
-    def __init__(self, storage: Storage, config: ShardConfig, fingerprint: str, taken: Iterable[int] = (),
-                 numerics: dict[str, dict[str, str]] | None = None, folder: str = SHARD_DIR):
-        self.storage = storage
-        self.folder = folder
-        self.fingerprint = fingerprint
-        self.numerics = numerics
-        self._packer = ShardPacker(config, taken)
-        self._open: ShardBuilder | None = None
-        self.committed: list[str] = []
-
-    def add(self, outcome: SourceOutcome) -> None:
-        index, opens = self._packer.place(*outcome_size(outcome))
-        if opens:
-            self._commit()
-            self._open = ShardBuilder(self.storage, self.folder, index, self.fingerprint, self.numerics)
-        elif self._open is None:  # the packer opened a shard for the first outcome: closed or aborted since
-            raise RuntimeError("ShardWriter.add after close or abort")
-        self._open.add(outcome)
-        self.numerics = self._open.numerics
-
-    def close(self) -> None:
-        self._commit()
+        marker = self.unit.marker.path
+        if not self.storage.create(marker, encode_json(stats)):
+            log.info("unit %d was committed by another writer first; attempt %s deleted", self.unit.index,
+                     self.attempt)
+            self._delete_shards()
+            return None
+        return Commit(marker, self.unit.index, stats, tuple(self.shards))
 
     def abort(self) -> None:
-        """Drop the open shard without publishing anything (used when the build fails)."""
+        """Drop everything this writer wrote: nothing of it is committed."""
         shard, self._open = self._open, None
         if shard is not None:
             shard.abort()
+        self._delete_shards()
 
-    def _commit(self) -> None:
+    def _finish_shard(self) -> None:
         shard, self._open = self._open, None
         if shard is not None:
-            shard.finish()
-            self.committed.append(shard.name)
+            self.shards.append(shard.finish())
+
+    def _delete_shards(self) -> None:
+        for shard in self.shards:
+            self.storage.delete(shard.tar)
+            self.storage.delete(shard.parquet)
+        self.shards = []
 
 
-def _free_indices(taken: set[int]) -> Iterator[int]:
-    index = 0
-    while True:
-        if index not in taken:
-            yield index
-        index += 1
+def write_unit(storage: Storage, unit: Unit, outcomes: list[SourceOutcome], config: ShardConfig,
+               fingerprint: str, numerics: dict[str, dict[str, str]] | None = None) -> Commit | None:
+    """Write and commit ``unit`` from its ``outcomes`` (in its source order) in one go: what a
+    distributed worker does. Returns the commit, or None where another writer committed first.
+    Nothing is committed when it raises."""
+    writer = UnitWriter(storage, unit, config, fingerprint, numerics)
+    try:
+        for outcome in outcomes:
+            writer.add(outcome)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise

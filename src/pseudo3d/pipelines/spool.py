@@ -10,13 +10,16 @@ shards, never a RAM-backed ``/tmp``), removed when the build ends and at the sta
 The spool needs disk room for the samples of the sources being built or waiting for the writer
 (a few per worker) besides the shards; a full disk fails the clip being spooled with
 ``encode/io_error`` (transient), as writing the shard would have.
-Runners whose writer may sit on another machine (Ray, Beam) do not spool.
+Ray's unit actors write their units themselves, so they spool too, each into a folder of its own
+on its node (:func:`actor_spool`). Beam, whose writer may sit on another machine, does not.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
@@ -104,3 +107,28 @@ def release(outcome: SourceOutcome) -> None:
 def remove_spool(out_dir: Path) -> None:
     """Delete ``out_dir``'s spool folder and whatever an interrupted build left in it."""
     shutil.rmtree(Path(out_dir) / SPOOL_DIR, ignore_errors=True)
+
+
+def actor_spool(root: Path) -> Path:
+    """A spool folder of this process's own under ``root`` (``root/SPOOL_DIR/HOST-PID``), for a
+    long-lived worker that writes what it spools (a Ray unit actor). Folders of processes of this
+    host that no longer run (killed actors) are removed first."""
+    folder = Path(root) / SPOOL_DIR
+    host = socket.gethostname()
+    for entry in folder.glob(f"{host}-*"):
+        pid = entry.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    own = folder / f"{host}-{os.getpid()}"
+    shutil.rmtree(own, ignore_errors=True)  # a dead process's, whose pid this one now has
+    return own
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

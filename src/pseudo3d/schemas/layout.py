@@ -1,10 +1,46 @@
-"""Where things are inside a dataset (docs/data-contract.md): names relative to its root."""
+"""Where things are inside a dataset (docs/data-contract.md): names relative to its root.
+
+Data contract 3 and later: unit ``U``'s commit marker is ``_commits/unit-UUUUUU-DIGEST.json``
+(``DIGEST``: :func:`pseudo3d.pipelines.plan.unit_digest`, the same for the same unit contents), and
+its shards are ``shards/shard-UUUUUU-PP-ATTEMPT.tar`` with their ``.parquet`` sidecars, ``PP``
+counting the unit's shards and ``ATTEMPT`` naming the writer that wrote them. Data contract 2 named
+shards ``shards/shard-NNNNNN.tar`` with a ``.json`` beside each: :data:`LEGACY_SHARD`.
+"""
+
+from __future__ import annotations
+
+import re
 
 SHARD_DIR = "shards"
 """The shards' folder."""
+COMMIT_DIR = "_commits"
+"""The commit markers' folder."""
 SHARD_PREFIX = "shard-"
 
+_MARKER = re.compile(r"unit-(\d{6,})-([0-9a-f]{12})\.json")
+_SHARD = re.compile(r"shard-(\d{6,})-(\d{2,})-([0-9a-f]{8})")
+LEGACY_SHARD = re.compile(r"shard-(\d{6,})")
+"""A data contract 2 shard's stem."""
 
-def shard_name(index: int) -> str:
-    """``shard-NNNNNN``: the stem of shard ``index``'s tar, sidecar parquet and stats JSON."""
-    return f"{SHARD_PREFIX}{index:06d}"
+
+def marker_name(unit: int, digest: str) -> str:
+    """``unit-UUUUUU-DIGEST.json``: the file name of unit ``unit``'s commit marker."""
+    return f"unit-{unit:06d}-{digest}.json"
+
+
+def parse_marker_name(name: str) -> tuple[int, str] | None:
+    """(unit, digest) of a commit marker's file name, or None for any other name."""
+    found = _MARKER.fullmatch(name)
+    return (int(found.group(1)), found.group(2)) if found else None
+
+
+def shard_name(unit: int, part: int, attempt: str) -> str:
+    """``shard-UUUUUU-PP-ATTEMPT``: the stem of the tar and sidecar parquet of shard ``part`` of
+    unit ``unit``, written by ``attempt`` (8 hex digits)."""
+    return f"{SHARD_PREFIX}{unit:06d}-{part:02d}-{attempt}"
+
+
+def parse_shard_name(stem: str) -> tuple[int, int, str] | None:
+    """(unit, part, attempt) of a shard's stem (or file name), or None for any other name."""
+    found = _SHARD.fullmatch(stem.rsplit(".", 1)[0] if stem.endswith((".tar", ".parquet")) else stem)
+    return (int(found.group(1)), int(found.group(2)), found.group(3)) if found else None

@@ -1,7 +1,7 @@
 """The Beam runner: the same build as a portable Apache Beam pipeline (Direct, Flink, Spark, Dataflow).
 
-    sources ─► Track (ParDo) ─┬─► Reconstruct (RunInference) ─┬─► count ─► WriteShards ─► finalize
-                              └─ failed: dead letter ─────────┴─────────────┘   (temporary, then published)
+    sources ─► Track (ParDo) ─┬─► Reconstruct (RunInference) ─┬─► count ─► group by unit ─► write and commit
+                              └─ failed: dead letter ─────────┴─────────────┘
 
 * **Track** probes, decodes and tracks each source in an isolated process (the local runner's
   worker, with its watchdog): a source that fails, or whose worker dies, leaves through the
@@ -10,14 +10,16 @@
   the model loads once per worker process, tracked sources arrive in batches, and each batch is
   reconstructed, then smoothed, measured (QA) and encoded where the model is. A batch whose handler
   raises goes to RunInference's dead-letter output and becomes failure rows.
-* **WriteShards** packs the outcomes into shards by the local writer's rule (over sizes only, in
-  input order), groups each shard's outcomes, writes its files into a per-attempt staging directory,
-  and publishes them in one finalize step once every write has succeeded: Beam's
-  temporary-then-finalize protocol. A retried bundle's abandoned files are never published, and
-  Beam keeps the output of one attempt per bundle, so retries neither duplicate nor lose clips.
+* **Write and commit**: the outcomes are grouped by their unit (:mod:`pseudo3d.pipelines.plan`), and
+  the worker holding a unit writes its shards straight to the dataset (a shared path, or object
+  storage such as ``gs://`` on Dataflow) and commits it with its marker
+  (:mod:`pseudo3d.pipelines.shard_writer`). There is no barrier: a unit is committed as soon as its
+  sources are done, and a pipeline that fails keeps the units it committed. A retried bundle writes
+  under a new attempt and commits only where no earlier attempt did, so retries neither duplicate
+  nor lose clips.
 
 The shards equal the local runner's byte for byte; the driver then writes the dataset-level files
-from the committed shards as every runner does. No stage imports apache_beam; only this module does.
+from the commits as every runner does. No stage imports apache_beam; only this module does.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import io
 import logging
 import threading
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -39,11 +40,12 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, fail_source
 from pseudo3d.pipelines.runners import local
-from pseudo3d.pipelines.runners.driver import BuildReport, build_log, finish_build, start_build
+from pseudo3d.pipelines.output_dir import BuildPlan
+from pseudo3d.pipelines.plan import Unit, unit_digest
+from pseudo3d.pipelines.runners.driver import BuildReport, UnitDone, build_log, finish_build, start_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
-from pseudo3d.pipelines.shard_writer import (ShardBuilder, ShardPacker, committed_shards, outcome_size,
-                                             publish_shard)
-from pseudo3d.schemas.layout import SHARD_DIR
+from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.schemas.commits import list_markers, read_commits
 from pseudo3d.schemas.records import Source, SourceOutcome
 from pseudo3d.storage import Storage
 
@@ -86,6 +88,8 @@ SOURCES_PER_BATCH = 8
 METRICS = "pseudo3d"
 FAILED = "failed"
 POLL_S = 1.0
+Position = tuple[int, int]
+"""Where a source is in the plan: (unit index, position in the unit)."""
 
 _in_process_bar: tqdm | None = None
 """The driver's progress bar while a pipeline runs, for steps the runner executes in this process."""
@@ -128,37 +132,37 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
     pipeline; ``options`` are ``KEY=VALUE`` Beam pipeline options (default: the DirectRunner on
     this machine)."""
     beam_options = pipeline_options(options, workers)
-    state, pending, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
+    plan, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
     storage = report.storage
     start = time.perf_counter()
-    if pending:
-        staging = f"{SHARD_DIR}/.beam-{uuid.uuid4().hex}.tmp"
+    if plan.units:
         with build_log(storage) as log_path:
             pipeline = beam.Pipeline(options=beam_options)
-            _expand(pipeline, pending, config, storage.url, str(log_path), sorted(state.taken_indices), staging,
-                    state.numerics)
+            _expand(pipeline, plan, config, storage.url, str(log_path))
             try:
-                counters = _run(pipeline, len(pending), progress)
+                counters = _run(pipeline, len(plan.sources), progress)
             except Exception as exc:
-                storage.delete_tree(staging)
-                raise Pseudo3DError(f"the Beam pipeline failed, and nothing from it was published "
-                                    f"({type(exc).__name__}: {exc}); run the same command again to retry") from exc
-        new = [shard for shard in committed_shards(storage) if shard.index not in state.taken_indices]
-        _check_complete(pending, new)
-        report.shards_written = [shard.name for shard in new]
-        report.processed = sum(len(shard.stats["sources"]) for shard in new)
-        report.ok = sum(row["status"] == "ok" for shard in new for row in shard.stats["sources"])
-        report.failed = report.processed - report.ok
-        report.clips = sum(shard.stats["n_samples"] for shard in new)
+                raise Pseudo3DError(f"the Beam pipeline failed ({type(exc).__name__}: {exc}); the units it "
+                                    "committed stay, and running the same command again builds the rest") from exc
+        committed = set(list_markers(storage))
+        missing = [unit.index for unit in plan.units if unit.marker not in committed]
+        if missing:
+            raise Pseudo3DError(f"the Beam pipeline ended without committing {len(missing)} of its "
+                                f"{len(plan.units)} units (unit {missing[0]} first); run the same command again")
+        for commit in read_commits(storage, [unit.marker for unit in plan.units]):
+            sources_ok = sum(row["status"] == "ok" for row in commit.sources)
+            report.count(UnitDone(unit=commit.unit, committed=True, sources=len(commit.sources), ok=sources_ok,
+                                  clips=int(commit.stats["n_samples"]), frames_decoded=0,
+                                  shards=tuple(shard.name for shard in commit.shards)))
         report.frames = counters.get("frames_decoded", 0)
     report.seconds = time.perf_counter() - start
     return finish_build(report, config, qa_report=qa_report)
 
 
-def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig, dataset: str, log_path: str,
-            taken: list[int], staging: str, numerics: dict | None) -> None:
+def _expand(pipeline: beam.Pipeline, plan: BuildPlan, config: BuildConfig, dataset: str, log_path: str) -> None:
+    elements = [((unit.index, position), source) for unit in plan.units for position, source in enumerate(unit.sources)]
     tracked = (pipeline
-               | "Sources" >> beam.Create(list(enumerate(pending)))
+               | "Sources" >> beam.Create(elements)
                | "Track" >> beam.ParDo(_TrackFn(config, log_path)).with_outputs(FAILED, main="tracked"))
     finished, dead = (tracked.tracked
                       | "Reconstruct" >> RunInference(KeyedModelHandler(_ReconstructHandler(config)))
@@ -170,7 +174,9 @@ def _expand(pipeline: beam.Pipeline, pending: list[Source], config: BuildConfig,
                (("reconstructed", finished), ("failed batches", dead_batches), ("failed", tracked[FAILED]))]
     (counted
      | "Outcomes" >> beam.Flatten()
-     | "WriteShards" >> WriteShards(dataset, config, taken, staging, numerics))
+     | "By unit" >> beam.Map(lambda pair: (pair[0][0], (pair[0][1], pair[1])))
+     | "Group by unit" >> beam.GroupByKey()
+     | "Write and commit" >> beam.ParDo(_WriteUnitFn(dataset, config, plan.numerics)))
 
 
 def _run(pipeline: beam.Pipeline, total: int, progress: bool) -> dict[str, int]:
@@ -221,16 +227,6 @@ def _counters(result) -> dict[str, int]:
     return totals
 
 
-def _check_complete(pending: list[Source], shards) -> None:
-    """Every pending source once in the new shards: a runner that lost or repeated one is a bug
-    to report, never a dataset to publish silently."""
-    seen = [row["source_id"] for shard in shards for row in shard.stats["sources"]]
-    missing = {source.source_id for source in pending} - set(seen)
-    if missing or len(seen) != len(set(seen)):
-        raise Pseudo3DError(f"the Beam pipeline published {len(seen)} source rows for {len(pending)} inputs "
-                            f"({len(missing)} missing, {len(seen) - len(set(seen))} repeated)")
-
-
 class _TrackFn(beam.DoFn):
     """Probe, decode and track one source at a time in an isolated worker process."""
 
@@ -242,7 +238,7 @@ class _TrackFn(beam.DoFn):
         self.pool = local.isolated_pool(1, self.config, Path(self.log_path), False,
                                         self.config.limits.threads_per_worker or 1, max_ahead=1)
 
-    def process(self, element: tuple[int, Source]) -> Iterator[Any]:
+    def process(self, element: tuple[tuple[int, int], Source]) -> Iterator[Any]:
         index, source = element
         if self.pool is None:  # Beam calls setup first
             raise RuntimeError("_TrackFn.process before setup")
@@ -291,7 +287,7 @@ class _ReconstructHandler(ModelHandler):
         return "pseudo3d_reconstruct"
 
 
-def _batch_failed(dead: tuple[Sequence[tuple[int, InFlight]], Exception]) -> Iterator[tuple[int, SourceOutcome]]:
+def _batch_failed(dead: tuple[Sequence[tuple[Position, InFlight]], Exception]) -> Iterator[tuple[Position, SourceOutcome]]:
     batch, exc = dead
     for index, item in batch:
         fail_source(item.outcome, "reconstruct", exc)
@@ -305,7 +301,7 @@ class _CountFn(beam.DoFn):
         self.sources = Metrics.counter(METRICS, "sources")
         self.frames = Metrics.counter(METRICS, "frames_decoded")
 
-    def process(self, element: tuple[int, SourceOutcome]) -> Iterator[tuple[int, SourceOutcome]]:
+    def process(self, element: tuple[Position, SourceOutcome]) -> Iterator[tuple[Position, SourceOutcome]]:
         self.sources.inc()
         self.frames.inc(element[1].n_frames_decoded)
         if _in_process_bar is not None:
@@ -313,64 +309,20 @@ class _CountFn(beam.DoFn):
         yield element
 
 
-class WriteShards(beam.PTransform):
-    """``(input index, outcome)`` pairs in, the local writer's shards out, published only when
-    every shard has been written (temporary, then finalize)."""
+class _WriteUnitFn(beam.DoFn):
+    """Write and commit one unit from its outcomes, put back in its source order: the unit is
+    known again from its sources (:func:`~pseudo3d.pipelines.plan.unit_digest`), so no plan
+    travels with the pipeline. A retried bundle writes under a new attempt and commits only if no
+    earlier attempt did."""
 
-    def __init__(self, dataset: str, config: BuildConfig, taken: Iterable[int], staging: str,
-                 numerics: dict | None = None):
-        """``dataset``: the dataset's local path or URL; ``staging``: the staging folder, relative to it."""
-        super().__init__()
-        self.dataset, self.staging = dataset, staging
-        self.shards, self.taken = config.shards, list(taken)
-        self.fingerprint, self.numerics = config.fingerprint(), numerics
+    def __init__(self, dataset: str, config: BuildConfig, numerics: dict | None):
+        self.dataset, self.config, self.numerics = dataset, config, numerics
 
-    def expand(self, outcomes):
-        plan = (outcomes
-                | "Sizes" >> beam.Map(lambda pair: (pair[0], *outcome_size(pair[1])))
-                | "All sizes" >> beam.combiners.ToList()
-                | "Pack" >> beam.Map(_pack, self.shards, self.taken))
-        written = (outcomes
-                   | "Assign" >> beam.Map(lambda pair, shard_of: (shard_of[pair[0]], pair), beam.pvalue.AsSingleton(plan))
-                   | "Group by shard" >> beam.GroupByKey()
-                   | "Write temporary" >> beam.ParDo(_WriteShardFn(self.dataset, self.staging, self.fingerprint,
-                                                                 self.numerics)))
-        return (outcomes.pipeline
-                | "Once" >> beam.Create([None])
-                | "Finalize" >> beam.FlatMap(_finalize, self.dataset, self.staging, beam.pvalue.AsList(written)))
-
-
-def _pack(sizes: list[tuple[int, int, int]], config, taken: list[int]) -> dict[int, int]:
-    """Input index → shard index, by the local writer's packing rule over the sizes in input order."""
-    packer = ShardPacker(config, taken)
-    return {index: packer.place(n_samples, n_bytes)[0] for index, n_samples, n_bytes in sorted(sizes)}
-
-
-class _WriteShardFn(beam.DoFn):
-    """Write one shard, its outcomes in input order, into a fresh staging folder per attempt."""
-
-    def __init__(self, dataset: str, staging: str, fingerprint: str, numerics: dict | None):
-        self.dataset, self.staging, self.fingerprint, self.numerics = dataset, staging, fingerprint, numerics
-
-    def process(self, element: tuple[int, Iterable[tuple[int, SourceOutcome]]]) -> Iterator[tuple[int, str]]:
+    def process(self, element: tuple[int, Iterable[tuple[int, SourceOutcome]]]) -> Iterator[UnitDone]:
         index, members = element
-        members = sorted(members, key=lambda pair: pair[0])
-        attempt = f"{self.staging}/{uuid.uuid4().hex}"
-        builder = ShardBuilder(Storage(self.dataset), attempt, index, self.fingerprint, self.numerics)
-        for _, outcome in members:
-            builder.add(outcome)
-        builder.finish()
-        yield index, attempt
-
-
-def _finalize(_, dataset: str, staging: str, written: list[tuple[int, str]]) -> Iterator[str]:
-    """Publish the staged shards (each shard's commit marker last), then drop the staging area
-    with whatever failed attempts left there."""
-    indices = [index for index, _ in written]
-    if len(indices) != len(set(indices)):
-        raise RuntimeError(f"shards written more than once: {sorted(indices)}")
-    storage = Storage(dataset)
-    for index, attempt in sorted(written):
-        publish_shard(storage, attempt, index)
-    storage.delete_tree(staging)
-    yield from (str(index) for index in sorted(indices))
+        outcomes = [outcome for _, outcome in sorted(members, key=lambda pair: pair[0])]
+        sources = tuple(outcome.source for outcome in outcomes)
+        unit = Unit(index, sources, unit_digest(sources, self.config.fingerprint()))
+        commit = write_unit(Storage(self.dataset), unit, outcomes, self.config.shards, self.config.fingerprint(),
+                            self.numerics)
+        yield UnitDone.of(unit, outcomes, commit)

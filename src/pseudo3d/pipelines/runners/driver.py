@@ -1,11 +1,13 @@
-"""What every runner's driver does around the work: resume, write shards, report, finalize.
+"""What every runner's driver does around the work: plan, resume, commit, report, finalize.
 
-A runner supplies only ``produce(pending, log_path)``: the outcomes of the pending sources, in
-their order. The driver checks the assets, opens (or resumes) the dataset (a local directory or
-an fsspec URL: :mod:`pseudo3d.storage`), feeds each
-outcome to the one :class:`~pseudo3d.pipelines.shard_writer.ShardWriter`, shows progress and
-writes the dataset-level files, so every runner commits shards the same way and the same input
-gives the same dataset whichever runner built it.
+A runner supplies only ``produce(plan, log_path)``. The driver checks the assets, opens (or
+resumes) the dataset (a local directory or an fsspec URL: :mod:`pseudo3d.storage`) and plans the
+units still to build (:func:`~pseudo3d.pipelines.output_dir.plan_build`). For each unit the runner
+gives either its sources' outcomes in order, which the driver writes and commits with a
+:class:`~pseudo3d.pipelines.shard_writer.UnitWriter` (the local runner), or a :class:`UnitDone`
+from a worker that wrote and committed the unit itself (Ray, Beam). The driver shows progress and
+writes the dataset-level files, so every runner commits units the same way and the same input
+gives the same shards whichever runner built them.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from tqdm import tqdm
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.finalize import finalize_dataset
-from pseudo3d.pipelines.output_dir import ResumeState, prepare_output, scratch_dir
-from pseudo3d.pipelines.shard_writer import ShardWriter
+from pseudo3d.pipelines.output_dir import BuildPlan, plan_build, prepare_output, scratch_dir
+from pseudo3d.pipelines.plan import Unit
+from pseudo3d.pipelines.shard_writer import UnitWriter, remove_uncommitted
 from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.reconstruction import BACKENDS
+from pseudo3d.schemas.commits import Commit
 from pseudo3d.schemas.records import Source, SourceOutcome
 from pseudo3d.storage import Storage
 
@@ -34,8 +38,32 @@ log = logging.getLogger(__name__)
 
 BUILD_LOG = "logs/build.log"
 
-Produce = Callable[[list[Source], Path], Iterator[SourceOutcome]]
-"""``produce(pending, log_path)``: outcomes of ``pending`` in order; native logs go to ``log_path``."""
+Produce = Callable[[BuildPlan, Path], Iterator["SourceOutcome | UnitDone"]]
+"""``produce(plan, log_path)``: for each of ``plan.units``, either the outcomes of its sources in order (the
+driver writes and commits the unit) or one :class:`UnitDone` (a worker wrote and committed it);
+native logs go to ``log_path``."""
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """What a worker that wrote and committed a unit itself tells the driver: counts only."""
+
+    unit: int
+    committed: bool
+    """False where another writer committed the unit first (its counts are this attempt's)."""
+    sources: int
+    ok: int
+    clips: int
+    frames_decoded: int
+    shards: tuple[str, ...]
+
+    @classmethod
+    def of(cls, unit: Unit, outcomes: list[SourceOutcome], commit: Commit | None) -> "UnitDone":
+        return cls(unit=unit.index, committed=commit is not None, sources=len(outcomes),
+                   ok=sum(outcome.status == "ok" for outcome in outcomes),
+                   clips=sum(len(outcome.samples) for outcome in outcomes),
+                   frames_decoded=sum(outcome.n_frames_decoded for outcome in outcomes),
+                   shards=tuple(shard.name for shard in commit.shards) if commit else ())
 
 
 @dataclass
@@ -46,13 +74,15 @@ class BuildReport:
     """Where the dataset is."""
     inputs: int
     skipped: int
-    """Sources already committed by an earlier build into the same directory."""
+    """Sources already committed by an earlier build into the same dataset."""
     processed: int
     ok: int
     failed: int
     clips: int
     frames: int
     seconds: float
+    units: int = 0
+    """Units committed by this build."""
     shards_written: list[str] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
     qa_report: str | None = None
@@ -67,6 +97,16 @@ class BuildReport:
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    def count(self, done: UnitDone) -> None:
+        """Add a committed unit's counts."""
+        self.units += done.committed
+        self.processed += done.sources
+        self.ok += done.ok
+        self.failed += done.sources - done.ok
+        self.clips += done.clips
+        self.frames += done.frames_decoded
+        self.shards_written.extend(done.shards)
+
 
 def run_build(sources: list[Source], out: str | Path | Storage, config: BuildConfig, produce: Produce, *,
               overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
@@ -74,53 +114,58 @@ def run_build(sources: list[Source], out: str | Path | Storage, config: BuildCon
     """Build (or resume) the dataset at ``out`` (a directory, a URL or a Storage) from
     ``sources`` with ``produce``; ``retry_failed`` (``transient`` or ``all``) also builds
     committed failed sources again."""
-    state, pending, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
-    writer = ShardWriter(report.storage, config.shards, config.fingerprint(), taken=state.taken_indices,
-                         numerics=state.numerics)
+    plan, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
     start = time.perf_counter()
-    bar = tqdm(total=len(pending), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(plan.sources), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
+    units = iter(plan.units)
+    writer: UnitWriter | None = None
+    outcomes: list[SourceOutcome] = []
+    numerics = plan.numerics
     try:
         with build_log(report.storage) as log_path:
-            for outcome in produce(pending, log_path):
-                writer.add(outcome)
-                release_spool(outcome)
-                report.processed += 1
-                report.ok += outcome.status == "ok"
-                report.failed += outcome.status == "failed"
-                report.clips += len(outcome.samples)
-                report.frames += outcome.n_frames_decoded
+            for item in produce(plan, log_path):
+                if isinstance(item, UnitDone):
+                    report.count(item)
+                    bar.update(item.sources)
+                else:
+                    if writer is None:
+                        writer = UnitWriter(report.storage, next(units), config.shards, config.fingerprint(), numerics)
+                    writer.add(item)
+                    release_spool(item)
+                    outcomes.append(item)
+                    bar.update()
+                    if len(outcomes) == len(writer.unit.sources):
+                        report.count(UnitDone.of(writer.unit, outcomes, writer.commit()))
+                        numerics, writer, outcomes = writer.numerics, None, []
                 elapsed = time.perf_counter() - start
                 bar.set_postfix_str(f"clips={report.clips} failed={report.failed} "
                                     f"{report.frames / elapsed if elapsed > 0 else 0.0:.0f} frames/s")
-                bar.update()
-            writer.close()
+            if writer is not None:
+                raise RuntimeError(f"unit {writer.unit.index}: the runner gave {len(outcomes)} outcomes for "
+                                   f"{len(writer.unit.sources)} sources")
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         bar.close()
     report.seconds = time.perf_counter() - start
-    report.shards_written = list(writer.committed)
     return finish_build(report, config, qa_report=qa_report)
 
 
 def start_build(sources: list[Source], out: str | Path | Storage, config: BuildConfig, *, overwrite: bool = False,
-                retry_failed: str | None = None) -> tuple[ResumeState, list[Source], BuildReport]:
-    """Check the assets, open (or resume) the dataset at ``out``: its state, the sources still to
-    build and an empty report. A runner that commits shards itself uses this and
-    :func:`finish_build`."""
+                retry_failed: str | None = None) -> tuple[BuildPlan, BuildReport]:
+    """Check the assets, open (or resume) the dataset at ``out``: the units still to build and an
+    empty report. A runner that drives the build itself uses this and :func:`finish_build`."""
     storage = out if isinstance(out, Storage) else Storage(out)
     BACKENDS[config.backend].check_assets(config)
     if config.qa.sync_model is not None:
         check_sync_model(config.qa.sync_model)
-    state = prepare_output(storage, config, overwrite=overwrite)
-    pending = state.pending(sources, retry_failed)
-    retried = sum(source.attempt > 1 for source in pending)
-    if retried:
-        log.info("building %d failed source(s) again (--retry-failed=%s)", retried, retry_failed)
-    report = BuildReport(storage=storage, inputs=len(sources), skipped=len(sources) - len(pending),
+    markers = prepare_output(storage, config, overwrite=overwrite)
+    plan = plan_build(storage, sources, config, retry_failed, markers)
+    report = BuildReport(storage=storage, inputs=len(sources), skipped=plan.skipped,
                          processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
-    return state, pending, report
+    return plan, report
 
 
 def check_sync_model(path: str) -> None:
@@ -134,7 +179,11 @@ def check_sync_model(path: str) -> None:
 
 
 def finish_build(report: BuildReport, config: BuildConfig, *, qa_report: bool = True) -> BuildReport:
-    """Write the dataset-level files and the QA report from the committed shards."""
+    """Remove the shards of writers that died or lost a commit race during the build, then write
+    the dataset-level files and the QA report from the commits."""
+    removed = remove_uncommitted(report.storage)
+    if removed:
+        log.info("removed %d file(s) of unit writers that did not commit", len(removed))
     report.card, report.qa_report = finalize_dataset(report.storage, config, report=qa_report)
     return report
 

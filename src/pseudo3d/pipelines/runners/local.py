@@ -1,8 +1,9 @@
 """The local runner, the embedded default: a process pool over sources on one machine.
 
 Each worker process builds the stage chain once (models load once per worker) and turns whole
-sources into encoded samples; the parent process receives the outcomes in input order and feeds
-the shard writer, so the shards do not depend on the number of workers.
+sources into encoded samples; the parent process receives the outcomes in input order and writes
+and commits each unit (:mod:`pseudo3d.pipelines.shard_writer`), so the shards do not depend on the
+number of workers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterator
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
 from pseudo3d.pipelines.media import limit_threads
-from pseudo3d.pipelines.output_dir import scratch_dir
+from pseudo3d.pipelines.output_dir import BuildPlan, scratch_dir
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_progress, report_units
@@ -129,7 +130,8 @@ def build_local(sources: list[Source], out: str | Path | Storage, config: BuildC
         reconstruct_in_parent = reconstructs_in_parent(config)
     storage = out if isinstance(out, Storage) else Storage(out)
 
-    def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
+    def produce(plan: BuildPlan, log_path: Path) -> Iterator[SourceOutcome]:
+        pending = plan.sources
         n_workers = max(1, min(workers or default_workers(), len(pending)))
         # The spool shares a local dataset's disk; a dataset behind a URL spools in its scratch folder.
         spool_root = storage.local_path() if storage.is_local else scratch_dir(storage)

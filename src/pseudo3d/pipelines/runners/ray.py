@@ -1,19 +1,24 @@
 """The Ray runner: the same build on a Ray cluster, streamed through Ray Data.
 
-    sources ──► CPU actors: probe, decode, track ──► GPU actors: reconstruct ──► driver: shard writer
-               (and reconstruct, smooth, QA when      (when the backend runs on    (same writer, same
-                the backend runs on CPU)               GPUs; then smooth, QA)       commit, same files)
+    units ──► CPU actors: probe, decode, track ──────► GPU actors: reconstruct, ──► driver: counts,
+              (unsplit: also reconstruct, smooth, QA,   smooth, QA, write and       then the dataset
+               write and commit the unit)               commit the unit             files
 
-The stages are the local runner's: each CPU actor serves its sources through an
+A unit (:mod:`pseudo3d.pipelines.plan`) is one row. The stages are the local runner's: each CPU
+actor serves the unit's sources one at a time through an
 :class:`~pseudo3d.pipelines.runners.isolation.IsolatedPool` of one process, so the watchdog, the
 ``worker/crashed`` and ``worker/timeout`` rows and model loading once per worker work exactly as on
 one machine. Ray adds the cluster: actors on every node, restarts of killed actors with their task
 retried (``max_task_retries``), streaming with backpressure, and GPU actors holding the model once.
 
-Order is preserved (``preserve_order``), so the driver receives outcomes in the local runner's
-order and writes byte-identical shards. A block that still fails after its retries is not allowed
-to abort the job (``max_errored_blocks``): the driver notices the sources that never came back
-and records each as a ``worker/crashed`` failure row, so nothing is silently dropped.
+The actor that finishes a unit writes its shards straight to the dataset (a path every node
+sees, or object storage) and commits it with its marker (:mod:`pseudo3d.pipelines.shard_writer`):
+no sample passes through the driver, and units finish in any order (no ``preserve_order``), so
+a long unit holds up nobody. A retried task writes under a new attempt; its marker is created
+only if no earlier attempt committed, so a unit is never doubled. The shards equal the local
+runner's byte for byte. A block that still fails after its retries is not allowed to abort the
+job (``max_errored_blocks``): the driver notices the units that never came back and commits their
+sources as ``worker/crashed`` failure rows, so nothing is silently dropped.
 
 No stage imports ray; only this module does.
 """
@@ -31,17 +36,20 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners import local
-from pseudo3d.pipelines.runners.driver import BuildReport, run_build
+from pseudo3d.pipelines.output_dir import BuildPlan, scratch_dir
+from pseudo3d.pipelines.plan import Unit
+from pseudo3d.pipelines.runners.driver import BuildReport, UnitDone, run_build
 from pseudo3d.pipelines.runners.isolation import TaskDied
+from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.pipelines.spool import actor_spool
+from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.schemas.records import Source, SourceOutcome
+from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
 TASK_RETRIES = 3
 """Times a task is retried on a restarted actor after its actor died (node loss, a kill)."""
-SOURCES_PER_GPU_BATCH = 8
-"""Tracked sources handed to a reconstruction actor at once; the backend cuts their frames into
-``reconstruct.batch_size`` batches spanning clips and sources."""
 LOOPBACK = "127.0.0.1"
 
 
@@ -69,12 +77,14 @@ def build_ray(sources: list[Source], out: str | Path, config: BuildConfig, *, ad
             split = uses_torch(config) and n_gpus > 0
         n_cpu_actors, n_gpu_actors = actor_counts(n_cpus, n_gpus, workers=workers, gpu_actors=gpu_actors, split=split)
 
-        def produce(pending: list[Source], log_path: Path) -> Iterator[SourceOutcome]:
-            return _outcomes(pending, config, log_path, n_cpu_actors, split, n_gpu_actors, n_gpus > 0)
+        storage = Storage(out)
 
-        return run_build(sources, out, config, produce, overwrite=overwrite, retry_failed=retry_failed,
-                         progress=progress,
-                         qa_report=qa_report)
+        def produce(plan: BuildPlan, log_path: Path) -> Iterator[UnitDone]:
+            return _outcomes(plan.units, config, storage.url, log_path, n_cpu_actors, split, n_gpu_actors,
+                             n_gpus > 0, plan.numerics)
+
+        return run_build(sources, storage, config, produce, overwrite=overwrite, retry_failed=retry_failed,
+                         progress=progress, qa_report=qa_report)
     finally:
         if started:
             ray.shutdown()
@@ -123,71 +133,101 @@ def _connect(address: str | None) -> bool:
     return True
 
 
-class _SourceActor:
-    """Probe, decode and track (and, unsplit, the rest) one source at a time in an isolated
-    process: the local runner's worker, with its watchdog."""
+class _UnitActor:
+    """Build a unit in an isolated process, one source at a time (the local runner's worker, with
+    its watchdog). Unsplit, the actor also writes and commits the unit; split, it hands the
+    tracked sources on to a reconstruction actor."""
 
-    def __init__(self, config: BuildConfig, log_path: str, whole_chain: bool):
-        self.whole_chain = whole_chain
+    def __init__(self, config: BuildConfig, log_path: str, dataset: str, whole_chain: bool,
+                 numerics: dict | None):
+        self.config, self.dataset, self.whole_chain, self.numerics = config, dataset, whole_chain, numerics
+        # The actor writes the unit on this node, so its worker spools samples to this node's disk
+        # (the dataset's scratch folder there) and only their places travel.
+        spool = actor_spool(scratch_dir(Storage(dataset))) if whole_chain else None
         # One CPU per actor (num_cpus=1), so one thread for the stages' numerical libraries.
         self.pool = local.isolated_pool(1, config, Path(log_path), whole_chain, config.limits.threads_per_worker or 1,
-                                        max_ahead=1)
+                                        max_ahead=1, spool_dir=spool)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        source = row["source"]
-        (result,) = self.pool.imap([source])
-        if isinstance(result, TaskDied):
-            died = local.died_outcome(source, result)
-            result = died if self.whole_chain else InFlight(died)
-        return {"index": row["index"], "result": result}
+        unit: Unit = row["unit"]
+        results = []
+        for source, result in zip(unit.sources, self.pool.imap(list(unit.sources))):
+            if isinstance(result, TaskDied):
+                died = local.died_outcome(source, result)
+                result = died if self.whole_chain else InFlight(died)
+            results.append(result)
+        if not self.whole_chain:
+            return {"unit": unit, "tracked": results}
+        return {"unit": unit, "done": _commit(self.dataset, unit, results, self.config, self.numerics)}
 
 
 class _ReconstructActor:
-    """Reconstruct a batch of tracked sources (on its GPU when it has one), then smooth,
-    measure and encode them."""
+    """Reconstruct a unit's tracked sources (on its GPU when it has one), smooth, measure and
+    encode them, then write and commit the unit."""
 
-    def __init__(self, config: BuildConfig):
+    def __init__(self, config: BuildConfig, dataset: str, numerics: dict | None):
+        self.config, self.dataset, self.numerics = config, dataset, numerics
         self.pipeline = SourcePipeline(config, track=False)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        items = list(batch["result"])
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        items: list[InFlight] = list(row["tracked"])
         self.pipeline.reconstruct(items)
-        return {"index": list(batch["index"]), "result": [self.pipeline.finish(item) for item in items]}
+        outcomes = [self.pipeline.finish(item) for item in items]
+        return {"unit": row["unit"], "done": _commit(self.dataset, row["unit"], outcomes, self.config, self.numerics)}
 
 
-def _outcomes(pending: list[Source], config: BuildConfig, log_path: Path, n_cpu_actors: int, split: bool,
-              n_gpu_actors: int, have_gpus: bool) -> Iterator[SourceOutcome]:
+def _commit(dataset: str, unit: Unit, outcomes: list[SourceOutcome], config: BuildConfig,
+            numerics: dict | None) -> UnitDone:
+    try:
+        return UnitDone.of(unit, outcomes, write_unit(Storage(dataset), unit, outcomes, config.shards,
+                                                      config.fingerprint(), numerics))
+    finally:
+        for outcome in outcomes:
+            release_spool(outcome)
+
+
+def _outcomes(units: list[Unit], config: BuildConfig, out: str, log_path: Path, n_cpu_actors: int,
+              split: bool, n_gpu_actors: int, have_gpus: bool, numerics: dict | None) -> Iterator[UnitDone]:
+    """Each unit written and committed by the actor that finishes it; only counts come back."""
     import ray.data
 
-    if not pending:
+    if not units:
         return
     context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.max_errored_blocks = -1  # a block failing every retry becomes failure rows, not an abort
-    context.enable_fallback_to_arrow_object_ext_type = True  # sources and outcomes travel as objects
+    context.execution_options.preserve_order = False  # units commit themselves: any order will do
+    context.max_errored_blocks = -1  # a block failing every retry is recorded below, not an abort
+    context.enable_fallback_to_arrow_object_ext_type = True  # units and outcomes travel as objects
     context.enable_progress_bars = False
-    dataset: ray.data.Dataset = ray.data.from_items(
-        [{"index": i, "source": source} for i, source in enumerate(pending)], override_num_blocks=len(pending))
+    dataset: ray.data.Dataset = ray.data.from_items([{"unit": unit} for unit in units],
+                                                    override_num_blocks=len(units))
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing actor options as keyword arguments but names no
         # replacement for the retry limits; without them a dying actor is retried forever.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
         retries: dict[str, Any] = {"max_restarts": -1, "max_task_retries": TASK_RETRIES}
+        # The actors write the dataset: they get the --storage-option values the driver was given
+        # (fsspec's FSSPEC_<PROTOCOL> variables; docs/storage.md), and nothing else of its environment.
+        options = {key: value for key, value in os.environ.items() if key.startswith("FSSPEC_")}
+        if options:
+            retries["runtime_env"] = {"env_vars": options}
         # Ray's map runs a callable class in an actor pool, as documented, but annotates a function only
-        dataset = dataset.map(_SourceActor,  # type: ignore[arg-type]
-                              fn_constructor_args=(config, str(log_path), not split),
-                              compute=ray.data.ActorPoolStrategy(size=min(n_cpu_actors, len(pending))),
+        dataset = dataset.map(_UnitActor,  # type: ignore[arg-type]
+                              fn_constructor_args=(config, str(log_path), out, not split, numerics),
+                              compute=ray.data.ActorPoolStrategy(size=min(n_cpu_actors, len(units))),
                               num_cpus=1, **retries)
         if split:
-            dataset = dataset.map_batches(_ReconstructActor, fn_constructor_args=(config,),
-                                          batch_size=SOURCES_PER_GPU_BATCH, batch_format="numpy",
-                                          compute=ray.data.ActorPoolStrategy(size=n_gpu_actors),
-                                          num_gpus=1 if have_gpus else 0, num_cpus=1, **retries)
+            dataset = dataset.map(_ReconstructActor,  # type: ignore[arg-type]
+                                  fn_constructor_args=(config, out, numerics),
+                                  compute=ray.data.ActorPoolStrategy(size=n_gpu_actors),
+                                  num_gpus=1 if have_gpus else 0, num_cpus=1, **retries)
     seen: set[int] = set()
     for row in dataset.iter_rows():
-        seen.add(int(row["index"]))
-        yield row["result"]
-    for index, source in enumerate(pending):
-        if index not in seen:  # its block failed on every retry: record it, never drop it
-            yield local.died_outcome(source, TaskDied(
-                "crashed", f"the Ray worker died on each of {TASK_RETRIES + 1} attempts"))
+        seen.add(row["unit"].index)
+        yield row["done"]
+    storage = Storage(out)
+    for unit in units:
+        if unit.index not in seen:  # its block failed on every retry: record its sources, never drop them
+            died = TaskDied("crashed", f"the Ray worker died on each of {TASK_RETRIES + 1} attempts")
+            outcomes = [local.died_outcome(source, died) for source in unit.sources]
+            yield UnitDone.of(unit, outcomes, write_unit(storage, unit, outcomes, config.shards,
+                                                         config.fingerprint(), numerics))

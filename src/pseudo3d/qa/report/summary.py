@@ -9,7 +9,6 @@ milliseconds. Non-finite numbers become None so the dict serialises with ``json.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path, PurePosixPath
@@ -19,6 +18,7 @@ import numpy as np
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import (METRICS, Dataset, breaks, failure_groups, filtered_values, funnel,
                                      jitter_groups, jitter_ratios, load_dataset, thresholds)
+from pseudo3d.schemas.commits import find_shard
 from pseudo3d.schemas.shard_reader import iter_samples
 from pseudo3d.storage import Storage
 
@@ -239,13 +239,13 @@ def describe_shard(storage: Storage, name: str) -> str:
     """``pseudo3d inspect``'s text of shard ``name`` (a ``.tar``) in folder ``storage``: whether
     it is committed, one line per sample, and the arrays of the first."""
     lines = [f"shard     {storage.url_of(name)}"]
-    stats_name = name[:-len(".tar")] + ".json"
-    if storage.is_file(stats_name):
-        stats = json.loads(storage.read_bytes(stats_name))
-        lines.append(f"committed yes   samples {stats['n_samples']}   {stats['n_bytes'] / 1e6:.1f} MB   "
-                     f"sha256 {stats['sha256'][:16]}…")
+    shard = find_shard(storage, name)
+    if shard is not None:
+        lines.append(f"committed yes   samples {shard.n_samples}   {shard.n_bytes / 1e6:.1f} MB   "
+                     f"sha256 {shard.sha256[:16]}…")
     else:
-        lines.append("committed NO (no stats JSON beside the tar: an interrupted build)")
+        lines.append("committed NO (no commit marker names it: an interrupted writer, or one that lost the race "
+                     "to commit its unit)")
     for index, sample in enumerate(iter_samples(storage.url_of(name))):
         meta = sample.get("meta.json", {})
         audio, rate = sample.get("audio.flac", (np.zeros(0), 0))

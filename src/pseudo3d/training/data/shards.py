@@ -1,10 +1,12 @@
 """Finding and reading pseudo3d shards for training, locally or through fsspec URLs.
 
-A *source* names shards in one of four ways: a dataset directory (its ``shards/*.tar``), a
-directory of tars, a glob (``/data/ds/shards/shard-00000[0-3].tar``), or one ``.tar``; each may
-be an fsspec URL (``s3://bucket/ds``, ``gs://...``, ``https://host/ds/shards/shard-000000.tar``).
-A ``shard-NNNNNN.tar`` without its ``shard-NNNNNN.json`` is not committed (a build is still
-writing it, see docs/data-contract.md) and is left out.
+A *source* names shards in one of four ways: a dataset directory (the shards its commit markers
+name), a directory of tars, a glob (``/data/ds/shards/shard-00000[0-3]-*.tar``), or one ``.tar``;
+each may be an fsspec URL (``s3://bucket/ds``, ``gs://...``,
+``https://host/ds/shards/shard-000000-00-a1b2c3d4.tar``).
+A pseudo3d shard that no commit marker of its dataset names is not committed (a build is still
+writing it, or its writer died or lost the race to commit; see docs/data-contract.md) and is left
+out; so is a data contract 2 ``shard-NNNNNN.tar`` without its ``shard-NNNNNN.json``.
 
 Reading streams the tar and decodes only the members asked for; the member checks are
 :mod:`pseudo3d.schemas.shard_reader`'s (no links, no unsafe names, no pickle-capable kinds).
@@ -21,8 +23,11 @@ from typing import Any, Iterator, Sequence
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from pseudo3d.schemas.commits import committed_shards, read_commits
+from pseudo3d.schemas.layout import COMMIT_DIR, LEGACY_SHARD, parse_shard_name
 from pseudo3d.schemas.sample import AUDIO_MEMBER, META_MEMBER, decode_flac, decode_npy, decode_sample
 from pseudo3d.schemas.shard_reader import iter_raw_samples
+from pseudo3d.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -84,24 +89,45 @@ def resolve_shards(spec: str) -> tuple[str, ...]:
             raise FileNotFoundError(f"source {spec}: no such shard")
         found = [path]
     elif fs.isdir(path):
-        folder = posixpath.join(path, "shards") if fs.isdir(posixpath.join(path, "shards")) else path
-        found = [p for p in fs.ls(folder, detail=False) if p.endswith(".tar")]
+        if fs.isdir(posixpath.join(path, COMMIT_DIR)):  # a dataset: the shards its markers name
+            root = Storage(fs.unstrip_protocol(path) if not isinstance(fs, LocalFileSystem) else path)
+            found = [posixpath.join(path, shard.tar) for shard in committed_shards(read_commits(root))]
+        else:
+            folder = posixpath.join(path, "shards") if fs.isdir(posixpath.join(path, "shards")) else path
+            found = [p for p in fs.ls(folder, detail=False) if p.endswith(".tar")]
     else:
         raise FileNotFoundError(f"source {spec}: not a dataset directory, shard directory, glob or .tar")
-    committed = [p for p in sorted(found) if _committed(fs, p)]
+    committed = _committed(fs, sorted(found))
     if not committed:
-        raise FileNotFoundError(f"source {spec}: no committed shards (.tar with its .json) found")
+        raise FileNotFoundError(f"source {spec}: no committed shards (a .tar its dataset's commit marker names) found")
     local = isinstance(fs, LocalFileSystem)
     return tuple(p if local else fs.unstrip_protocol(p) for p in committed)
 
 
-def _committed(fs: Any, path: str) -> bool:
-    name = posixpath.basename(path)
-    if name.startswith("."):
-        return False
-    if name.startswith("shard-"):
-        return fs.exists(path[: -len(".tar")] + ".json")
-    return True
+def _committed(fs: Any, paths: list[str]) -> list[str]:
+    """The committed shards among ``paths``: a pseudo3d shard only where a commit marker of its
+    dataset names it (:mod:`pseudo3d.schemas.commits`); other tars as they are."""
+    local = isinstance(fs, LocalFileSystem)
+    named: dict[str, set[str]] = {}
+    kept = []
+    for path in paths:
+        folder, name = posixpath.split(path)
+        stem = name[:-len(".tar")]
+        if name.startswith("."):
+            continue
+        if parse_shard_name(stem) is not None:
+            if folder not in named:
+                root = posixpath.dirname(folder)
+                commits = read_commits(Storage(root if local else fs.unstrip_protocol(root)))
+                named[folder] = {shard.name for shard in committed_shards(commits)}
+            if stem in named[folder]:
+                kept.append(path)
+        elif LEGACY_SHARD.fullmatch(stem):
+            if fs.exists(path[: -len(".tar")] + ".json"):
+                kept.append(path)
+        else:
+            kept.append(path)
+    return kept
 
 
 def iter_clips(shard: str, array_names: Sequence[str], *, audio: bool = True) -> Iterator[ClipRecord]:
