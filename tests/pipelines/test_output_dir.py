@@ -1,13 +1,18 @@
 import json
 
+import numpy as np
 import pytest
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.output_dir import plan_build, prepare_output
 from pseudo3d.pipelines.plan import plan_units
+from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.shard_writer import write_unit
-from pseudo3d.schemas.records import Failure, Source, SourceOutcome
+from pseudo3d.schemas.commits import list_markers
+from pseudo3d.schemas.sample import encode_sample
+from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
 
@@ -33,7 +38,7 @@ CONFIG = BuildConfig().with_overrides(shards={"max_sources": 2})
 
 def test_a_resume_with_the_same_inputs_skips_committed_units_from_a_listing_alone(tmp_path):
     sources = [_source(name) for name in "abcde"]
-    _commit(tmp_path, sources[:4], CONFIG)  # units 0 and 1 of the five inputs' plan
+    _commit(tmp_path, sources[:4], CONFIG, numerics={"reconstruct": {"device": "cpu", "precision": "fp32"}})  # units 0, 1
     later = Storage(tmp_path).list("_commits")[1]
     (tmp_path / "_commits" / later).write_text("not read")  # only the first marker is read (numerics)
     plan = plan_build(Storage(tmp_path), sources, CONFIG)
@@ -78,11 +83,16 @@ def test_a_data_contract_2_dataset_is_refused_before_anything_is_removed(tmp_pat
     (tmp_path / "shards").mkdir()
     for suffix in ("tar", "parquet", "json"):
         (tmp_path / "shards" / f"shard-000000.{suffix}").write_text("{}")
+    lease = BuildLease(Storage(tmp_path))
     with pytest.raises(Pseudo3DError, match="holds shards of an older data contract .shards/shard-000000.json.*"
                                             "--overwrite.*still read it"):
-        prepare_output(Storage(tmp_path), BuildConfig())
+        prepare_output(Storage(tmp_path), BuildConfig(), lease)
+    lease.release()
     assert len(list((tmp_path / "shards").iterdir())) == 3
-    assert prepare_output(Storage(tmp_path), BuildConfig(), overwrite=True) == []
+    lease = BuildLease(Storage(tmp_path))
+    assert prepare_output(Storage(tmp_path), BuildConfig(), lease, overwrite=True) == []
+    lease.release()
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
 def test_a_resume_knows_what_the_committed_outputs_were_computed_with(tmp_path):
@@ -101,3 +111,52 @@ def test_a_remote_dataset_s_scratch_folder_falls_back_to_the_temporary_folder(tm
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     assert scratch_dir(storage) == tmp_path / "tmp" / "pseudo3d-builds" / scratch_dir(storage).name
+
+
+def test_numerics_come_from_the_first_unit_that_records_them(tmp_path):
+    numerics = {"reconstruct": {"device": "cpu", "precision": "fp32"}}
+    _commit(tmp_path, [_source("a"), _source("b")], CONFIG)  # unit 0: failed before any model ran
+    _commit(tmp_path, [_source("c")], CONFIG, first=1, numerics=numerics)
+    assert plan_build(Storage(tmp_path), [_source(name) for name in "abcd"], CONFIG).numerics == numerics
+
+
+def test_two_builds_committing_the_same_sources_are_caught(tmp_path):
+    """What two builds writing at once (which the lease prevents) would leave: the dataset files
+    refuse it rather than publish a source twice."""
+    _commit(tmp_path, [_source("a"), _source("b")], CONFIG)
+    _commit(tmp_path, [_source("b")], CONFIG, first=1)
+    with pytest.raises(Pseudo3DError, match="v-b-0000000000000000 is committed by both .*unit-000000.*unit-000001.*"
+                                            "two builds wrote into this dataset at once.*--overwrite"):
+        write_dataset_files(Storage(tmp_path), CONFIG)
+
+
+def test_a_unit_that_lost_a_shard_is_dropped_and_rebuilt_by_the_next_build(tmp_path):
+    sources = [_source(name) for name in "abcd"]
+    outcomes = [_ok(source) for source in sources]
+    for unit in plan_units(sources, 2, CONFIG.fingerprint()):
+        write_unit(Storage(tmp_path), unit, outcomes[2 * unit.index:2 * unit.index + 2], CONFIG.shards,
+                   CONFIG.fingerprint())
+    [lost] = (tmp_path / "shards").glob("shard-000001-00-*.tar")
+    lost.unlink()
+    with pytest.raises(Pseudo3DError, match="1 unit.s. of .* had lost shards .unit 1 first.*run the same command again"):
+        write_dataset_files(Storage(tmp_path), CONFIG)
+    assert [marker.unit for marker in list_markers(Storage(tmp_path))] == [0]
+    assert [path.name.split("-")[1] for path in (tmp_path / "shards").iterdir()] == ["000000", "000000"]
+    card = json.loads((tmp_path / "dataset.json").read_text())
+    assert card["counts"]["inputs"] == 2 and card["counts"]["units"] == 1
+    assert plan_build(Storage(tmp_path), sources, CONFIG).sources == sources[2:]
+
+
+def test_a_marker_that_is_not_one_is_named(tmp_path):
+    _commit(tmp_path, [_source("a")], CONFIG)
+    [marker] = (tmp_path / "_commits").iterdir()
+    marker.write_text("")
+    with pytest.raises(Pseudo3DError, match=f"{marker.name} is not a commit marker .JSONDecodeError.*delete it"):
+        plan_build(Storage(tmp_path), [_source("a"), _source("b")], BuildConfig())
+
+
+def _ok(source):
+    key = f"{source.source_id}_000"
+    members = encode_sample({"x": np.zeros(4, np.uint8)}, np.zeros(160, np.float32), 16000, {"key": key})
+    return SourceOutcome(source, "ok", samples=[EncodedSample(key, members, {
+        "key": key, "source_id": source.source_id, "n_frames": 1, "duration_s": 0.04, "fps": 25.0, "clip_index": 0})])

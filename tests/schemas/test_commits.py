@@ -73,3 +73,26 @@ def test_a_data_contract_2_dataset_reads_as_units_of_one_shard(tmp_path):
     assert find_shard(Storage(tmp_path / "shards"), "shard-000001.tar") == shards[1]
     assert find_shard(Storage(tmp_path / "shards"), "shard-000002.tar") is None
     assert resolve_shards(str(tmp_path)) == tuple(str(tmp_path / shard.tar) for shard in shards)
+
+
+def test_shards_copied_out_of_their_dataset_are_read_as_they_are(tmp_path):
+    _dataset(tmp_path / "ds")
+    shards = committed_shards(read_commits(Storage(tmp_path / "ds")))
+    (tmp_path / "flat").mkdir()
+    for shard in shards:
+        shutil.copy(tmp_path / "ds" / shard.tar, tmp_path / "flat")
+    assert [path.rsplit("/", 1)[1] for path in resolve_shards(str(tmp_path / "flat"))] == \
+        [f"{shard.name}.tar" for shard in shards]
+    assert len(resolve_shards(str(tmp_path / "flat" / f"{shards[0].name}.tar"))) == 1
+
+
+def test_inspect_says_when_it_cannot_tell_whether_a_shard_is_committed(tmp_path):
+    from pseudo3d.qa.report.summary import describe_shard
+
+    _dataset(tmp_path / "ds")
+    [shard, *_] = committed_shards(read_commits(Storage(tmp_path / "ds")))
+    (tmp_path / "flat" / "shards").mkdir(parents=True)
+    shutil.copy(tmp_path / "ds" / shard.tar, tmp_path / "flat" / "shards")
+    assert "committed yes" in describe_shard(Storage(tmp_path / "ds" / "shards"), f"{shard.name}.tar")
+    assert "committed unknown (no commit markers beside it" in \
+        describe_shard(Storage(tmp_path / "flat" / "shards"), f"{shard.name}.tar")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
+import logging
 import platform
 from collections import Counter
 from typing import Any
@@ -18,11 +19,47 @@ import pyarrow as pa
 
 import pseudo3d
 from pseudo3d.config import BuildConfig
-from pseudo3d.schemas.commits import committed_shards, current_sources, read_commits
+from pseudo3d.errors import Pseudo3DError
+from pseudo3d.schemas.commits import Commit, committed_shards, current_sources, read_commits
+from pseudo3d.schemas.layout import SHARD_DIR
 from pseudo3d.schemas.sample import to_jsonable
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA, table_from_rows
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage, parquet_bytes, read_parquet
+
+log = logging.getLogger(__name__)
+
+
+def _checked(storage: Storage, commits: list[Commit], fingerprint: str) -> tuple[list[Commit], list[Commit]]:
+    """(The sound commits, the broken ones), once checked: each comes from this configuration and
+    no source is committed twice in one attempt (two builds wrote at once; both raise
+    :class:`Pseudo3DError`), and every shard a marker names exists. A unit that lost a shard is
+    broken: its marker (and its other shards) is removed, so that the next build rebuilds it."""
+    foreign = sorted({commit.path for commit in commits if commit.stats.get("config_fingerprint") != fingerprint})
+    if foreign:
+        raise Pseudo3DError(f"{storage.url_of(foreign[0])} (and {len(foreign) - 1} more) comes from a build with another "
+                            "configuration: two builds wrote into this dataset; rebuild it with --overwrite")
+    seen: dict[tuple[str, int], str] = {}
+    for commit in commits:
+        for row in commit.sources:
+            twice = seen.setdefault((row["source_id"], row.get("attempt", 1)), commit.path)
+            if twice != commit.path:
+                raise Pseudo3DError(f"{row['source_id']} is committed by both {storage.url_of(twice)} and "
+                                    f"{storage.url_of(commit.path)}: two builds wrote into this dataset at once; "
+                                    "rebuild it with --overwrite")
+    present = set(storage.list(SHARD_DIR))
+    broken = [commit for commit in commits
+              if any(name not in present for shard in commit.shards for name in (f"{shard.name}.tar", f"{shard.name}.parquet"))]
+    if not broken:
+        return commits, []
+    for commit in broken:
+        storage.delete(commit.path)
+        for shard in commit.shards:
+            storage.delete(shard.tar)
+            storage.delete(shard.parquet)
+        log.warning("unit %d had lost a shard; its marker was removed, so the next build rebuilds it", commit.unit)
+    return [commit for commit in commits if commit not in broken], broken
+
 
 PACKAGES = ("numpy", "av", "mediapipe", "opencv-contrib-python", "pyarrow", "scipy", "soundfile")
 
@@ -39,8 +76,17 @@ def package_versions() -> dict[str, str]:
 
 def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]:
     """Write the four dataset-level files into the dataset at ``storage``; returns the card
-    (``dataset.json``) as a dict."""
-    commits = read_commits(storage)
+    (``dataset.json``) as a dict. Raises :class:`Pseudo3DError` where the commits break the
+    dataset's guarantees (:func:`_checked`)."""
+    commits, broken = _checked(storage, read_commits(storage), config.fingerprint())
+    card = _write(storage, config, commits)
+    if broken:
+        raise Pseudo3DError(f"{len(broken)} unit(s) of {storage.url} had lost shards (unit {broken[0].unit} first); "
+                            "they were removed from the dataset: run the same command again to rebuild them")
+    return card
+
+
+def _write(storage: Storage, config: BuildConfig, commits: list[Commit]) -> dict[str, Any]:
     shards = committed_shards(commits)
     current = current_sources(commits)
     sources = [row for _, row in current.values()]

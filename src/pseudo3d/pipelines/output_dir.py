@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.plan import Unit, plan_units
 from pseudo3d.pipelines.shard_writer import remove_uncommitted
 from pseudo3d.pipelines.spool import remove_spool
@@ -28,7 +29,7 @@ from pseudo3d.storage import Storage
 log = logging.getLogger(__name__)
 
 DATASET_FILES = ("sources.parquet", "manifest.parquet", "failures.parquet", "dataset.json")
-DATASET_DIRS = ("shards", "_commits", "qa", "logs")
+DATASET_DIRS = ("_commits", "shards", "qa", "logs")
 
 
 RETRY_FAILED = ("transient", "all")
@@ -68,8 +69,7 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     units = plan_units(sources, config.shards.max_sources, fingerprint)
     planned = {unit.marker for unit in units}
     committed = set(markers)
-    first = next((commit for commit in read_commits(storage, markers[:1])), None)
-    numerics = first.stats.get("numerics") or None if first else None
+    numerics = _numerics(storage, markers)
     if retry_failed is None and committed <= planned:
         pending = [unit for unit in units if unit.marker not in committed]
         return BuildPlan(pending, sum(len(unit.sources) for unit in units if unit.marker in committed), numerics)
@@ -95,6 +95,17 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     return BuildPlan(plan_units(todo, config.shards.max_sources, fingerprint, first=after), skipped, numerics)
 
 
+def _numerics(storage: Storage, markers: list[MarkerName], batch: int = 8) -> dict[str, dict[str, str]] | None:
+    """What the committed outputs were computed with: from the first marker that records it (a
+    unit whose sources all failed records none; usually the first marker does), read one, then a
+    few at a time."""
+    for start, stop in [(0, 1), *((start, start + batch) for start in range(1, len(markers), batch))]:
+        for commit in read_commits(storage, markers[start:stop]):
+            if commit.stats.get("numerics"):
+                return commit.stats["numerics"]
+    return None
+
+
 def _transient(commit: Commit, row: dict) -> bool:
     return any(failure["source_id"] == row["source_id"] and failure.get("kind") == "transient"
                for failure in commit.failures)
@@ -116,14 +127,13 @@ def _check_commits(storage: Storage, commits: list[Commit], fingerprint: str) ->
             "or pass --overwrite to replace the dataset")
 
 
-def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = False) -> list[MarkerName]:
-    """Create or reopen the dataset at ``storage``; refuse a dataset of an older data contract;
-    remove uncommitted debris. Returns the dataset's commit markers."""
+def prepare_output(storage: Storage, config: BuildConfig, lease: BuildLease, overwrite: bool = False) -> list[MarkerName]:
+    """Create or reopen the dataset at ``storage``: check that it can be written, take ``lease``
+    (:mod:`pseudo3d.pipelines.lease`), clear it with ``overwrite``, refuse a dataset of an older
+    data contract, remove uncommitted debris. Returns the dataset's commit markers."""
     storage.check()
     if storage.is_file(""):
         raise Pseudo3DError(f"--out {storage.url}: exists and is not a directory")
-    if overwrite:
-        _clear(storage)
     probe = f".write-test-{uuid.uuid4().hex}"
     try:
         if storage.is_local:
@@ -132,6 +142,9 @@ def prepare_output(storage: Storage, config: BuildConfig, overwrite: bool = Fals
         storage.delete(probe)
     except Exception as exc:  # noqa: BLE001 - no such bucket, access denied, a read-only filesystem, no route...
         raise Pseudo3DError(f"--out {storage.url}: cannot write there ({_reason(exc)})") from None
+    lease.acquire()
+    if overwrite:
+        _clear(storage)
 
     legacy = [name for name in storage.list(SHARD_DIR) if name.endswith(".json")
               and LEGACY_SHARD.fullmatch(name[:-len(".json")])]
@@ -172,8 +185,9 @@ def _reason(exc: BaseException) -> str:
 
 
 def _clear(storage: Storage) -> None:
-    """Remove what a build writes, and nothing else a user may keep beside it."""
-    for name in DATASET_FILES:
-        storage.delete(name)
+    """Remove what a build writes, and nothing else a user may keep beside it: the commit markers
+    first, so that one interrupted here leaves only shards no marker names (debris)."""
     for name in DATASET_DIRS:
         storage.delete_tree(name)
+    for name in DATASET_FILES:
+        storage.delete(name)

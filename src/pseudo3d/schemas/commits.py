@@ -19,6 +19,7 @@ from typing import Any
 
 from pseudo3d.schemas.layout import (COMMIT_DIR, LEGACY_SHARD, SHARD_DIR, marker_name, parse_marker_name,
                                      parse_shard_name)
+from pseudo3d.errors import Pseudo3DError
 from pseudo3d.storage import Storage
 
 
@@ -104,8 +105,13 @@ def read_commits(storage: Storage, markers: list[MarkerName] | None = None) -> l
     contents = storage.read_many([marker.path for marker in markers])
     commits = []
     for marker, data in zip(markers, contents):
-        stats = json.loads(data)
-        commits.append(Commit(marker.path, marker.unit, stats, tuple(ShardFile.of(shard) for shard in stats["shards"])))
+        try:
+            stats = json.loads(data)
+            commits.append(Commit(marker.path, marker.unit, stats,
+                                  tuple(ShardFile.of(shard) for shard in stats["shards"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Pseudo3DError(f"{storage.url_of(marker.path)} is not a commit marker ({type(exc).__name__}: "
+                                f"{exc}); delete it, and a build rebuilds its unit") from None
     return commits
 
 
@@ -152,10 +158,15 @@ def find_shard(folder: Storage, name: str) -> ShardFile | None:
         if LEGACY_SHARD.fullmatch(stem) and folder.is_file(f"{stem}.json"):
             return ShardFile.of(json.loads(folder.read_bytes(f"{stem}.json")))
         return None
-    root = Storage(folder.url.rstrip("/").rpartition("/")[0] or "/", option=folder.option)
+    root = dataset_of(folder)
     markers = [marker for marker in list_markers(root) if marker.unit == parsed[0]]
     for commit in read_commits(root, markers):
         for shard in commit.shards:
             if shard.name == stem:
                 return shard
     return None
+
+
+def dataset_of(folder: Storage) -> Storage:
+    """The dataset a shards folder ``folder`` belongs to: its parent folder."""
+    return Storage(folder.url.rstrip("/").rpartition("/")[0] or "/", option=folder.option)

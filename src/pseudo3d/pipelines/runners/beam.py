@@ -42,7 +42,7 @@ from pseudo3d.pipelines.process import InFlight, SourcePipeline, fail_source
 from pseudo3d.pipelines.runners import local
 from pseudo3d.pipelines.output_dir import BuildPlan
 from pseudo3d.pipelines.plan import Unit, unit_digest
-from pseudo3d.pipelines.runners.driver import BuildReport, UnitDone, build_log, finish_build, start_build
+from pseudo3d.pipelines.runners.driver import BuildReport, UnitDone, build_log, finish_build, open_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
 from pseudo3d.pipelines.shard_writer import write_unit
 from pseudo3d.schemas.commits import list_markers, read_commits
@@ -132,31 +132,31 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
     pipeline; ``options`` are ``KEY=VALUE`` Beam pipeline options (default: the DirectRunner on
     this machine)."""
     beam_options = pipeline_options(options, workers)
-    plan, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
-    storage = report.storage
-    start = time.perf_counter()
-    if plan.units:
-        with build_log(storage) as log_path:
-            pipeline = beam.Pipeline(options=beam_options)
-            _expand(pipeline, plan, config, storage.url, str(log_path))
-            try:
-                counters = _run(pipeline, len(plan.sources), progress)
-            except Exception as exc:
-                raise Pseudo3DError(f"the Beam pipeline failed ({type(exc).__name__}: {exc}); the units it "
-                                    "committed stay, and running the same command again builds the rest") from exc
-        committed = set(list_markers(storage))
-        missing = [unit.index for unit in plan.units if unit.marker not in committed]
-        if missing:
-            raise Pseudo3DError(f"the Beam pipeline ended without committing {len(missing)} of its "
-                                f"{len(plan.units)} units (unit {missing[0]} first); run the same command again")
-        for commit in read_commits(storage, [unit.marker for unit in plan.units]):
-            sources_ok = sum(row["status"] == "ok" for row in commit.sources)
-            report.count(UnitDone(unit=commit.unit, committed=True, sources=len(commit.sources), ok=sources_ok,
-                                  clips=int(commit.stats["n_samples"]), frames_decoded=0,
-                                  shards=tuple(shard.name for shard in commit.shards)))
-        report.frames = counters.get("frames_decoded", 0)
-    report.seconds = time.perf_counter() - start
-    return finish_build(report, config, qa_report=qa_report)
+    with open_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed) as (plan, report):
+        storage = report.storage
+        start = time.perf_counter()
+        if plan.units:
+            with build_log(storage) as log_path:
+                pipeline = beam.Pipeline(options=beam_options)
+                _expand(pipeline, plan, config, storage.url, str(log_path))
+                try:
+                    counters = _run(pipeline, len(plan.sources), progress)
+                except Exception as exc:
+                    raise Pseudo3DError(f"the Beam pipeline failed ({type(exc).__name__}: {exc}); the units it "
+                                        "committed stay, and running the same command again builds the rest") from exc
+            committed = set(list_markers(storage))
+            missing = [unit.index for unit in plan.units if unit.marker not in committed]
+            if missing:
+                raise Pseudo3DError(f"the Beam pipeline ended without committing {len(missing)} of its "
+                                    f"{len(plan.units)} units (unit {missing[0]} first); run the same command again")
+            for commit in read_commits(storage, [unit.marker for unit in plan.units]):
+                sources_ok = sum(row["status"] == "ok" for row in commit.sources)
+                report.count(UnitDone(unit=commit.unit, committed=True, sources=len(commit.sources), ok=sources_ok,
+                                      clips=int(commit.stats["n_samples"]), frames_decoded=0,
+                                      shards=tuple(shard.name for shard in commit.shards)))
+            report.frames = counters.get("frames_decoded", 0)
+        report.seconds = time.perf_counter() - start
+        return finish_build(report, config, qa_report=qa_report)
 
 
 def _expand(pipeline: beam.Pipeline, plan: BuildPlan, config: BuildConfig, dataset: str, log_path: str) -> None:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.finalize import finalize_dataset
+from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.output_dir import BuildPlan, plan_build, prepare_output, scratch_dir
 from pseudo3d.pipelines.plan import Unit
 from pseudo3d.pipelines.shard_writer import UnitWriter, remove_uncommitted
@@ -114,7 +115,14 @@ def run_build(sources: list[Source], out: str | Path | Storage, config: BuildCon
     """Build (or resume) the dataset at ``out`` (a directory, a URL or a Storage) from
     ``sources`` with ``produce``; ``retry_failed`` (``transient`` or ``all``) also builds
     committed failed sources again."""
-    plan, report = start_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed)
+    with open_build(sources, out, config, overwrite=overwrite, retry_failed=retry_failed) as (plan, report):
+        _produce_units(plan, report, config, produce, progress)
+        return finish_build(report, config, qa_report=qa_report)
+
+
+def _produce_units(plan: BuildPlan, report: BuildReport, config: BuildConfig, produce: Produce, progress: bool) -> None:
+    """Run ``produce`` over the plan's units, committing those it gives as outcomes, counting those
+    it committed itself, with a progress bar."""
     start = time.perf_counter()
     bar = tqdm(total=len(plan.sources), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
     units = iter(plan.units)
@@ -150,22 +158,26 @@ def run_build(sources: list[Source], out: str | Path | Storage, config: BuildCon
     finally:
         bar.close()
     report.seconds = time.perf_counter() - start
-    return finish_build(report, config, qa_report=qa_report)
 
 
-def start_build(sources: list[Source], out: str | Path | Storage, config: BuildConfig, *, overwrite: bool = False,
-                retry_failed: str | None = None) -> tuple[BuildPlan, BuildReport]:
-    """Check the assets, open (or resume) the dataset at ``out``: the units still to build and an
-    empty report. A runner that drives the build itself uses this and :func:`finish_build`."""
+@contextlib.contextmanager
+def open_build(sources: list[Source], out: str | Path | Storage, config: BuildConfig, *, overwrite: bool = False,
+               retry_failed: str | None = None) -> Iterator[tuple[BuildPlan, BuildReport]]:
+    """Check the assets, take the dataset's lease (:mod:`pseudo3d.pipelines.lease`), open (or
+    resume) the dataset at ``out``: the units still to build and an empty report, while the lease
+    is held. A runner that drives the build itself uses this and :func:`finish_build` inside it."""
     storage = out if isinstance(out, Storage) else Storage(out)
     BACKENDS[config.backend].check_assets(config)
     if config.qa.sync_model is not None:
         check_sync_model(config.qa.sync_model)
-    markers = prepare_output(storage, config, overwrite=overwrite)
-    plan = plan_build(storage, sources, config, retry_failed, markers)
-    report = BuildReport(storage=storage, inputs=len(sources), skipped=plan.skipped,
-                         processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
-    return plan, report
+    lease = BuildLease(storage)
+    try:
+        markers = prepare_output(storage, config, lease, overwrite=overwrite)
+        plan = plan_build(storage, sources, config, retry_failed, markers)
+        yield plan, BuildReport(storage=storage, inputs=len(sources), skipped=plan.skipped,
+                                processed=0, ok=0, failed=0, clips=0, frames=0, seconds=0.0)
+    finally:
+        lease.release()
 
 
 def check_sync_model(path: str) -> None:

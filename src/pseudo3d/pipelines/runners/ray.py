@@ -34,6 +34,7 @@ from typing import Any, Iterator
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.pipelines.media import limit_threads
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners import local
 from pseudo3d.pipelines.output_dir import BuildPlan, scratch_dir
@@ -167,6 +168,11 @@ class _ReconstructActor:
 
     def __init__(self, config: BuildConfig, dataset: str, numerics: dict | None):
         self.config, self.dataset, self.numerics = config, dataset, numerics
+        if uses_torch(config):
+            import torch  # noqa: F401 - loaded first, so limit_threads caps it too
+        # One CPU per actor, as the local runner's workers get their share: the same thread count
+        # gives the same last bits of the CPU's numerics (docs/data-contract.md, Determinism).
+        limit_threads(config.limits.threads_per_worker or 1)
         self.pipeline = SourcePipeline(config, track=False)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import (METRICS, Dataset, breaks, failure_groups, filtered_values, funnel,
                                      jitter_groups, jitter_ratios, load_dataset, thresholds)
-from pseudo3d.schemas.commits import find_shard
+from pseudo3d.schemas.commits import dataset_of, find_shard, legacy_commits, list_markers
 from pseudo3d.schemas.shard_reader import iter_samples
 from pseudo3d.storage import Storage
 
@@ -243,6 +243,8 @@ def describe_shard(storage: Storage, name: str) -> str:
     if shard is not None:
         lines.append(f"committed yes   samples {shard.n_samples}   {shard.n_bytes / 1e6:.1f} MB   "
                      f"sha256 {shard.sha256[:16]}…")
+    elif not list_markers(dataset_of(storage)) and not legacy_commits(dataset_of(storage)):
+        lines.append("committed unknown (no commit markers beside it: a shard copied out of its dataset?)")
     else:
         lines.append("committed NO (no commit marker names it: an interrupted writer, or one that lost the race "
                      "to commit its unit)")

@@ -106,9 +106,10 @@ def resolve_shards(spec: str) -> tuple[str, ...]:
 
 def _committed(fs: Any, paths: list[str]) -> list[str]:
     """The committed shards among ``paths``: a pseudo3d shard only where a commit marker of its
-    dataset names it (:mod:`pseudo3d.schemas.commits`); other tars as they are."""
+    dataset names it (:mod:`pseudo3d.schemas.commits`), or where its folder has no dataset with
+    commits beside it (shards copied out of their dataset); other tars as they are."""
     local = isinstance(fs, LocalFileSystem)
-    named: dict[str, set[str]] = {}
+    named: dict[str, set[str] | None] = {}
     kept = []
     for path in paths:
         folder, name = posixpath.split(path)
@@ -119,8 +120,9 @@ def _committed(fs: Any, paths: list[str]) -> list[str]:
             if folder not in named:
                 root = posixpath.dirname(folder)
                 commits = read_commits(Storage(root if local else fs.unstrip_protocol(root)))
-                named[folder] = {shard.name for shard in committed_shards(commits)}
-            if stem in named[folder]:
+                # no markers at all: shards copied out of their dataset, read as they are
+                named[folder] = {shard.name for shard in committed_shards(commits)} if commits else None
+            if named[folder] is None or stem in named[folder]:  # type: ignore[operator]
                 kept.append(path)
         elif LEGACY_SHARD.fullmatch(stem):
             if fs.exists(path[: -len(".tar")] + ".json"):
