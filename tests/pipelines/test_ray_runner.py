@@ -122,24 +122,28 @@ def test_a_ray_job_on_a_two_node_cluster_survives_a_killed_actor(cluster, corpus
 
 
 def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_build, config_file, tmp_path):
-    """No --address: pseudo3d starts (and stops) its own Ray on 127.0.0.1 with token auth."""
+    """No --address: pseudo3d starts (and stops) its own Ray on 127.0.0.1 with token auth; three
+    of the corpus's inputs, one of which crashes its decoder every time."""
     out = tmp_path / "ds"
     victim = "01_talk"
     env = {**os.environ, "PSEUDO3D_FAULTS": f"crash={victim}"}
     env.pop("RAY_ADDRESS", None)
-    result = subprocess.run(_build_command(corpus, out, config_file), env=env, capture_output=True, text=True,
-                            timeout=600)
+    inputs = sorted(corpus.glob("0[0-2]_*.mp4"))
+    command = _build_command(inputs[0], out, config_file)
+    command[4:5] = [str(path) for path in inputs]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     sources = pq.read_table(out / "sources.parquet").to_pylist()
     failures = pq.read_table(out / "failures.parquet").to_pylist()
-    expected = {row["source_id"]: row["status"] for row in pq.read_table(local_build / "sources.parquet").to_pylist()}
-    assert len(sources) == len(expected)
+    expected = {Path(row["source"]).name: row["status"]
+                for row in pq.read_table(local_build / "sources.parquet").to_pylist()}
+    assert len(sources) == len(inputs) == 3 and any(victim in row["source"] for row in sources)
     for row in sources:
         if victim in row["source"]:
             assert row["status"] == "failed"
             assert [(f["stage"], f["error"]) for f in failures if f["source"] == row["source"]] == [("worker", "crashed")]
         else:
-            assert row["status"] == expected[row["source_id"]]
+            assert row["status"] == expected[Path(row["source"]).name]
 
 
 def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_build, config_file, s3_bucket,
