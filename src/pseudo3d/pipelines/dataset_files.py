@@ -58,7 +58,8 @@ def _checked(storage: Storage, commits: list[Commit], fingerprint: str) -> tuple
             storage.delete(shard.tar)
             storage.delete(shard.parquet)
         log.warning("unit %d had lost a shard; its marker was removed, so the next build rebuilds it", commit.unit)
-    return [commit for commit in commits if commit not in broken], broken
+    dropped = {commit.path for commit in broken}
+    return [commit for commit in commits if commit.path not in dropped], broken
 
 
 PACKAGES = ("numpy", "av", "mediapipe", "opencv-contrib-python", "pyarrow", "scipy", "soundfile")

@@ -37,6 +37,7 @@ class BuildLease:
 
     storage: Storage
     build: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: str = field(default_factory=lambda: _now())
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     held: bool = False
@@ -97,11 +98,8 @@ class BuildLease:
                 log.warning("the build's lease on %s could not be renewed (%s)", self.storage.url, exc)
 
     def _content(self) -> bytes:
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        started = getattr(self, "_started", None) or now
-        self._started = started
         return json.dumps({"build": self.build, "host": socket.gethostname(), "pid": os.getpid(),
-                           "started": started, "renewed": now}).encode()
+                           "started": self.started, "renewed": _now()}).encode()
 
     def _holder(self) -> dict | None:
         try:
@@ -111,6 +109,10 @@ class BuildLease:
         except ValueError:
             return {}  # unreadable: a torn write of a local filesystem that lost power; stale
         return holder if isinstance(holder, dict) else {}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _stale(holder: dict) -> bool:

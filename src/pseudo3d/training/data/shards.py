@@ -122,7 +122,8 @@ def _committed(fs: Any, paths: list[str]) -> list[str]:
                 commits = read_commits(Storage(root if local else fs.unstrip_protocol(root)))
                 # no markers at all: shards copied out of their dataset, read as they are
                 named[folder] = {shard.name for shard in committed_shards(commits)} if commits else None
-            if named[folder] is None or stem in named[folder]:  # type: ignore[operator]
+            names = named[folder]
+            if names is None or stem in names:
                 kept.append(path)
         elif LEGACY_SHARD.fullmatch(stem):
             if fs.exists(path[: -len(".tar")] + ".json"):
