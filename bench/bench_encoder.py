@@ -7,11 +7,11 @@ Prints images per second, per batch size, of:
     regressor + code split) → codes back on the host as numpy;
 and the ratio path / plain (1.0 = the plumbing and the regressor cost nothing).
 
-Both run under the same precision (:func:`pseudo3d.reconstruction.device.inference_context`:
-bfloat16 autocast and channels_last on CUDA, float32 on CPU). Weights come from a synthetic
+Both run under the same precision (:func:`pseudo3d.reconstruction.device.inference_context`,
+``--precision``: fp32 or bfloat16 autocast on CUDA, channels_last; float32 on CPU). Weights come from a synthetic
 checkpoint (speed does not depend on their values).
 
-    python bench/bench_encoder.py [--device auto|cpu|cuda] [--batch-sizes 1 8 32 64] [--min-seconds 2]
+    python bench/bench_encoder.py [--device auto|cpu|cuda] [--precision fp32|bf16] [--batch-sizes 1 8 32 64] [--min-seconds 2]
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from pseudo3d.reconstruction.deca import IMAGE_SIZE, DecaEncoder
-from pseudo3d.reconstruction.device import inference_context, resolve_device, uint8_crops_to_device
+from pseudo3d.reconstruction.device import (PRECISIONS, inference_context, inference_precision, resolve_device,
+                                            uint8_crops_to_device)
 from pseudo3d.testing.deca_assets import write_synthetic_deca_checkpoint
 
 DEFAULT_BATCH_SIZES = {"cpu": (1, 8, 32, 64), "cuda": (64, 128, 256, 512)}
@@ -51,6 +52,7 @@ def images_per_second(run: Callable[[], object], batch_size: int, device: torch.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="on CUDA (the CPU runs fp32)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 1 8 32 64 (CPU), 64 128 256 512 (CUDA)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per measurement, at least")
     parser.add_argument("--min-iters", type=int, default=2, help="timed batches per measurement, at least")
@@ -61,13 +63,8 @@ def main() -> None:
     batch_sizes = args.batch_sizes or DEFAULT_BATCH_SIZES[device.type]
     with tempfile.TemporaryDirectory() as scratch:
         encoder = DecaEncoder.from_checkpoint(write_synthetic_deca_checkpoint(Path(scratch) / "deca.tar"), device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-        name = torch.cuda.get_device_name(device)
-        precision = "bfloat16 autocast, channels_last"
-    else:
-        name = f"CPU, {torch.get_num_threads()} threads"
-        precision = "float32"
+    precision = inference_precision(device, args.precision)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"DECA encoder on {device} ({name}); {precision}; torch {torch.__version__}")
     print(f"{'batch':>6} {'plain img/s':>12} {'path img/s':>11} {'path/plain':>11}")
 
@@ -77,11 +74,11 @@ def main() -> None:
         on_device = uint8_crops_to_device(crops, device)
 
         def plain() -> None:
-            with inference_context(device):
+            with inference_context(device, precision):
                 encoder.encoder(on_device)
 
         def path() -> dict[str, np.ndarray]:
-            with inference_context(device):
+            with inference_context(device, precision):
                 codes = encoder(uint8_crops_to_device(crops, device))
             return {code: value.cpu().numpy() for code, value in codes.items()}
 

@@ -7,13 +7,14 @@ For each batch size prints crops per second of:
     runner hands them over: pinned-memory transfer, float conversion, encoder, code split, FLAME
     with the MediaPipe landmark embedding, DECA's camera projection, the reprojection error, and
     the per-clip arrays back in host memory;
-and the ratio stage / plain. CUDA runs bf16 autocast with channels_last; CPU runs float32.
+and the ratio stage / plain. CUDA runs ``--precision`` (fp32 or bf16 autocast) with channels_last;
+CPU runs float32.
 
 Assets are synthetic (random DECA weights; the 478-vertex synthetic FLAME head): speed does not
 depend on weight values, and FLAME's share is small next to ResNet-50 even at its real 5023
 vertices.
 
-    python bench/bench_reconstruct.py [--device auto|cpu|cuda] [--batch-sizes ...] [--clip-frames 64]
+    python bench/bench_reconstruct.py [--device auto|cpu|cuda] [--precision fp32|bf16] [--batch-sizes ...] [--clip-frames 64]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench_encoder import images_per_second
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.reconstruction.deca_backend import DecaBackend
-from pseudo3d.reconstruction.device import inference_context, resolve_device
+from pseudo3d.reconstruction.device import PRECISIONS, inference_context, inference_precision, resolve_device
 from pseudo3d.schemas.records import Clip, Source
 from pseudo3d.testing.deca_assets import write_synthetic_deca_checkpoint
 from pseudo3d.testing.flame_assets import write_synthetic_flame_model, write_synthetic_mediapipe_embedding
@@ -54,6 +55,7 @@ def make_clips(total_frames: int, clip_frames: int, rng: np.random.Generator) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="on CUDA (the CPU runs fp32)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 8 32 (CPU), 64 128 256 512 (CUDA)")
     parser.add_argument("--clip-frames", type=int, default=64, help="frames per clip handed to the stage")
     parser.add_argument("--min-seconds", type=float, default=3.0)
@@ -68,9 +70,10 @@ def main() -> None:
             "landmark_embedding": str(write_synthetic_mediapipe_embedding(scratch / "mediapipe_landmark_embedding.npz")),
             "deca_checkpoint": str(write_synthetic_deca_checkpoint(scratch / "deca_model.tar")),
             "device": str(device),
+            "precision": args.precision,
         }
         print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
-                                    f" ({torch.get_num_threads()} threads)"))
+                                    f" ({torch.get_num_threads()} threads)") + f"; {inference_precision(device, args.precision)}")
         print(f"{'batch':>6} {'plain crops/s':>14} {'stage crops/s':>14} {'stage/plain':>12}")
         for batch_size in args.batch_sizes or DEFAULT_BATCH_SIZES[device.type]:
             config = BuildConfig().with_overrides(backend="deca", reconstruct={**reconstruct, "batch_size": batch_size})
@@ -81,7 +84,7 @@ def main() -> None:
                 images = images.contiguous(memory_format=torch.channels_last)
 
             def plain() -> None:
-                with inference_context(device):
+                with inference_context(device, args.precision):
                     backend.encoder.encoder(images)
 
             def stage() -> None:

@@ -33,6 +33,7 @@ def test_unknown_option_is_named(tmp_path):
     ("shards:\n  max_samples: many\n", "shards.max_samples"),
     ("backend: deca-v9\n", "backend"),
     ("decode:\n  require_audio: 1\n", "decode.require_audio"),
+    ("reconstruct:\n  precision: fp16\n", "reconstruct.precision"),
 ])
 def test_bad_values_name_the_option(tmp_path, text, option):
     path = tmp_path / "build.yaml"
@@ -51,6 +52,8 @@ def test_fingerprint_follows_content():
     assert base.fingerprint() == BuildConfig().fingerprint()
     assert base.with_overrides(decode={"fps": 30}).fingerprint() != base.fingerprint()
     assert base.with_overrides(decode={"fps": 30}).decode.sample_rate == 16000
+    # device and precision decide how, not what: they are recorded per unit as numerics instead
+    assert base.with_overrides(reconstruct={"precision": "bf16"}).fingerprint() == base.fingerprint()
 
 
 def test_reading_a_configuration_does_not_load_scipy():

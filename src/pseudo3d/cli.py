@@ -101,6 +101,7 @@ def _build_config(args: argparse.Namespace):
     reconstruct = {name: value for name, value in (
         ("flame_model", _absolute(args.flame_model)), ("landmark_embedding", _absolute(args.landmark_embedding)),
         ("deca_checkpoint", _absolute(args.deca_checkpoint)), ("device", args.device), ("batch_size", args.batch_size),
+        ("precision", args.precision),
     ) if value is not None}
     if reconstruct:
         overrides["reconstruct"] = reconstruct
@@ -325,6 +326,8 @@ def make_parser() -> argparse.ArgumentParser:
                             "and filter on them (sets qa.sync_model; see docs/qa.md)")
     build.add_argument("--device", help="reconstruction (and SyncNet) device: auto (default), cpu, cuda, cuda:N")
     build.add_argument("--batch-size", type=_positive_int, help="frames per GPU batch (default 256)")
+    build.add_argument("--precision", choices=("fp32", "bf16"),
+                       help="deca on CUDA: fp32 (default; reproducible) or bf16 (faster); the CPU runs fp32")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset instead of resuming it")
     build.add_argument("--retry-failed", nargs="?", const="transient", choices=RETRY_FAILED, metavar="transient|all",
                        help="when resuming, also build again the failed sources whose failure was transient (a crashed "

@@ -342,6 +342,11 @@ class ReconstructConfig:
     """FLAME expression components kept (FLAME files hold 100; DECA predicts 50)."""
     device: str = field(default="auto", metadata=_RUNTIME)
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: str = field(default="fp32", metadata=_RUNTIME)
+    """``deca`` on CUDA: ``fp32`` (IEEE float32, deterministic cuDNN algorithms: the reference's
+    arithmetic, and the same bytes again on the same GPU model) or ``bf16`` (bfloat16 autocast:
+    faster, not bit-reproducible; see docs/reconstruction.md for both figures). The CPU always
+    runs fp32."""
     batch_size: int = field(default=256, metadata=_RUNTIME)
     """Frames per GPU batch; batches span clips and sources. Out of memory halves it for the rest
     of the build (down to one frame) before a clip is given up."""
@@ -352,6 +357,7 @@ class ReconstructConfig:
         require(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")
         require(1 <= self.n_expression <= 100, f"n_expression must be in [1, 100], got {self.n_expression}")
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
         require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

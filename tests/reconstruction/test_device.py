@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")  # torch is an optional extra (pseudo3d[tra
 
 from pseudo3d.errors import ConfigError  # noqa: E402
 from pseudo3d.reconstruction.device import (  # noqa: E402
-    concatenate_clips, inference_context, iter_batches, resolve_device, split_like, uint8_crops_to_device)
+    concatenate_clips, inference_context, inference_precision, iter_batches, resolve_device, split_like,
+    uint8_crops_to_device)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
@@ -70,6 +71,16 @@ def test_cpu_inference_context_is_float32_without_autograd():
     assert not torch.is_inference_mode_enabled()
 
 
+def test_the_cpu_runs_float32_whatever_the_precision_asked():
+    layer = torch.nn.Linear(8, 4)
+    with inference_context("cpu", "bf16"):
+        assert layer(torch.ones(2, 8)).dtype == torch.float32
+    assert inference_precision("cpu", "bf16") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        with inference_context("cpu", "fp16"):
+            pass
+
+
 def test_iter_batches_cover_every_item_once():
     batches = list(iter_batches(10, 4))
     assert [(part.start, part.stop) for part in batches] == [(0, 4), (4, 8), (8, 10)]
@@ -120,9 +131,23 @@ def test_crops_to_cuda_match_cpu_and_are_channels_last():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_inference_context_autocasts_to_bfloat16():
+def test_cuda_bf16_autocasts_with_autotuned_kernels_and_restores_the_settings():
     layer = torch.nn.Linear(8, 4).cuda()
-    with inference_context("cuda"):
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32)
+    with inference_context("cuda", "bf16"):
         out = layer(torch.ones(2, 8, device="cuda"))
-    assert out.dtype == torch.bfloat16
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert out.dtype == torch.bfloat16 and inference_precision("cuda", "bf16") == "bf16"
     assert not torch.is_autocast_enabled("cuda")
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_fp32_is_ieee_float32_with_deterministic_kernels():
+    layer = torch.nn.Linear(8, 4).cuda()
+    with inference_context("cuda", "fp32"):
+        out = layer(torch.ones(2, 8, device="cuda"))
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert out.dtype == torch.float32 and inference_precision("cuda") == "fp32"

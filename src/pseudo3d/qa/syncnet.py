@@ -37,7 +37,7 @@ from pseudo3d.qa.syncnet_scoring import (CROP_SIZE, DEFAULT_VSHIFT, FPS, MFCC_PE
                                          WINDOW_FRAMES, WINDOW_MFCC, n_sync_windows, offset_distances,
                                          sync_figures, syncnet_mfcc)
 from pseudo3d.reconstruction.asset_files import require_file
-from pseudo3d.reconstruction.device import resolve_device
+from pseudo3d.reconstruction.device import inference_context, resolve_device
 from pseudo3d.reconstruction.torch_checkpoint import (checked_state_dict, load_tensors_only, module_shapes,
                                                      module_with_state)
 
@@ -207,8 +207,8 @@ def syncnet_embeddings(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray,
     [-1, 1] at 16 kHz, sample 0 at the first frame. ``N = min(T, n // 640) - 5`` (0 for a clip
     too short; see :func:`~pseudo3d.qa.syncnet_scoring.n_sync_windows`). Runs in
     ``batch_size`` windows per pass on the model's device (only the frames of one batch are
-    there at a time), in float32, under ``torch.inference_mode``; ``progress`` is called after
-    each batch.
+    there at a time), in IEEE float32 (:func:`~pseudo3d.reconstruction.device.inference_context`);
+    ``progress`` is called after each batch.
 
     Raises ValueError for crops of another shape or dtype, a frame rate other than 25, a sample
     rate other than 16 kHz, or a batch size below 1.
@@ -230,7 +230,7 @@ def syncnet_embeddings(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray,
         return empty, empty.copy()
     device = next(model.parameters()).device
     lip, sound = [], []
-    with torch.inference_mode():
+    with inference_context(device):  # IEEE float32 (no TF32 on CUDA), deterministic cuDNN algorithms
         # (13, M) → (K, 1, 13, 20): window i holds MFCC steps 4i .. 4i+19.
         mfcc_windows = torch.from_numpy(mfcc).unfold(1, WINDOW_MFCC, MFCC_PER_FRAME).permute(1, 0, 2).unsqueeze(1)
         for start in range(0, n_windows, batch_size):

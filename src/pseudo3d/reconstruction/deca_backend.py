@@ -2,8 +2,9 @@
 
 Frames of all the clips handed over (several sources, when the runner batches on a GPU) are cut
 into ``reconstruct.batch_size`` batches; uint8 crops travel to the device through reusable pinned
-buffers, run channels-last under bf16 autocast on CUDA (fp32 on CPU), and the codes come back per
-clip, with a single device-to-host copy at the end. FLAME (with the MediaPipe landmark embedding, when given) turns each frame's
+buffers, run channels-last at ``reconstruct.precision`` on CUDA (IEEE fp32 by default, or bf16
+autocast; fp32 on CPU), and the codes come back per clip, with a single device-to-host copy at the
+end. FLAME (with the MediaPipe landmark embedding, when given) turns each frame's
 codes into landmarks, projected with DECA's camera for the reprojection error.
 
 Per-frame outputs: ``flame_expression`` (T, 50), ``flame_jaw_pose`` (T, 3) and
@@ -53,11 +54,10 @@ class DecaBackend(Reconstructor):
                               f"reconstruct.n_shape and reconstruct.n_expression must be {n_shape} and {n_expression}")
         self.device = resolve_device(options.device)
         self.batch_size = options.batch_size
+        self.precision = options.precision
         self.crop_size = config.track.crop_size
         if self.crop_size != 224:
             raise ConfigError(f"backend deca needs 224-pixel crops; track.crop_size is {self.crop_size}")
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         self.encoder = DecaEncoder.from_checkpoint(asset_option(options.deca_checkpoint, "deca_checkpoint"),
                                                    self.device)
         self.flame = FlameModel.from_file(asset_option(options.flame_model, "flame_model"), n_shape=n_shape,
@@ -73,7 +73,7 @@ class DecaBackend(Reconstructor):
     def numerics(self) -> dict[str, str]:
         """Also the frames per batch: a convolution's result depends on its batch's size, so the
         bytes depend on ``reconstruct.batch_size`` (and change if out of memory halves it)."""
-        return {**numerics(self.device, inference_precision(self.device)), "batch_size": str(self.batch_size)}
+        return {**numerics(self.device, inference_precision(self.device, self.precision)), "batch_size": str(self.batch_size)}
 
     def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
         result = self.reconstruct_batch([clip])[0]
@@ -91,7 +91,7 @@ class DecaBackend(Reconstructor):
         tracked = (device_array([clip.landmarks[:, self.mediapipe_indices, :2] for clip in clips])
                    if self.mediapipe_indices is not None else None)
         pieces: list[dict[str, torch.Tensor]] = []
-        with inference_context(self.device):
+        with inference_context(self.device, self.precision):
             for batch in iter_batches(sum(lengths), self.batch_size):
                 # the pipeline cuts crops for a backend that needs_crops, so every clip here has them
                 parts = [cast(np.ndarray, clips[index].crops)[start:stop]

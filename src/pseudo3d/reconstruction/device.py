@@ -3,8 +3,9 @@
 * :func:`resolve_device` turns the ``reconstruct.device`` option into a :class:`torch.device`.
 * :func:`uint8_crops_to_device` moves face crops to the device as uint8 (4× less traffic than
   float32) through pinned memory, and converts them to float [0, 1] there.
-* :func:`inference_context` is the one place that decides precision: bfloat16 autocast on CUDA,
-  float32 on CPU, no autograd bookkeeping either way.
+* :func:`inference_context` is the one place that decides precision (``reconstruct.precision``):
+  IEEE float32 with deterministic cuDNN algorithms, or bfloat16 autocast with autotuned ones on
+  CUDA; float32 on CPU; no autograd bookkeeping either way.
 * :func:`concatenate_clips`, :func:`iter_batches` and :func:`split_like` let a backend run
   fixed-size batches over the frames of many clips and hand each clip its own rows back.
 """
@@ -70,27 +71,45 @@ def uint8_crops_to_device(crops: np.ndarray, device: torch.device | str) -> torc
     host = torch.from_numpy(np.ascontiguousarray(crops))
     if device.type == "cuda":
         on_device = host.pin_memory().to(device, non_blocking=True)
-        images = on_device.permute(0, 3, 1, 2).float().div_(255.0)
-        return images.contiguous(memory_format=torch.channels_last)
+        return _unit_range(on_device)
     return host.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
+PRECISIONS = ("fp32", "bf16")
+"""The values of ``reconstruct.precision``."""
+
+
 @contextmanager
-def inference_context(device: torch.device | str) -> Iterator[None]:
-    """No-autograd inference (``torch.inference_mode``), with bfloat16 autocast on CUDA; plain
-    float32 on CPU (:func:`inference_precision`). Outputs made inside are inference tensors: read
-    them, don't train on them."""
+def inference_context(device: torch.device | str, precision: str = "fp32") -> Iterator[None]:
+    """No-autograd inference (``torch.inference_mode``) on ``device`` at ``precision``
+    (:func:`inference_precision` says what actually runs):
+
+    * ``fp32``: IEEE float32 throughout. On CUDA, cuDNN runs without TF32 and with deterministic
+      algorithms chosen without autotuning, so the same batch gives the same bytes on the same GPU
+      model and software stack (matrix products use PyTorch's default, IEEE float32, too).
+    * ``bf16`` on CUDA: bfloat16 autocast with autotuned cuDNN algorithms (TF32 allowed): the
+      fastest, not bit-reproducible. On CPU, float32.
+
+    Outputs made inside are inference tensors: read them, don't train on them. The cuDNN settings
+    are restored on exit. Raises ValueError for a precision not in :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
     with ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
-        if inference_precision(device) == "bf16":
-            stack.enter_context(torch.autocast(device_type="cuda", dtype=torch.bfloat16))
+        if device.type == "cuda":
+            fast = precision == "bf16"
+            stack.enter_context(torch.backends.cudnn.flags(enabled=True, benchmark=fast, deterministic=not fast,
+                                                           allow_tf32=fast))
+            if fast:
+                stack.enter_context(torch.autocast(device_type="cuda", dtype=torch.bfloat16))
         yield
 
 
-def inference_precision(device: torch.device | str) -> str:
-    """``bf16`` on CUDA, ``fp32`` on CPU: the precision :func:`inference_context` runs in."""
-    return "bf16" if torch.device(device).type == "cuda" else "fp32"
+def inference_precision(device: torch.device | str, precision: str = "fp32") -> str:
+    """What :func:`inference_context` runs at: ``precision`` on CUDA, ``fp32`` on CPU."""
+    return precision if torch.device(device).type == "cuda" else "fp32"
 
 
 def numerics(device: torch.device | str, precision: str) -> dict[str, str]:
@@ -180,8 +199,15 @@ class CropUploader:
         done.record()
         self._events[self._turn] = done
         self._turn ^= 1
-        images = on_device.permute(0, 3, 1, 2).float().div_(255.0)
-        return images.contiguous(memory_format=torch.channels_last)
+        return _unit_range(on_device)
+
+
+def _unit_range(on_device: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 on a CUDA device → (N, 3, H, W) float32 x / 255, channels_last. The
+    divisor is a device tensor: a Python-number divisor makes CUDA multiply by its reciprocal,
+    which is off by one bit for some values; this is IEEE division, the CPU's bytes exactly."""
+    images = on_device.permute(0, 3, 1, 2).float().div_(torch.full((), 255.0, device=on_device.device))
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 def batch_pieces(lengths: Sequence[int], batch: slice) -> list[tuple[int, int, int]]:
