@@ -147,12 +147,16 @@ def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_buil
 
 
 def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_build, config_file, s3_bucket,
-                                                      s3_endpoint):
-    """The GPU layout (CPU actors track, reconstruction actors reconstruct, encode, write and
-    commit), run on CPU: one tracking actor and one reconstruction actor, one on each node of the
-    two-node cluster. The dataset goes to a bucket of a real S3-compatible server on 127.0.0.1
-    whose credentials the nodes lack: the actors get them from the driver's storage options."""
+                                                      s3_endpoint, tmp_path):
+    """The GPU layout (CPU actors track, write and commit; reconstruction actors reconstruct and
+    encode), run on CPU: one tracking actor and one reconstruction actor on the two-node cluster.
+    A batch of one frame makes every source a group of its own, so each unit goes to the
+    reconstruction actor in several calls while the next source is tracked. The dataset goes to a
+    bucket of a real S3-compatible server on 127.0.0.1 whose credentials the nodes lack: the actors
+    get them from the driver's storage options."""
     out = f"{s3_bucket}/ds"
+    split_config = tmp_path / "split.yaml"
+    split_config.write_text(config_file.read_text() + "reconstruct:\n  batch_size: 1\n")
     script = ("import json, sys; from pseudo3d.config import BuildConfig; "
               "from pseudo3d.pipelines.runners.ray import build_ray; "
               "from pseudo3d.pipelines.sources import resolve_sources; "
@@ -162,7 +166,7 @@ def test_split_pipeline_reconstructs_in_its_own_actors(cluster, corpus, local_bu
               "address=sys.argv[4], workers=1, gpu_actors=1, split=True, progress=False)")
     options = {"key": os.environ["AWS_ACCESS_KEY_ID"], "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
                "endpoint_url": s3_endpoint}
-    result = subprocess.run([sys.executable, "-c", script, str(corpus), out, str(config_file), cluster["address"],
+    result = subprocess.run([sys.executable, "-c", script, str(corpus), out, str(split_config), cluster["address"],
                              json.dumps(options)], env=cluster["env"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert dataset_digests(out) == dataset_digests(local_build)

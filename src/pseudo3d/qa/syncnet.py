@@ -37,7 +37,7 @@ from pseudo3d.qa.syncnet_scoring import (CROP_SIZE, DEFAULT_VSHIFT, FPS, MFCC_PE
                                          WINDOW_FRAMES, WINDOW_MFCC, n_sync_windows, offset_distances,
                                          sync_figures, syncnet_mfcc)
 from pseudo3d.reconstruction.asset_files import require_file
-from pseudo3d.reconstruction.device import inference_context, resolve_device
+from pseudo3d.reconstruction.device import host_tensor, inference_context, resolve_device
 from pseudo3d.reconstruction.torch_checkpoint import (checked_state_dict, load_tensors_only, module_shapes,
                                                      module_with_state)
 
@@ -235,7 +235,7 @@ def syncnet_embeddings(model: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray,
         mfcc_windows = torch.from_numpy(mfcc).unfold(1, WINDOW_MFCC, MFCC_PER_FRAME).permute(1, 0, 2).unsqueeze(1)
         for start in range(0, n_windows, batch_size):
             stop = min(start + batch_size, n_windows)
-            frames = torch.from_numpy(crops_bgr[start:stop + WINDOW_FRAMES - 1]).to(device)
+            frames = host_tensor(crops_bgr[start:stop + WINDOW_FRAMES - 1]).to(device)
             # (F, H, W, C) → (C, F, H, W) → windows of 5 frames, step 1 → (B, C, 5, H, W)
             video = frames.permute(3, 0, 1, 2).float().unfold(1, WINDOW_FRAMES, 1).permute(1, 0, 4, 2, 3)
             lip.append(model.forward_lip(video.contiguous()).float().cpu())

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import ExitStack, contextmanager
 from typing import Iterator, Mapping, Sequence, TypeVar
 
@@ -68,7 +69,7 @@ def uint8_crops_to_device(crops: np.ndarray, device: torch.device | str) -> torc
                      else type(crops).__name__)
         raise ValueError(f"crops must be a uint8 array of shape (N, H, W, 3), got a {described}")
     device = torch.device(device)
-    host = torch.from_numpy(np.ascontiguousarray(crops))
+    host = host_tensor(crops)
     if device.type == "cuda":
         on_device = host.pin_memory().to(device, non_blocking=True)
         return _unit_range(on_device)
@@ -192,7 +193,7 @@ class CropUploader:
             event.synchronize()  # the transfer that last read this buffer has finished
         offset = 0
         for piece in pieces:
-            buffer[offset:offset + len(piece)].copy_(torch.from_numpy(np.ascontiguousarray(piece)))
+            buffer[offset:offset + len(piece)].copy_(host_tensor(piece))
             offset += len(piece)
         on_device = buffer[:total].to(self.device, non_blocking=True)
         done = torch.cuda.Event()
@@ -200,6 +201,15 @@ class CropUploader:
         self._events[self._turn] = done
         self._turn ^= 1
         return _unit_range(on_device)
+
+
+def host_tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over ``array``'s memory (a copy only if it is not contiguous), to be read, not
+    written. Arrays that arrive through Ray's object store are read-only views of shared memory:
+    reading them is safe, so PyTorch's warning about tensors over non-writable memory is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _unit_range(on_device: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ driver writes and commits the unit) or one :class:`UnitDone` (a worker wrote and
 native logs go to ``log_path``."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class UnitDone:
     """What a worker that wrote and committed a unit itself tells the driver: counts only."""
 
@@ -60,11 +60,23 @@ class UnitDone:
 
     @classmethod
     def of(cls, unit: Unit, outcomes: list[SourceOutcome], commit: Commit | None) -> "UnitDone":
-        return cls(unit=unit.index, committed=commit is not None, sources=len(outcomes),
-                   ok=sum(outcome.status == "ok" for outcome in outcomes),
-                   clips=sum(len(outcome.samples) for outcome in outcomes),
-                   frames_decoded=sum(outcome.n_frames_decoded for outcome in outcomes),
-                   shards=tuple(shard.name for shard in commit.shards) if commit else ())
+        done = cls(unit=unit.index, committed=False, sources=0, ok=0, clips=0, frames_decoded=0, shards=())
+        for outcome in outcomes:
+            done.add(outcome)
+        return done.committed_as(commit)
+
+    def add(self, outcome: SourceOutcome) -> None:
+        """Count one more of the unit's outcomes (a writer that streams them keeps no list)."""
+        self.sources += 1
+        self.ok += outcome.status == "ok"
+        self.clips += len(outcome.samples)
+        self.frames_decoded += outcome.n_frames_decoded
+
+    def committed_as(self, commit: Commit | None) -> "UnitDone":
+        """These counts, with ``commit`` (None: another writer committed the unit first)."""
+        self.committed = commit is not None
+        self.shards = tuple(shard.name for shard in commit.shards) if commit else ()
+        return self
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The Ray runner: the same build on a Ray cluster, streamed through Ray Data.
 
-    units ──► CPU actors: probe, decode, track ──────► GPU actors: reconstruct, ──► driver: counts,
-              (unsplit: also reconstruct, smooth, QA,   smooth, QA, write and       then the dataset
-               write and commit the unit)               commit the unit             files
+    units ──► CPU actors: probe, decode, track, write and commit the unit ──► driver: counts, then
+              (unsplit: also reconstruct, smooth, QA, encode)                    the dataset files
+                    │ ▲  split: a batch of tracked sources at a time
+                    ▼ │
+              GPU actors: reconstruct, smooth, QA, encode
 
 A unit (:mod:`pseudo3d.pipelines.plan`) is one row. The stages are the local runner's: each CPU
 actor serves the unit's sources one at a time through an
@@ -10,6 +12,11 @@ actor serves the unit's sources one at a time through an
 ``worker/crashed`` and ``worker/timeout`` rows and model loading once per worker work exactly as on
 one machine. Ray adds the cluster: actors on every node, restarts of killed actors with their task
 retried (``max_task_retries``), streaming with backpressure, and GPU actors holding the model once.
+
+Split (a GPU backend on GPUs), a CPU actor sends its unit's tracked sources to a GPU actor in
+groups of at least ``reconstruct.batch_size`` frames (a source is never cut), one group at a time
+while it tracks the next, and writes each group's encoded samples as they come back: crops (about
+150 kB a frame) are held for one group, not for a unit, on both sides and in the object store.
 
 The actor that finishes a unit writes its shards straight to the dataset (a path every node
 sees, or object storage) and commits it with its marker (:mod:`pseudo3d.pipelines.shard_writer`):
@@ -41,7 +48,7 @@ from pseudo3d.pipelines.output_dir import BuildPlan, scratch_dir
 from pseudo3d.pipelines.plan import Unit
 from pseudo3d.pipelines.runners.driver import BuildReport, UnitDone, run_build
 from pseudo3d.pipelines.runners.isolation import TaskDied
-from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.pipelines.shard_writer import UnitWriter, write_unit
 from pseudo3d.pipelines.spool import actor_spool
 from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.schemas.records import Source, SourceOutcome
@@ -136,38 +143,74 @@ def _connect(address: str | None) -> bool:
 
 class _UnitActor:
     """Build a unit in an isolated process, one source at a time (the local runner's worker, with
-    its watchdog). Unsplit, the actor also writes and commits the unit; split, it hands the
-    tracked sources on to a reconstruction actor."""
+    its watchdog), and write and commit it. Unsplit, the process runs every stage; split
+    (``gpu`` given), it probes and tracks, and the GPU actors do the rest a group at a time."""
 
-    def __init__(self, config: BuildConfig, log_path: str, dataset: str, whole_chain: bool,
-                 numerics: dict | None):
-        self.config, self.dataset, self.whole_chain, self.numerics = config, dataset, whole_chain, numerics
+    def __init__(self, config: BuildConfig, log_path: str, dataset: str, numerics: dict | None,
+                 gpu: list | None = None):
+        self.config, self.dataset, self.numerics, self.gpu = config, dataset, numerics, gpu or []
+        whole_chain = not self.gpu
         # The actor writes the unit on this node, so its worker spools samples to this node's disk
         # (the dataset's scratch folder there) and only their places travel.
         spool = actor_spool(scratch_dir(Storage(dataset))) if whole_chain else None
         # One CPU per actor (num_cpus=1), so one thread for the stages' numerical libraries.
         self.pool = local.isolated_pool(1, config, Path(log_path), whole_chain, config.limits.threads_per_worker or 1,
                                         max_ahead=1, spool_dir=spool)
+        self._turn = secrets.randbelow(len(self.gpu)) if self.gpu else 0
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         unit: Unit = row["unit"]
-        results = []
-        for source, result in zip(unit.sources, self.pool.imap(list(unit.sources))):
-            if isinstance(result, TaskDied):
-                died = local.died_outcome(source, result)
-                result = died if self.whole_chain else InFlight(died)
-            results.append(result)
-        if not self.whole_chain:
-            return {"unit": unit, "tracked": results}
-        return {"unit": unit, "done": _commit(self.dataset, unit, results, self.config, self.numerics)}
+        results = zip(unit.sources, self.pool.imap(list(unit.sources)))
+        if self.gpu:
+            return {"unit": unit, "done": self._split(unit, results)}
+        outcomes = [local.died_outcome(source, result) if isinstance(result, TaskDied) else result
+                    for source, result in results]
+        return {"unit": unit, "done": _commit(self.dataset, unit, outcomes, self.config, self.numerics)}
+
+    def _split(self, unit: Unit, results: Iterator[tuple[Source, Any]]) -> UnitDone:
+        """Track the unit's sources here, reconstruct and encode them on the GPU actors a group at a
+        time (the next group is tracked while the last one is on a GPU), write each group's outcomes
+        as they return, then commit."""
+        import ray
+
+        writer = UnitWriter(Storage(self.dataset), unit, self.config.shards, self.config.fingerprint(), self.numerics)
+        done = UnitDone(unit=unit.index, committed=False, sources=0, ok=0, clips=0, frames_decoded=0, shards=())
+
+        def write(pending: Any) -> None:
+            for outcome in ray.get(pending):
+                writer.add(outcome)
+                done.add(outcome)
+
+        try:
+            pending, group = None, []
+            for source, result in results:
+                group.append(InFlight(local.died_outcome(source, result)) if isinstance(result, TaskDied) else result)
+                if sum(item.n_clip_frames for item in group) >= self.config.reconstruct.batch_size:
+                    if pending is not None:
+                        write(pending)
+                    pending, group = self._send(group), []
+            if group:
+                if pending is not None:
+                    write(pending)
+                pending = self._send(group)
+            if pending is not None:
+                write(pending)
+            return done.committed_as(writer.commit())
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _send(self, group: list[InFlight]) -> Any:
+        """The group on the next GPU actor (round robin): an object ref of its outcomes."""
+        self._turn = (self._turn + 1) % len(self.gpu)
+        return self.gpu[self._turn].finish.remote(group)
 
 
 class _ReconstructActor:
-    """Reconstruct a unit's tracked sources (on its GPU when it has one), smooth, measure and
-    encode them, then write and commit the unit."""
+    """Reconstruct groups of tracked sources (on its GPU when it has one), smooth, measure and
+    encode them; a CPU actor writes what comes back."""
 
-    def __init__(self, config: BuildConfig, dataset: str, numerics: dict | None):
-        self.config, self.dataset, self.numerics = config, dataset, numerics
+    def __init__(self, config: BuildConfig):
         if uses_torch(config):
             import torch  # noqa: F401 - loaded first, so limit_threads caps it too
         # One CPU per actor, as the local runner's workers get their share: the same thread count
@@ -175,11 +218,9 @@ class _ReconstructActor:
         limit_threads(config.limits.threads_per_worker or 1)
         self.pipeline = SourcePipeline(config, track=False)
 
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        items: list[InFlight] = list(row["tracked"])
+    def finish(self, items: list[InFlight]) -> list[SourceOutcome]:
         self.pipeline.reconstruct(items)
-        outcomes = [self.pipeline.finish(item) for item in items]
-        return {"unit": row["unit"], "done": _commit(self.dataset, row["unit"], outcomes, self.config, self.numerics)}
+        return [self.pipeline.finish(item) for item in items]
 
 
 def _commit(dataset: str, unit: Unit, outcomes: list[SourceOutcome], config: BuildConfig,
@@ -195,6 +236,7 @@ def _commit(dataset: str, unit: Unit, outcomes: list[SourceOutcome], config: Bui
 def _outcomes(units: list[Unit], config: BuildConfig, out: str, log_path: Path, n_cpu_actors: int,
               split: bool, n_gpu_actors: int, have_gpus: bool, numerics: dict | None) -> Iterator[UnitDone]:
     """Each unit written and committed by the actor that finishes it; only counts come back."""
+    import ray
     import ray.data
 
     if not units:
@@ -216,20 +258,22 @@ def _outcomes(units: list[Unit], config: BuildConfig, out: str, log_path: Path, 
         options = {key: value for key, value in os.environ.items() if key.startswith("FSSPEC_")}
         if options:
             retries["runtime_env"] = {"env_vars": options}
+        # Split, the reconstruction actors are plain actors that the CPU actors call a group at a time.
+        reconstructor = ray.remote(num_gpus=1 if have_gpus else 0, num_cpus=1, **retries)(_ReconstructActor)
+        gpu: list[Any] | None = [reconstructor.remote(config) for _ in range(n_gpu_actors)] if split else None
         # Ray's map runs a callable class in an actor pool, as documented, but annotates a function only
         dataset = dataset.map(_UnitActor,  # type: ignore[arg-type]
-                              fn_constructor_args=(config, str(log_path), out, not split, numerics),
+                              fn_constructor_args=(config, str(log_path), out, numerics, gpu),
                               compute=ray.data.ActorPoolStrategy(size=min(n_cpu_actors, len(units))),
                               num_cpus=1, **retries)
-        if split:
-            dataset = dataset.map(_ReconstructActor,  # type: ignore[arg-type]
-                                  fn_constructor_args=(config, out, numerics),
-                                  compute=ray.data.ActorPoolStrategy(size=n_gpu_actors),
-                                  num_gpus=1 if have_gpus else 0, num_cpus=1, **retries)
     seen: set[int] = set()
-    for row in dataset.iter_rows():
-        seen.add(row["unit"].index)
-        yield row["done"]
+    try:
+        for row in dataset.iter_rows():
+            seen.add(row["unit"].index)
+            yield row["done"]
+    finally:
+        for actor in gpu or []:
+            ray.kill(actor)
     storage = Storage(out)
     for unit in units:
         if unit.index not in seen:  # its block failed on every retry: record its sources, never drop them
