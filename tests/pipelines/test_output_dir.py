@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from pseudo3d.config import BuildConfig
@@ -145,6 +146,26 @@ def test_a_unit_that_lost_a_shard_is_dropped_and_rebuilt_by_the_next_build(tmp_p
     card = json.loads((tmp_path / "dataset.json").read_text())
     assert card["counts"]["inputs"] == 2 and card["counts"]["units"] == 1
     assert plan_build(Storage(tmp_path), sources, CONFIG).sources == sources[2:]
+
+
+def test_a_retry_in_a_unit_that_lost_its_shard_leaves_the_earlier_row(tmp_path):
+    """Every input keeps exactly one row: when the unit holding a source's newer attempt is dropped,
+    the older attempt's row is the source's row again."""
+    sources = [_source(name) for name in "ab"]
+    _commit(tmp_path, sources, CONFIG)  # unit 0: both failed
+    [retry] = plan_build(Storage(tmp_path), sources, CONFIG, retry_failed="transient").units
+    write_unit(Storage(tmp_path), retry, [_ok(source) for source in retry.sources], CONFIG.shards, CONFIG.fingerprint())
+    write_dataset_files(Storage(tmp_path), CONFIG)
+    assert [(row["attempt"], row["status"]) for row in pq.read_table(tmp_path / "sources.parquet").to_pylist()] == \
+        [(2, "ok"), (2, "ok")]
+    for shard in (tmp_path / "shards").glob("shard-000001-*.tar"):
+        shard.unlink()
+    with pytest.raises(Pseudo3DError, match="had lost shards"):
+        write_dataset_files(Storage(tmp_path), CONFIG)
+    rows = pq.read_table(tmp_path / "sources.parquet").to_pylist()
+    assert [(row["source_id"], row["attempt"], row["status"]) for row in rows] == \
+        [(source.source_id, 1, "failed") for source in sources]
+    assert pq.read_table(tmp_path / "failures.parquet").num_rows == 2
 
 
 def test_a_marker_that_is_not_one_is_named(tmp_path):

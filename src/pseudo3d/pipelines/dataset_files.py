@@ -79,10 +79,12 @@ def _read_units(storage: Storage, fingerprint: str) -> tuple[list[_Unit], list[C
                     raise Pseudo3DError(f"{key[0]} is committed by both {storage.url_of(twice)} and "
                                         f"{storage.url_of(commit.path)}: two builds wrote into this dataset at once; "
                                         "rebuild it with --overwrite")
-                best[key[0]] = max(best.get(key[0], key[1]), key[1])
             if any(name not in present for shard in commit.shards for name in (f"{shard.name}.tar", f"{shard.name}.parquet")):
                 broken.append(commit)
                 continue
+            for row in commit.sources:
+                attempt = row.get("attempt", 1)
+                best[row["source_id"]] = max(best.get(row["source_id"], attempt), attempt)
             stats = {name: value for name, value in commit.stats.items() if name not in ("sources", "failures")}
             shards = tuple(dataclasses.replace(shard, keys=()) for shard in commit.shards)  # keys: per clip
             units.append(_Unit(Commit(commit.path, commit.unit, stats, shards),
