@@ -274,6 +274,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     import pseudo3d
+    from pseudo3d.config import PRECISIONS
     from pseudo3d.pipelines.output_dir import RETRY_FAILED
     from pseudo3d.reconstruction import BACKENDS
 
@@ -326,7 +327,7 @@ def make_parser() -> argparse.ArgumentParser:
                             "and filter on them (sets qa.sync_model; see docs/qa.md)")
     build.add_argument("--device", help="reconstruction (and SyncNet) device: auto (default), cpu, cuda, cuda:N")
     build.add_argument("--batch-size", type=_positive_int, help="frames per GPU batch (default 256)")
-    build.add_argument("--precision", choices=("fp32", "bf16"),
+    build.add_argument("--precision", choices=PRECISIONS,
                        help="deca on CUDA: fp32 (default; reproducible) or bf16 (faster); the CPU runs fp32")
     build.add_argument("--overwrite", action="store_true", help="replace an existing dataset instead of resuming it")
     build.add_argument("--retry-failed", nargs="?", const="transient", choices=RETRY_FAILED, metavar="transient|all",

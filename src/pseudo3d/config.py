@@ -322,6 +322,10 @@ class FitConfig:
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
 
+PRECISIONS = ("fp32", "bf16")
+"""The values of ``reconstruct.precision``."""
+
+
 @dataclass(frozen=True)
 class ReconstructConfig:
     """Assets and settings of the FLAME backends (``deca``, ``flame-fit``). The ``mediapipe``
@@ -357,7 +361,7 @@ class ReconstructConfig:
         require(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")
         require(1 <= self.n_expression <= 100, f"n_expression must be in [1, 100], got {self.n_expression}")
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        require(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+        require(self.precision in PRECISIONS, f"precision must be {' or '.join(PRECISIONS)}, got {self.precision!r}")
         require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -24,6 +24,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("the GPU reconstruction backends need PyTorch; install it with: "
                       "pip install 'pseudo3d[train]'") from error
 
+from pseudo3d.config import PRECISIONS
 from pseudo3d.errors import ConfigError
 
 DEVICE_OPTION = "reconstruct.device"
@@ -74,10 +75,6 @@ def uint8_crops_to_device(crops: np.ndarray, device: torch.device | str) -> torc
         on_device = host.pin_memory().to(device, non_blocking=True)
         return _unit_range(on_device)
     return host.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-
-
-PRECISIONS = ("fp32", "bf16")
-"""The values of ``reconstruct.precision``."""
 
 
 @contextmanager

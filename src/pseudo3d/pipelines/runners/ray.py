@@ -182,14 +182,8 @@ class _UnitActor:
                 done.add(outcome)
 
         try:
-            pending, group = None, []
-            for source, result in results:
-                group.append(InFlight(local.died_outcome(source, result)) if isinstance(result, TaskDied) else result)
-                if sum(item.n_clip_frames for item in group) >= self.config.reconstruct.batch_size:
-                    if pending is not None:
-                        write(pending)
-                    pending, group = self._send(group), []
-            if group:
+            pending = None
+            for group in self._groups(results):
                 if pending is not None:
                     write(pending)
                 pending = self._send(group)
@@ -199,6 +193,18 @@ class _UnitActor:
         except BaseException:
             writer.abort()
             raise
+
+    def _groups(self, results: Iterator[tuple[Source, Any]]) -> Iterator[list[InFlight]]:
+        """Tracked sources in groups of at least ``reconstruct.batch_size`` frames (the last may
+        have fewer); a source is never cut."""
+        group: list[InFlight] = []
+        for source, result in results:
+            group.append(InFlight(local.died_outcome(source, result)) if isinstance(result, TaskDied) else result)
+            if sum(item.n_clip_frames for item in group) >= self.config.reconstruct.batch_size:
+                yield group
+                group = []
+        if group:
+            yield group
 
     def _send(self, group: list[InFlight]) -> Any:
         """The group on the next GPU actor (round robin): an object ref of its outcomes."""
@@ -259,8 +265,10 @@ def _outcomes(units: list[Unit], config: BuildConfig, out: str, log_path: Path, 
         if options:
             retries["runtime_env"] = {"env_vars": options}
         # Split, the reconstruction actors are plain actors that the CPU actors call a group at a time.
-        reconstructor = ray.remote(num_gpus=1 if have_gpus else 0, num_cpus=1, **retries)(_ReconstructActor)
-        gpu: list[Any] | None = [reconstructor.remote(config) for _ in range(n_gpu_actors)] if split else None
+        gpu: list[Any] | None = None
+        if split:
+            reconstructor = ray.remote(num_gpus=1 if have_gpus else 0, num_cpus=1, **retries)(_ReconstructActor)
+            gpu = [reconstructor.remote(config) for _ in range(n_gpu_actors)]
         # Ray's map runs a callable class in an actor pool, as documented, but annotates a function only
         dataset = dataset.map(_UnitActor,  # type: ignore[arg-type]
                               fn_constructor_args=(config, str(log_path), out, numerics, gpu),
