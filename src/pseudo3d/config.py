@@ -22,6 +22,7 @@ import yaml
 from pseudo3d.config_mapping import dataclass_from_mapping
 from pseudo3d.errors import ConfigError, require
 from pseudo3d.files import file_sha256
+from pseudo3d.schemas.records import CHUNK_CLIPS
 from pseudo3d.smoothing.config import SmoothingSpec
 
 
@@ -51,9 +52,16 @@ class DecodeConfig:
     pixels made square)."""
     require_audio: bool = True
     """A source without an audio stream becomes a failure row (stage ``probe``)."""
+    chunk_s: float = 600.0
+    """Sources longer than this are decoded and tracked in chunks of this many seconds, each a
+    task of its own (seek, decode the chunk's frames and sound, tracker reset at its start), so a
+    worker holds one chunk, never the whole video, and one long video can use several workers.
+    No face track crosses a chunk's edge. A multiple of ``track.max_clip_s`` keeps the clip grid of
+    a long face track (docs/data-contract.md, "Long sources")."""
 
     def __post_init__(self):
         require(1.0 <= self.fps <= 240.0, f"fps must be in [1, 240], got {self.fps}")
+        require(self.chunk_s > 0, f"chunk_s must be > 0 seconds, got {self.chunk_s}")
         require(8000 <= self.sample_rate <= 96000, f"sample_rate must be in [8000, 96000] Hz, got {self.sample_rate}")
         require(self.max_side >= 64, f"max_side must be >= 64 pixels, got {self.max_side}")
 
@@ -396,6 +404,12 @@ class BuildConfig:
         for option, flag in _BACKEND_NEEDS.get(self.backend, ()):
             require(getattr(self.reconstruct, option) is not None,
                    f"backend {self.backend} needs reconstruct.{option} ({flag} PATH)")
+        require(self.decode.chunk_s >= self.track.max_clip_s,
+               f"decode.chunk_s ({self.decode.chunk_s:g}) must be >= track.max_clip_s ({self.track.max_clip_s:g})")
+        if 1.5 * self.decode.chunk_s <= self.limits.max_duration_s:  # sources may be cut: a chunk's clips fit its keys
+            require(1.5 * self.decode.chunk_s / self.track.min_clip_s < CHUNK_CLIPS,
+                   f"1.5 x decode.chunk_s / track.min_clip_s must be < {CHUNK_CLIPS} (the clips the longest chunk "
+                   f"may hold); got 1.5 x {self.decode.chunk_s:g} / {self.track.min_clip_s:g}")
         if self.qa.sync_model is not None:  # SyncNet's windows are 5 frames at 25 fps over 16 kHz MFCCs
             require(self.decode.fps == 25.0, f"qa.sync_model (SyncNet) needs decode.fps: 25, got {self.decode.fps:g}")
             require(self.decode.sample_rate == 16000,

@@ -147,3 +147,33 @@ def test_probe_refuses_what_exceeds_the_limits(make_video):
     with pytest.raises(StageError) as error:
         Prober(DecodeConfig())(gone)
     assert error.value.error == "missing"
+
+
+def test_a_chunk_decodes_the_frames_and_sound_of_the_whole_decode(make_video):
+    """A chunk of a long source (``start_frame``/``stop_frame``: a seek to the key frame before it,
+    here every 12th frame) gives the frames a whole decode gives at those grid times, and the sound
+    at the same place: resampled from the chunk's own start, a 440 Hz tone of amplitude 0.5 stays
+    within a fraction of one output sample's phase of the whole decode's."""
+    path = make_video(n_frames=60, fps=Fraction(30000, 1001), audio_s=2.0, audio_rate=48000)
+    source, probe, whole = _decode(path)
+    config = DecodeConfig(require_audio=False)
+    for start, stop in [(13, 27), (25, None)]:
+        part = list(FrameDecoder(source, probe, config, start, stop))
+        assert [frame.index for frame in part] == [frame.index for frame in whole[start:stop]]
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(part, whole[start:stop]))
+    whole_sound = decode_audio(source, probe, 16000)
+    sound = SourceAudio(source, probe, 16000, start_s=1.0)
+    sound.read_to(2.5)
+    sound.finish()
+    begin, end = frame_samples(25, 10, 25.0, 16000)
+    one_sample = 0.5 * 2 * math.pi * 440 / 16000  # the most a one-sample shift changes the tone
+    assert np.abs(sound.samples(begin, end) - whole_sound[begin:end]).max() < one_sample
+    assert np.abs(whole_sound[begin:end]).max() > 0.4
+
+
+def test_a_chunk_past_the_end_of_a_cut_short_file_says_so(make_video):
+    path = make_video(n_frames=30, fps=25)
+    source, probe, _ = _decode(path)
+    with pytest.raises(StageError, match="no frames from 4.00 s on.*cut short") as caught:
+        list(FrameDecoder(source, probe, DecodeConfig(require_audio=False), 100, 150))
+    assert caught.value.error == "no_frames"

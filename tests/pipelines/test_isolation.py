@@ -29,6 +29,10 @@ def _task(item):
         os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer sends
     if kind == "odd":
         return "odd" if value % 2 else value * 2
+    if kind == "split":
+        return "split"
+    if kind == "piece" and value == (2, 0):
+        time.sleep(1.0)  # the first piece finishes last
     if kind in ("beating", "stalling"):
         report_units(0.0)  # a length nobody declared: only the stall watch applies
         for _ in range(16 if kind == "beating" else 3):
@@ -55,7 +59,7 @@ def _logged(item):
 def test_crashes_and_hangs_cost_only_their_task():
     items = [("ok", 1), ("crash", 2), ("ok", 3), ("hang", 4), ("exit", 5), ("slow", 6), ("ok", 7)]
     with IsolatedPool(2, _noop, (), _task, base_timeout=1.0, per_unit=0.3) as pool:
-        results = list(pool.imap(items))
+        results = [result for _, result in pool.imap(items)]
     assert results[0] == 2 and results[2] == 6 and results[5] == 12 and results[6] == 14
     assert results[1] == TaskDied("crashed", "the worker process died from SIGSEGV")
     assert results[3].reason == "timeout"
@@ -65,7 +69,7 @@ def test_crashes_and_hangs_cost_only_their_task():
 def test_a_task_that_gets_on_is_never_killed_and_one_that_stalls_is():
     items = [("beating", 1), ("stalling", 2)]
     with IsolatedPool(2, _noop, (), _task, base_timeout=1.0, per_unit=0.3, stall_timeout=3.0) as pool:
-        results = list(pool.imap(items))
+        results = [result for _, result in pool.imap(items)]
     assert results[0] == 2  # 4 s of work with an unknown length: past the base timeout, never silent
     assert results[1] == TaskDied("timeout", "killed after 3 s without progress (stalled)")
 
@@ -74,7 +78,7 @@ def test_no_new_task_starts_while_buffered_results_pass_the_byte_limit(tmp_path)
     items = [(str(tmp_path), 0, False)] + [(str(tmp_path), index, True) for index in range(1, 9)]
     with IsolatedPool(2, _noop, (), _logged, base_timeout=30.0, per_unit=1.0, max_ahead=10,
                       max_buffered_bytes=1.5 * (1 << 20)) as pool:
-        results = list(pool.imap(items))
+        results = [result for _, result in pool.imap(items)]
     assert [len(result) for result in results] == [0] + [1 << 20] * 8
     ended = (tmp_path / "slow-ended").stat().st_mtime
     started_meanwhile = sorted(int(path.name.split("-")[1]) for path in tmp_path.glob("started-*")
@@ -85,7 +89,7 @@ def test_no_new_task_starts_while_buffered_results_pass_the_byte_limit(tmp_path)
 def test_order_is_kept_and_look_ahead_is_bounded():
     items = [("slow", i) if i == 0 else ("ok", i) for i in range(12)]
     with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, max_ahead=3) as pool:
-        assert list(pool.imap(items)) == [2 * i for i in range(12)]
+        assert [result for _, result in pool.imap(items)] == [2 * i for i in range(12)]
 
 
 def test_transient_results_are_retried_in_place_and_permanent_ones_are_not():
@@ -97,7 +101,7 @@ def test_transient_results_are_retried_in_place_and_permanent_ones_are_not():
 
     items = [("ok", 1), ("killed_once", 2), ("crash", 3), ("odd", 5), ("ok", 6)]
     with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, retries=2, retry=retry) as pool:
-        results = list(pool.imap(items))
+        results = [result for _, result in pool.imap(items)]
     assert results[:2] == [2, 4] and results[3:] == ["odd", 12]  # in order, the killed task's retry included
     assert results[2] == TaskDied("crashed", "the worker process died from SIGSEGV")
     retried = [(item, attempt) for item, result, attempt in calls if isinstance(result, TaskDied)]
@@ -105,6 +109,20 @@ def test_transient_results_are_retried_in_place_and_permanent_ones_are_not():
     # a crash on every attempt is asked about twice (retries=2) and then handed out; others once
     assert sorted(item for item, result, attempt in calls if not isinstance(result, TaskDied)) == [
         ("killed_once", 2), ("odd", 5), ("ok", 1), ("ok", 6)]
+
+
+def test_expanded_results_take_their_item_s_place_in_the_order():
+    def expand(item, result):
+        return [("piece", (item[1], k)) for k in range(3)] if result == "split" else None
+
+    # Two items expand at about the same time: the later one's pieces must not overtake the first's.
+    items = [("split", 2), ("split", 3), ("ok", 4), ("crash", 5)]
+    with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, max_ahead=2) as pool:
+        pairs = list(pool.imap(items, expand=expand))
+    pieces = [("piece", (value, k)) for value in (2, 3) for k in range(3)]
+    assert [item for item, _ in pairs] == [*pieces, ("ok", 4), ("crash", 5)]
+    assert [result for _, result in pairs][:7] == [*(2 * piece[1] for piece in pieces), 8]
+    assert pairs[7][1] == TaskDied("crashed", "the worker process died from SIGSEGV")
 
 
 @pytest.mark.slow

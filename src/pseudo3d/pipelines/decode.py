@@ -69,10 +69,16 @@ class FrameDecoder:
     at all raises.
     """
 
-    def __init__(self, source: Source, probe: ProbeInfo, config: DecodeConfig):
+    def __init__(self, source: Source, probe: ProbeInfo, config: DecodeConfig, start_frame: int = 0,
+                 stop_frame: int | None = None):
         self.source = source
         self.probe = probe
         self.fps = config.fps
+        self.start_frame, self.stop_frame = start_frame, stop_frame
+        """Output frames ``[start_frame, stop_frame)`` only (a chunk of a long source): decoding
+        starts at the key frame before ``start_frame`` (a seek), and frame times stay on the whole
+        video's grid, counted from the first frame's (``probe.first_frame_s``). None: to the end of
+        the video."""
         self.error: StageError | None = None
         self.damaged_frames = 0
         self._decoding = Decoding()
@@ -87,12 +93,15 @@ class FrameDecoder:
         coded = self.size if rotation in (0, 180) else self.size[::-1]
         source_period = 1.0 / self.probe.fps if self.probe.fps > 0 else 1.0 / self.fps
         step = 1.0 / self.fps
-        index = 0
+        index, stop = self.start_frame, math.inf if self.stop_frame is None else self.stop_frame
         held, held_time, held_image = None, 0.0, None
         t0 = None
         with open_container(self.source.uri, STAGE) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if self.start_frame:  # frame times count from the first frame's, as a decode from the start has them
+                t0 = self.probe.video_start_s if self.probe.first_frame_s is None else self.probe.first_frame_s
+                _seek(container, stream, t0 + self.start_frame * step - SEEK_PREROLL_S)
             lost = (0.0, 0.0)  # the latest stretch of source time whose frames were lost
             clock = DisplayClock(source_period)
             for frame, time in clock.times(decode_skipping(container, stream, self._decoding)):
@@ -105,19 +114,25 @@ class FrameDecoder:
                         # Packets were refused and frames are missing here: grid times inside
                         # the stretch show no real frame.
                         lost = (held_time + 0.5 * source_period, time - 0.5 * source_period)
-                    while index * step <= midpoint + 1e-9:
+                    while index * step <= midpoint + 1e-9 and index < stop:
                         if held_image is None:
                             held_image = self._to_image(held, coded, rotation)
                         yield self._frame(index, held_image, lost)
                         index += 1
+                    if index >= stop:
+                        return
                 held, held_time, held_image = frame, time, None
             if self._decoding.read_error is not None:
                 self.error = StageError(STAGE, "decode_error", f"the video stream cannot be read past {held_time:.2f} s: "
                                                                f"{describe_av_error(self._decoding.read_error)}")
+            end = held_time + source_period
+            if self.start_frame and index == self.start_frame and (held is None or end <= index * step):
+                raise self.error or StageError(
+                    STAGE, "no_frames", f"the video stream has no frames from {index * step:.2f} s on, though the "
+                                        f"file declares {self.probe.duration_s:.2f} s: the file is cut short")
             if held is None:
                 raise self.error or StageError(STAGE, "no_frames", "the video stream yielded no frames")
-            end = held_time + source_period
-            while index * step < end - 1e-6:
+            while index * step < end - 1e-6 and index < stop:
                 if held_image is None:
                     held_image = self._to_image(held, coded, rotation)
                 yield self._frame(index, held_image, lost)
@@ -137,6 +152,22 @@ class FrameDecoder:
     def _to_image(frame, coded: tuple[int, int], rotation: int) -> np.ndarray:
         image = frame.to_ndarray(format="rgb24", width=coded[0], height=coded[1])
         return rotate_image(image, rotation)
+
+
+SEEK_PREROLL_S = 0.5
+"""A chunk's decoding seeks to the key frame at least this long before its first frame, so the
+frame nearest its first grid time is decoded whatever the timestamps' rounding."""
+
+
+AUDIO_PREROLL_S = 1.0
+"""A chunk's sound is read from this long before its first frame: the decoder and the resampler
+settle (an AAC frame needs the one before it) before the first sample a clip uses."""
+
+
+def _seek(container, stream, seconds: float) -> None:
+    """Move ``container`` to the key frame of ``stream`` at or before ``seconds`` (container clock)."""
+    if seconds > 0 and stream.time_base:
+        container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
 
 
 REORDER_DEPTH = 16
@@ -204,23 +235,26 @@ class DisplayClock:
         return self._stamps[0] - before * self.period_s
 
 
-def first_frame_time(container, stream, first: av.VideoFrame, following: list[av.VideoFrame]) -> float:
-    """Presentation time in seconds of the first frame a video stream shows: time zero of the
-    output timeline, to which the audio is aligned.
+def first_frame_time(container, stream, first: av.VideoFrame, following: list[av.VideoFrame]) -> tuple[float, float]:
+    """Presentation times in seconds of the first frame a video stream shows: (time zero of the
+    output timeline, to which the audio is aligned; the time the decoder gives that frame, from
+    which :class:`FrameDecoder` counts frame times).
 
     ``first`` is the first decoded frame and ``following`` the frames decoded after it (a few are
-    enough, to count back from when ``first`` has no timestamp). AVI stores no presentation
-    times: its frames are shown one per period from the stream's start, but FFmpeg dates them
-    from the decoding order plus the decoder's B-frame delay, which would cut that delay off the
-    start of the sound; for AVI with B-frames the stream's start time is used when it is earlier.
+    enough, to count back from when ``first`` has no timestamp). The two are equal except for AVI
+    with B-frames: AVI stores no presentation times, its frames are shown one per period from the
+    stream's start, but FFmpeg dates them from the decoding order plus the decoder's B-frame
+    delay, which would cut that delay off the start of the sound; there the stream's start time
+    is time zero when it is earlier.
     """
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     clock = DisplayClock(1.0 / float(rate) if rate else 1.0 / 25)
-    time = next(iter(clock.times([first, *following])))[1]
+    decoded = next(iter(clock.times([first, *following])))[1]
+    time = decoded
     avi = "avi" in container.format.name.split(",")
     if avi and stream.codec_context.has_b_frames and stream.start_time is not None and stream.time_base:
         time = min(time, float(stream.start_time * stream.time_base))
-    return time
+    return time, decoded
 
 
 def decode_audio(source: Source, probe: ProbeInfo, sample_rate: int, max_s: float | None = None) -> np.ndarray:
@@ -259,8 +293,11 @@ class SourceAudio:
     silence. Raises ``StageError("decode", "audio_error")`` when the stream does not decode at all.
     """
 
-    def __init__(self, source: Source, probe: ProbeInfo, sample_rate: int):
+    def __init__(self, source: Source, probe: ProbeInfo, sample_rate: int, start_s: float = 0.0):
         self.source, self.probe, self.sample_rate = source, probe, sample_rate
+        self.start_s = start_s
+        """Where reading starts, seconds on the output timeline (a chunk of a long source): the
+        stream is sought to :data:`AUDIO_PREROLL_S` before it, and the sound before that is silence."""
         self._files = ExitStack()  # the open container, while reading
         self._reader: AudioStreamReader | None = None
         self._pieces: deque[np.ndarray] = deque()  # raw samples from _first on
@@ -276,7 +313,10 @@ class SourceAudio:
             return
         if self._reader is None:
             container = self._files.enter_context(open_container(self.source.uri, STAGE))
-            self._reader = AudioStreamReader(container, container.streams.audio[0], self.sample_rate, STAGE)
+            stream = container.streams.audio[0]
+            if self.start_s:
+                _seek(container, stream, self.probe.video_start_s + self.start_s - AUDIO_PREROLL_S)
+            self._reader = AudioStreamReader(container, stream, self.sample_rate, STAGE)
         until = None if math.isinf(seconds) else self.probe.video_start_s + seconds
         self._keep(self._reader.read_until(until))
         if self._reader.exhausted:

@@ -110,6 +110,7 @@ class Prober:
             raise StageError(STAGE, "no_audio_stream",
                              "the file has no audio stream (set decode.require_audio: false to keep "
                              "videos without audio)")
+        start_s, first_frame_s = first_frame_time(container, video, first, following)
         return ProbeInfo(
             container=container.format.name,
             size_bytes=size,
@@ -124,7 +125,8 @@ class Prober:
             audio_codec=audio.codec_context.name if audio is not None else None,
             audio_sample_rate=int(audio.codec_context.sample_rate) if audio is not None else None,
             audio_channels=int(audio.codec_context.channels) if audio is not None else None,
-            video_start_s=first_frame_time(container, video, first, following),
+            video_start_s=start_s,
+            first_frame_s=first_frame_s,
             video_duration_s=(float(video.duration * video.time_base)
                               if video.duration is not None and video.time_base is not None else None),
         )

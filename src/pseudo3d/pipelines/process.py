@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 import numpy as np
 
-from pseudo3d.config import BuildConfig
+from pseudo3d.config import BuildConfig, DecodeConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.encode import encode_clip
 from pseudo3d.pipelines.probe import Prober
@@ -31,7 +32,7 @@ from pseudo3d.qa.metrics import clip_metrics
 from pseudo3d.qa.sync import mouth_opening
 from pseudo3d.reconstruction import BACKENDS, make_backend
 from pseudo3d.reconstruction.base import SmoothingKind
-from pseudo3d.schemas.records import Clip, ClipResult, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome
+from pseudo3d.schemas.records import Chunk, Clip, ClipResult, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome
 
 if TYPE_CHECKING:  # torch loads only with a SyncNet model
     from pseudo3d.qa.syncnet import SyncNet
@@ -42,6 +43,29 @@ T = TypeVar("T")
 
 TRACKING_SMOOTHED: dict[str, SmoothingKind] = {"landmarks_2d": "linear"}
 """Tracking outputs every backend's samples carry, raw and smoothed, beside the backend's own."""
+
+
+@dataclass(frozen=True)
+class Chunked:
+    """What building a source of 1.5 × ``decode.chunk_s`` or longer gives instead of its outcome: the
+    pieces to build in its place, one per chunk, in order (a runner's pool runs them as tasks of
+    their own: :meth:`~pseudo3d.pipelines.runners.isolation.IsolatedPool.imap`'s ``expand``)."""
+
+    pieces: tuple[Source, ...]
+
+
+def chunk_pieces(source: Source, probe: ProbeInfo, decode: DecodeConfig) -> Chunked | None:
+    """``source`` cut into ``round(duration / decode.chunk_s)`` chunks of ``decode.chunk_s``
+    (output frames ``[k F, (k + 1) F)``), the last running on to the end of the video (0.5 to 1.5
+    chunks long, so no chunk is a sliver), when its declared duration is at least 1.5 chunks;
+    None otherwise, and for a piece that already is a chunk."""
+    count = round(probe.duration_s / decode.chunk_s) if math.isfinite(probe.duration_s) else 0
+    if source.chunk is not None or count < 2:
+        return None
+    frames = round(decode.chunk_s * decode.fps)
+    return Chunked(tuple(replace(source, chunk=Chunk(index, count, index * frames,
+                                                     None if index == count - 1 else (index + 1) * frames, decode.fps))
+                         for index in range(count)))
 
 
 @dataclass
@@ -80,8 +104,9 @@ class SourcePipeline:
         self.syncnet = _load_syncnet(config) if reconstruct else None
         self.smooth = (Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed})
                        if self.backend is not None else None)  # (None exactly when not reconstruct)
-        self.on_probe: Callable[[ProbeInfo], None] | None = None
-        """Called after a source is probed (the local runner sets the watchdog's deadline from it)."""
+        self.on_probe: Callable[[float], None] | None = None
+        """Called after a source is probed with the seconds of video to build (a chunk's, for a
+        chunk; the local runner sets the watchdog's deadline from it)."""
         self.spool_dir: Path | None = None
         """Where :meth:`__call__` spools each source's encoded samples as it makes them
         (:mod:`pseudo3d.pipelines.spool`); None keeps them in memory."""
@@ -93,10 +118,11 @@ class SourcePipeline:
         if self.on_progress is not None:
             self.on_progress()
 
-    def __call__(self, source: Source) -> SourceOutcome:
+    def __call__(self, source: Source) -> SourceOutcome | Chunked:
         """Every stage in this process, clip by clip: each clip is reconstructed, smoothed,
         measured and encoded as soon as its face track ends, so only one clip's frames are held
-        at a time (the encoded samples gather in the outcome)."""
+        at a time (the encoded samples gather in the outcome). A source of 1.5 ×
+        ``decode.chunk_s`` or longer gives its chunks to build instead (:class:`Chunked`)."""
         outcome = SourceOutcome(source=source, status="failed")
         clip_rows: list[Failure] = []
         spool = SampleSpool(self.spool_dir, source.source_id) if self.spool_dir is not None else None
@@ -104,6 +130,8 @@ class SourcePipeline:
         stage = "probe"
         try:
             tracked = self._tracked(outcome)
+            if isinstance(tracked, Chunked):
+                return tracked
             stage = "track"
             n_clips = 0
             for clip in tracked:
@@ -127,13 +155,16 @@ class SourcePipeline:
         outcome.failures.extend(clip_rows)
         return self._decide(outcome)
 
-    def track(self, source: Source) -> InFlight:
+    def track(self, source: Source) -> InFlight | Chunked:
         """Probe, decode and track ``source``: its clips for :meth:`reconstruct` and :meth:`finish`
-        (which may run in another process). All of the source's clips are held."""
+        (which may run in another process). All of the source's clips are held, so a source of
+        1.5 × ``decode.chunk_s`` or longer gives its chunks to track instead (:class:`Chunked`)."""
         item = InFlight(SourceOutcome(source=source, status="failed"))
         stage = "probe"
         try:
             tracked = self._tracked(item.outcome)
+            if isinstance(tracked, Chunked):
+                return tracked
             stage = "track"
             item.clips = list(tracked)
             self._tracking_done(item.outcome, tracked, len(item.clips))
@@ -142,11 +173,15 @@ class SourcePipeline:
             fail_source(item.outcome, stage, exc)
         return item
 
-    def _tracked(self, outcome: SourceOutcome) -> TrackedSource:
-        outcome.probe = _part(self.prober, "track")(outcome.source)
+    def _tracked(self, outcome: SourceOutcome) -> TrackedSource | Chunked:
+        source = outcome.source
+        probe = outcome.probe = _part(self.prober, "track")(source)
+        chunked = chunk_pieces(source, probe, self.config.decode)
+        if chunked is not None:
+            return chunked
         if self.on_probe is not None:
-            self.on_probe(outcome.probe)
-        return _part(self.decode_track, "track")(outcome.source, outcome.probe)
+            self.on_probe(probe.duration_s if source.chunk is None else source.chunk.length_s(probe.duration_s))
+        return _part(self.decode_track, "track")(source, probe)
 
     def _tracking_done(self, outcome: SourceOutcome, tracked: TrackedSource, n_clips: int) -> None:
         outcome.n_frames_decoded = tracked.n_frames
@@ -278,11 +313,14 @@ class SourcePipeline:
         }
 
     def measure_clip(self, clip: Clip, arrays: dict[str, np.ndarray]) -> dict[str, float]:
-        """The clip's QA metrics (manifest columns), SyncNet's with ``qa.sync_model``."""
+        """The clip's QA metrics (manifest columns), SyncNet's with ``qa.sync_model``, each
+        rounded to float32's precision (about 7 significant digits): the last bits of float64
+        trigonometry differ between processes of one machine (seen in Ray's workers), and a
+        manifest must not."""
         metrics = clip_metrics(clip, arrays, self.config.qa.av_max_lag_s)
         if self.syncnet is not None:
             metrics.update(self._syncnet_metrics(self.syncnet, clip))
-        return metrics
+        return {name: float(np.float32(value)) for name, value in metrics.items()}
 
     def asset_hashes(self) -> dict[str, str]:
         """Asset name → SHA-256 of every user file the samples depend on: the backend's, and

@@ -46,16 +46,16 @@ class TrackSegmenter:
     """Frames in, one at a time (:meth:`push`); finished :class:`Segment` s out as soon as they
     are known; :meth:`finish` after the last frame. Frame counts are on the output grid."""
 
-    def __init__(self, *, max_gap: int, min_frames: int, max_frames: int, max_jump: float):
+    def __init__(self, *, max_gap: int, min_frames: int, max_frames: int, max_jump: float, first_frame: int = 0):
         if max_frames < 1 or min_frames > max_frames:
             raise ValueError(f"need 1 <= max_frames and min_frames <= max_frames, got {min_frames}, {max_frames}")
         self.max_gap = max_gap
         self.min_frames = min_frames
         self.max_frames = max_frames
         self.max_jump = max_jump
-        self.next_frame = 0
-        """The index the next pushed frame gets."""
-        self.start = 0
+        self.next_frame = first_frame
+        """The index the next pushed frame gets (``first_frame`` first: a chunk of a long source)."""
+        self.start = first_frame
         """The first frame a segment still to come can hold: earlier frames' data can be dropped."""
         self._points: list[np.ndarray | None] = []  # frames start..next_frame-1; None where not tracked
         self._filled: list[bool] = []  # frames filled before the front of a long run was emitted

@@ -14,7 +14,9 @@ shards. Anything in ``shards/`` that no marker names is debris of a writer that 
 
 Shards are *source-atomic*: all clips of a source go to one shard. A unit's shard closes before a
 source that would push it past ``max_samples`` or ``max_bytes`` (a shard holds at least one source
-however large), and the next one opens, so the same unit contents always give the same shards.
+however large), and the next one opens, so the same unit contents always give the same shards. A
+source longer than ``decode.chunk_s`` arrives chunk by chunk, and each chunk is packed that way:
+its clips may go on in the unit's next shard, so no shard grows with one video's length.
 
 Determinism: members are written in sample order with fixed metadata (mtime 0, uid/gid 0, mode
 0644, no user names), so the same unit and configuration give byte-identical tars whatever the
@@ -177,8 +179,11 @@ class UnitWriter:
         self.failures: list[dict[str, Any]] = []
         self.assets: dict[str, str] = {}
         self._open: _ShardBuilder | None = None
+        self._chunks: list[dict[str, Any]] = []  # the rows of the chunks of the source being added
 
     def add(self, outcome: SourceOutcome) -> None:
+        """Write ``outcome``'s samples and keep its rows; a long source's outcomes come one per
+        chunk, in order, and make one source row (:func:`merge_chunk_rows`)."""
         check_numerics(self.numerics, outcome.numerics)
         self.numerics = self.numerics or outcome.numerics
         n_samples, n_bytes = outcome_size(outcome)
@@ -191,7 +196,14 @@ class UnitWriter:
         for sample in outcome.samples:
             self._open.add(sample)  # type: ignore[union-attr]  # opened above for a source with samples
         where = self._open.name if n_samples and self._open is not None else None
-        self.sources.append({**outcome.source_row(), "shard": where})
+        row = {**outcome.source_row(), "shard": where}
+        if outcome.source.chunk is None:
+            self.sources.append(row)
+        else:
+            self._chunks.append(row)
+            if outcome.source.completes:
+                self.sources.append(merge_chunk_rows(self._chunks))
+                self._chunks = []
         self.failures.extend(failure.to_row() for failure in outcome.failures)
         self.assets.update(outcome.assets)
 
@@ -246,6 +258,21 @@ class UnitWriter:
             self.storage.delete(shard.tar)
             self.storage.delete(shard.parquet)
         self.shards = []
+
+
+def merge_chunk_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The source row of a source built in chunks, from its chunks' rows (in order): ``ok`` when
+    a chunk is; counts and clip seconds summed; ``shard`` the first shard holding its clips; the
+    probe's columns from the first chunk that probed."""
+    merged = dict(next((row for row in rows if row["duration_s"] is not None), rows[0]))
+    ok = any(row["status"] == "ok" for row in rows)
+    merged["status"] = "ok" if ok else "failed"
+    merged["reason"] = "" if ok else (f"each of its {len(rows)} chunks failed (see the failure rows); "
+                                      f"the first: {rows[0]['reason']}")
+    for column in ("n_clips", "n_failures", "clip_seconds"):
+        merged[column] = sum(row[column] for row in rows)
+    merged["shard"] = next((row["shard"] for row in rows if row["shard"] is not None), None)
+    return merged
 
 
 def write_unit(storage: Storage, unit: Unit, outcomes: list[SourceOutcome], config: ShardConfig,

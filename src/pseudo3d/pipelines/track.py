@@ -25,7 +25,7 @@ from pseudo3d.pipelines.media import rotate_image, rotate_points
 from pseudo3d.pipelines.segment import Segment, TrackSegmenter
 from pseudo3d.pipelines.thumbnails import ThumbnailPicker
 from pseudo3d.qa.syncnet_scoring import CROP_SIZE, crop_for_syncnet, crop_windows, landmark_face_boxes
-from pseudo3d.schemas.records import Clip, Failure, ProbeInfo, Source
+from pseudo3d.schemas.records import CHUNK_CLIPS, Clip, Failure, ProbeInfo, Source
 
 STAGE = "track"
 _MISORIENTED = ("the face's landmarks disagreed with the detector's eye and mouth keypoints (a sideways or "
@@ -88,29 +88,33 @@ class DecodeTrack:
     def __call__(self, source: Source, probe: ProbeInfo) -> TrackedSource:
         return TrackedSource(self, source, probe)
 
-    def segmenter(self) -> TrackSegmenter:
+    def segmenter(self, first_frame: int = 0) -> TrackSegmenter:
         fps = self.decode.fps
         return TrackSegmenter(max_gap=int(round(self.track.max_gap_s * fps)),
                               min_frames=int(np.ceil(self.track.min_clip_s * fps - 1e-9)),
                               max_frames=int(np.floor(self.track.max_clip_s * fps + 1e-9)),
-                              max_jump=self.track.max_jump)
+                              max_jump=self.track.max_jump, first_frame=first_frame)
 
     def clips(self, source: Source, probe: ProbeInfo, result: TrackedSource) -> Iterator[Clip]:
         """The loop behind :class:`TrackedSource`: decode, track, segment, and yield each clip
-        as its face track ends (filling ``result``'s rows and frame count)."""
+        as its face track ends (filling ``result``'s rows and frame count). A chunk of a long
+        source (``source.chunk``) is decoded from a seek to its first frame to its last, with the
+        tracker reset at its start: its clips lie inside it."""
         fps = self.decode.fps
-        decoder = FrameDecoder(source, probe, self.decode)
+        chunk = source.chunk
+        first, stop = (0, None) if chunk is None else (chunk.start_frame, chunk.stop_frame)
+        decoder = FrameDecoder(source, probe, self.decode, first, stop)
         tracker = self.tracker
         tracker.reset()
         cut_detector = ShotCutDetector(self.track.cut_threshold)
         thumbnails = ThumbnailPicker(fps)
-        segmenter = self.segmenter()
-        log = _FrameLog()
-        sync = (SyncCropper(FrameDecoder(source, probe, self.decode), self.progress)
+        segmenter = self.segmenter(first)
+        log = _FrameLog(first)
+        sync = (SyncCropper(FrameDecoder(source, probe, self.decode, first, stop), self.progress)
                 if self.want_sync_crops and probe.has_audio else None)
-        audio = SourceAudio(source, probe, self.decode.sample_rate)
+        audio = SourceAudio(source, probe, self.decode.sample_rate, start_s=first / fps)
         cut_clip = _ClipCutter(source, probe, fps, self.decode.sample_rate, self.want_crops, log, thumbnails, audio,
-                               sync)
+                               sync, first_index=0 if chunk is None else chunk.index * CHUNK_CLIPS)
         gate: SoundGate | None = None  # from the first face on: frames wait for the sound under them
         too_short: list[Failure] = []
         misoriented = faces = 0  # frames whose landmarks the tracker dropped for disagreeing with the detector; tracked
@@ -173,7 +177,8 @@ class DecodeTrack:
             if sync is not None:
                 sync.close()
 
-        n_frames = result.n_frames = segmenter.next_frame
+        end = segmenter.next_frame  # the output frame after the last one decoded
+        n_frames = result.n_frames = end - first
         failures = result.failures
         if decoder.corrupt_packets:
             failures.append(Failure.of(
@@ -183,11 +188,11 @@ class DecodeTrack:
                 duration_s=decoder.damaged_frames / fps))
         if decoder.error is not None:
             failures.append(Failure.of(source, decoder.error.stage, decoder.error.error, decoder.error.message))
-        elif (missing_s := _missing_tail_s(probe, n_frames / fps)) > 0:
+        elif source.completes and (missing_s := _missing_tail_s(probe, end / fps)) > 0:
             failures.append(Failure.of(
                 source, "decode", "truncated",
                 f"the video stream declares {probe.video_duration_s:.2f} s but its frames end at "
-                f"{n_frames / fps:.2f} s: the file is cut short (a partial download or copy?); the "
+                f"{end / fps:.2f} s: the file is cut short (a partial download or copy?); the "
                 f"missing {missing_s:.2f} s are lost", duration_s=missing_s))
         if not faces:
             if misoriented:
@@ -200,12 +205,12 @@ class DecodeTrack:
                                        f"{_MISORIENTED} in {misoriented} frame(s); they are treated as tracking gaps",
                                        duration_s=misoriented / fps))
         if gate is not None and gate.cut_off:
-            usable = min(n_frames, gate.frames_with_sound)
-            lost_s = (n_frames - usable) / fps
+            usable = max(first, min(end, gate.frames_with_sound))
+            lost_s = (end - usable) / fps
             short_audio = Failure.of(
                 source, "decode", "audio_short",
                 f"the audio ends at {audio.length_s:.2f} s, {lost_s:.2f} s before the "
-                f"video; the frames after it are not used", clip=f"{usable / fps:.2f}-{n_frames / fps:.2f}s",
+                f"video; the frames after it are not used", clip=f"{usable / fps:.2f}-{end / fps:.2f}s",
                 duration_s=lost_s)
             failures.append(short_audio)
             if not cut_clip.emitted:
@@ -288,8 +293,8 @@ class SoundGate:
 class _FrameLog:
     """Per-frame tracking results (detector score, crop transform, crop) from a moving start."""
 
-    def __init__(self) -> None:
-        self.start = 0
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
         self.confidence: list[float] = []
         self.transforms: list[np.ndarray] = []
         self.crops: list[np.ndarray | None] = []
@@ -314,10 +319,13 @@ class _ClipCutter:
     thumbnail of its frames (and SyncNet's crops, decoded on a second pass kept in step)."""
 
     def __init__(self, source: Source, probe: ProbeInfo, fps: float, sample_rate: int, want_crops: bool,
-                 log: _FrameLog, thumbnails: ThumbnailPicker, audio: SourceAudio, sync: SyncCropper | None):
+                 log: _FrameLog, thumbnails: ThumbnailPicker, audio: SourceAudio, sync: SyncCropper | None,
+                 first_index: int = 0):
         self.source, self.probe, self.fps, self.sample_rate = source, probe, fps, sample_rate
         self.want_crops, self.log, self.thumbnails, self.sync = want_crops, log, thumbnails, sync
         self.audio = audio
+        self.first_index = first_index
+        """The first clip's index (a chunk's clips are numbered from its own block of indices)."""
         self.emitted = 0
 
     def __call__(self, segment: Segment) -> Clip:
@@ -327,7 +335,7 @@ class _ClipCutter:
         frames = self.log.span(start, stop)
         clip = Clip(
             source=self.source,
-            clip_index=self.emitted,
+            clip_index=self.first_index + self.emitted,
             start_frame=start,
             fps=self.fps,
             image_size=(self.probe.width, self.probe.height),

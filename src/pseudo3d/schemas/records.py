@@ -14,7 +14,7 @@ Coordinate conventions used throughout:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
 import numpy as np
@@ -25,8 +25,40 @@ SourceStatus = Literal["ok", "failed"]
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """Which part of a long source a piece of work covers (``decode.chunk_s``): output frames
+    ``[start_frame, stop_frame)``, the last chunk running on to the end of the video."""
+
+    index: int
+    count: int
+    """The source's chunks: ``ceil(duration / decode.chunk_s)``."""
+    start_frame: int
+    stop_frame: int | None
+    """None for the last chunk: to the end of the video."""
+    fps: float
+    """The output frame rate the frames count at (``decode.fps``)."""
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.count - 1
+
+    def length_s(self, duration_s: float) -> float:
+        """Seconds of video in this chunk of a source ``duration_s`` long."""
+        stop_s = duration_s if self.stop_frame is None else min(duration_s, self.stop_frame / self.fps)
+        return stop_s - self.start_frame / self.fps
+
+    @property
+    def span(self) -> str:
+        """The chunk's time span as a failure row's ``clip`` column has it: ``600.00-1200.00s``
+        (``1200.00s-end`` for the last)."""
+        if self.stop_frame is None:
+            return f"{self.start_frame / self.fps:.2f}s-end"
+        return f"{self.start_frame / self.fps:.2f}-{self.stop_frame / self.fps:.2f}s"
+
+
+@dataclass(frozen=True)
 class Source:
-    """One input video."""
+    """One input video, or one chunk of a long one (``chunk``)."""
 
     uri: str
     """Absolute local path or fsspec URL: where this machine reads it. Never written to a dataset."""
@@ -46,9 +78,23 @@ class Source:
     relative to its list file; never a local absolute path, so the same corpus at two paths gives
     the same bytes. Empty: the identity."""
 
+    chunk: Chunk | None = None
+    """Set on the pieces a long source is built in (``decode.chunk_s``); None for a source built
+    whole. The chunks of a source share its id; their clips' keys carry the chunk."""
+
     def __post_init__(self):
         if not self.reference:
             object.__setattr__(self, "reference", self.identity)
+
+    @property
+    def completes(self) -> bool:
+        """Whether this piece of work finishes its source: a whole source, or its last chunk."""
+        return self.chunk is None or self.chunk.last
+
+    @property
+    def whole(self) -> "Source":
+        """The source this piece belongs to (itself when it is whole)."""
+        return self if self.chunk is None else replace(self, chunk=None)
 
 
 @dataclass(frozen=True)
@@ -73,6 +119,10 @@ class ProbeInfo:
     audio_channels: int | None = None
     video_start_s: float = 0.0
     """Presentation time of the first video frame; time zero of the output timeline."""
+    first_frame_s: float | None = None
+    """The time the decoder gives the first video frame, seconds: ``video_start_s`` except for AVI
+    with B-frames (:func:`~pseudo3d.pipelines.decode.first_frame_time`); a chunk's decoder counts
+    frame times from it. None where not probed."""
     video_duration_s: float | None = None
     """Length of the video stream as its header declares it, seconds (None when it does not);
     a decode that ends well before it is reported as ``decode/truncated``."""
@@ -143,7 +193,7 @@ class Clip:
 
     @property
     def key(self) -> str:
-        return clip_key(self.source.source_id, self.clip_index)
+        return clip_key(self.source.source_id, self.clip_index, self.source.chunk)
 
 
 @dataclass
@@ -190,7 +240,10 @@ class Failure:
     @classmethod
     def of(cls, source: Source, stage: str, error: str, message: str, clip: str | None = None,
            duration_s: float | None = None, rejections: tuple[dict[str, Any], ...] = ()) -> "Failure":
-        """The row of ``source``; its local path in ``message`` becomes its portable reference."""
+        """The row of ``source``; its local path in ``message`` becomes its portable reference.
+        A row of a chunk of a long source that names no clip names the chunk's span."""
+        if clip is None and source.chunk is not None:
+            clip = source.chunk.span
         return cls(source.source_id, source.reference, stage, error, message.replace(source.uri, source.reference),
                    clip=clip, duration_s=duration_s, rejections=rejections)
 
@@ -263,7 +316,16 @@ class SourceOutcome:
         }
 
 
-def clip_key(source_id: str, clip_index: int) -> str:
+CHUNK_CLIPS = 10_000
+"""Clips one chunk of a long source may hold (``decode.chunk_s`` / ``track.min_clip_s`` is
+checked against it): chunk ``c``'s clip ``i`` is the source's clip ``c * 10000 + i``."""
+
+
+def clip_key(source_id: str, clip_index: int, chunk: Chunk | None = None) -> str:
     """The WebDataset ``__key__`` of a clip: stable across runs, no dots (WebDataset splits a
-    member name at its first dot)."""
-    return f"{source_id}_{clip_index:03d}"
+    member name at its first dot). ``SOURCEID_007`` for a source built whole; for a source
+    built in chunks the index counts :data:`CHUNK_CLIPS` per chunk and has eight digits
+    (``SOURCEID_00020005``: chunk 2, clip 5), so the keys sort in time order."""
+    if chunk is None:
+        return f"{source_id}_{clip_index:03d}"
+    return f"{source_id}_{clip_index:08d}"

@@ -88,8 +88,9 @@ SOURCES_PER_BATCH = 8
 METRICS = "pseudo3d"
 FAILED = "failed"
 POLL_S = 1.0
-Position = tuple[int, int]
-"""Where a source is in the plan: (unit index, position in the unit)."""
+Position = tuple[int, int, int]
+"""Where a source is in the plan: (unit index, position in the unit, chunk: 0 for a source built
+whole)."""
 
 _in_process_bar: tqdm | None = None
 """The driver's progress bar while a pipeline runs, for steps the runner executes in this process."""
@@ -160,7 +161,7 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
 
 
 def _expand(pipeline: beam.Pipeline, plan: BuildPlan, config: BuildConfig, dataset: str, log_path: str) -> None:
-    elements = [((unit.index, position), source) for unit in plan.units for position, source in enumerate(unit.sources)]
+    elements = [((unit.index, position, 0), source) for unit in plan.units for position, source in enumerate(unit.sources)]
     tracked = (pipeline
                | "Sources" >> beam.Create(elements)
                | "Track" >> beam.ParDo(_TrackFn(config, log_path)).with_outputs(FAILED, main="tracked"))
@@ -174,7 +175,7 @@ def _expand(pipeline: beam.Pipeline, plan: BuildPlan, config: BuildConfig, datas
                (("reconstructed", finished), ("failed batches", dead_batches), ("failed", tracked[FAILED]))]
     (counted
      | "Outcomes" >> beam.Flatten()
-     | "By unit" >> beam.Map(lambda pair: (pair[0][0], (pair[0][1], pair[1])))
+     | "By unit" >> beam.Map(lambda pair: (pair[0][0], (pair[0][1:], pair[1])))
      | "Group by unit" >> beam.GroupByKey()
      | "Write and commit" >> beam.ParDo(_WriteUnitFn(dataset, config, plan.numerics)))
 
@@ -228,7 +229,8 @@ def _counters(result) -> dict[str, int]:
 
 
 class _TrackFn(beam.DoFn):
-    """Probe, decode and track one source at a time in an isolated worker process."""
+    """Probe, decode and track one source at a time in an isolated worker process (a long source
+    chunk by chunk, each chunk an element of its own)."""
 
     def __init__(self, config: BuildConfig, log_path: str):
         self.config, self.log_path = config, log_path
@@ -238,17 +240,18 @@ class _TrackFn(beam.DoFn):
         self.pool = local.isolated_pool(1, self.config, Path(self.log_path), False,
                                         self.config.limits.threads_per_worker or 1, max_ahead=1)
 
-    def process(self, element: tuple[tuple[int, int], Source]) -> Iterator[Any]:
-        index, source = element
+    def process(self, element: tuple[Position, Source]) -> Iterator[Any]:
+        (unit, position, _), source = element
         if self.pool is None:  # Beam calls setup first
             raise RuntimeError("_TrackFn.process before setup")
-        (result,) = self.pool.imap([source])
-        if isinstance(result, TaskDied):
-            result = InFlight(local.died_outcome(source, result))
-        if result.outcome.reason:  # failed before reconstruction: the dead letter
-            yield beam.pvalue.TaggedOutput(FAILED, (index, result.outcome))
-        else:
-            yield index, result
+        for piece, result in self.pool.imap([source], expand=local.chunks):
+            index = (unit, position, 0 if piece.chunk is None else piece.chunk.index)
+            if isinstance(result, TaskDied):
+                result = InFlight(local.died_outcome(piece, result))
+            if result.outcome.reason:  # failed before reconstruction: the dead letter
+                yield beam.pvalue.TaggedOutput(FAILED, (index, result.outcome))
+            else:
+                yield index, result
 
     def teardown(self) -> None:
         if self.pool is not None:
@@ -302,10 +305,11 @@ class _CountFn(beam.DoFn):
         self.frames = Metrics.counter(METRICS, "frames_decoded")
 
     def process(self, element: tuple[Position, SourceOutcome]) -> Iterator[tuple[Position, SourceOutcome]]:
-        self.sources.inc()
+        completes = element[1].source.completes  # a long source's last chunk
+        self.sources.inc(int(completes))
         self.frames.inc(element[1].n_frames_decoded)
         if _in_process_bar is not None:
-            _in_process_bar.update()
+            _in_process_bar.update(int(completes))
         yield element
 
 
@@ -318,10 +322,10 @@ class _WriteUnitFn(beam.DoFn):
     def __init__(self, dataset: str, config: BuildConfig, numerics: dict | None):
         self.dataset, self.config, self.numerics = dataset, config, numerics
 
-    def process(self, element: tuple[int, Iterable[tuple[int, SourceOutcome]]]) -> Iterator[UnitDone]:
+    def process(self, element: tuple[int, Iterable[tuple[tuple[int, int], SourceOutcome]]]) -> Iterator[UnitDone]:
         index, members = element
         outcomes = [outcome for _, outcome in sorted(members, key=lambda pair: pair[0])]
-        sources = tuple(outcome.source for outcome in outcomes)
+        sources = tuple(outcome.source.whole for outcome in outcomes if outcome.source.completes)
         unit = Unit(index, sources, unit_digest(sources, self.config.fingerprint()))
         commit = write_unit(Storage(self.dataset), unit, outcomes, self.config.shards, self.config.fingerprint(),
                             self.numerics)

@@ -41,8 +41,8 @@ BUILD_LOG = "logs/build.log"
 
 Produce = Callable[[BuildPlan, Path], Iterator["SourceOutcome | UnitDone"]]
 """``produce(plan, log_path)``: for each of ``plan.units``, either the outcomes of its sources in order (the
-driver writes and commits the unit) or one :class:`UnitDone` (a worker wrote and committed it);
-native logs go to ``log_path``."""
+driver writes and commits the unit; a long source's come chunk by chunk) or one :class:`UnitDone` (a
+worker wrote and committed it); native logs go to ``log_path``."""
 
 
 @dataclass
@@ -57,6 +57,8 @@ class UnitDone:
     clips: int
     frames_decoded: int
     shards: tuple[str, ...]
+    _open_ok: bool = field(default=False, repr=False)
+    """Whether a chunk of the source being counted was ok (a source is ok when one of its chunks is)."""
 
     @classmethod
     def of(cls, unit: Unit, outcomes: list[SourceOutcome], commit: Commit | None) -> "UnitDone":
@@ -66,9 +68,13 @@ class UnitDone:
         return done.committed_as(commit)
 
     def add(self, outcome: SourceOutcome) -> None:
-        """Count one more of the unit's outcomes (a writer that streams them keeps no list)."""
-        self.sources += 1
-        self.ok += outcome.status == "ok"
+        """Count one more of the unit's outcomes, in order (a writer that streams them keeps no
+        list); a long source's chunks count as one source."""
+        self._open_ok = self._open_ok or outcome.status == "ok"
+        if outcome.source.completes:
+            self.sources += 1
+            self.ok += self._open_ok
+            self._open_ok = False
         self.clips += len(outcome.samples)
         self.frames_decoded += outcome.n_frames_decoded
 
@@ -139,7 +145,7 @@ def _produce_units(plan: BuildPlan, report: BuildReport, config: BuildConfig, pr
     bar = tqdm(total=len(plan.sources), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
     units = iter(plan.units)
     writer: UnitWriter | None = None
-    outcomes: list[SourceOutcome] = []
+    done: UnitDone | None = None
     numerics = plan.numerics
     try:
         with build_log(report.storage) as log_path:
@@ -148,21 +154,23 @@ def _produce_units(plan: BuildPlan, report: BuildReport, config: BuildConfig, pr
                     report.count(item)
                     bar.update(item.sources)
                 else:
-                    if writer is None:
+                    if writer is None or done is None:
                         writer = UnitWriter(report.storage, next(units), config.shards, config.fingerprint(), numerics)
+                        done = UnitDone(unit=writer.unit.index, committed=False, sources=0, ok=0, clips=0,
+                                        frames_decoded=0, shards=())
                     writer.add(item)
                     release_spool(item)
-                    outcomes.append(item)
-                    bar.update()
-                    if len(outcomes) == len(writer.unit.sources):
-                        report.count(UnitDone.of(writer.unit, outcomes, writer.commit()))
-                        numerics, writer, outcomes = writer.numerics, None, []
+                    done.add(item)
+                    bar.update(int(item.source.completes))
+                    if done.sources == len(writer.unit.sources):
+                        report.count(done.committed_as(writer.commit()))
+                        numerics, writer, done = writer.numerics, None, None
                 elapsed = time.perf_counter() - start
                 bar.set_postfix_str(f"clips={report.clips} failed={report.failed} "
                                     f"{report.frames / elapsed if elapsed > 0 else 0.0:.0f} frames/s")
-            if writer is not None:
-                raise RuntimeError(f"unit {writer.unit.index}: the runner gave {len(outcomes)} outcomes for "
-                                   f"{len(writer.unit.sources)} sources")
+            if writer is not None and done is not None:
+                raise RuntimeError(f"unit {writer.unit.index}: the runner gave outcomes of {done.sources} sources "
+                                   f"of {len(writer.unit.sources)}")
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -18,7 +18,10 @@ the parent waits on the pipes and on the processes' sentinels, so
   (pickled), so memory stays bounded however slow one task is;
 * a result that ``retry(item, result, attempt)`` calls transient (a :class:`TaskDied`, or a
   result the caller judges so) is thrown away and its task run again, before any new task, up to
-  ``retries`` times; the last attempt's result is handed out, still in input order.
+  ``retries`` times; the last attempt's result is handed out, still in input order;
+* a result that ``expand(item, result)`` turns into new items (a long video's chunks) is replaced
+  by those items' results, in its place in the order: they run before any later task starts, on
+  as many workers as are free.
 
 Workers are spawned (never forked), run ``initializer(*initargs)`` once, then serve tasks.
 """
@@ -26,6 +29,8 @@ Workers are spawned (never forked), run ``initializer(*initargs)`` once, then se
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -106,6 +111,9 @@ class _Worker:
 Retry = Callable[[Any, Any, int], bool]
 """``retry(item, result, attempt)``: whether ``result``, from run ``attempt`` of ``item``, is worth
 running again."""
+Expand = Callable[[Any, Any], "Sequence[Any] | None"]
+"""``expand(item, result)``: the items to run in place of ``item`` (at least one), or None to
+hand ``result`` out."""
 
 
 class IsolatedPool:
@@ -135,39 +143,54 @@ class IsolatedPool:
         worker.connection.close()
         self.workers[self.workers.index(worker)] = self._start()
 
-    def imap(self, items: Sequence[Any]) -> Iterator[Any]:
-        """Results (or :class:`TaskDied`) for ``items``, in order."""
-        results: dict[int, tuple[Any, int]] = {}  # index → (result, its pickled size)
+    def imap(self, items: Sequence[Any], expand: Expand | None = None) -> Iterator[tuple[Any, Any]]:
+        """``(item, result)`` (the result may be a :class:`TaskDied`) for ``items``, in order;
+        with ``expand``, a result it expands gives way to its new items' pairs."""
+        tasks = list(items)  # task id → item; expansions append
+        rank: dict[int, tuple[int, ...]] = {}  # a new item's place in the order: its expanded item's, then its own
+        order: collections.deque[int] = collections.deque(range(len(tasks)))  # ids still to hand out, in order
+        todo: list[tuple[tuple[int, ...], int]] = [((index,), index) for index in range(len(tasks))]  # not started: a heap by place
+        results: dict[int, tuple[Any, int]] = {}  # id → (result, its pickled size)
         attempts: dict[int, int] = {}
         again: collections.deque[int] = collections.deque()
-        next_task, next_out = 0, 0
-        while next_out < len(items):
+        while order:
             buffered = sum(size for _, size in results.values())  # results change only in _wait
             for worker in self.workers:
                 if not worker.ready or worker.index is not None:
                     continue
                 if again:
                     index = again.popleft()
-                elif (next_task < len(items) and next_task < next_out + self.max_ahead
-                      and (next_task == next_out or buffered < self.max_buffered_bytes)):
-                    index, next_task = next_task, next_task + 1
+                elif todo and (todo[0][1] == order[0] or (
+                        buffered < self.max_buffered_bytes
+                        and todo[0][1] in itertools.islice(order, self.max_ahead))):
+                    index = heapq.heappop(todo)[1]
                 else:
                     continue
-                worker.connection.send((index, attempts.get(index, 1), items[index]))
+                worker.connection.send((index, attempts.get(index, 1), tasks[index]))
                 worker.index, worker.started = index, time.monotonic()
                 worker.deadline, worker.beat = worker.started + self.base_timeout, worker.started
             arrived: dict[int, tuple[Any, int]] = {}
             self._wait(arrived)
             for index, (value, size) in arrived.items():
                 attempt = attempts.get(index, 1)
-                if self.retry is not None and attempt <= self.retries and self.retry(items[index], value, attempt):
+                pieces = None
+                if self.retry is not None and attempt <= self.retries and self.retry(tasks[index], value, attempt):
                     attempts[index] = attempt + 1
                     again.append(index)
+                elif expand is not None and (pieces := expand(tasks[index], value)) is not None:
+                    position = order.index(index)
+                    order.remove(index)
+                    for offset, piece in enumerate(pieces):
+                        new = len(tasks)
+                        tasks.append(piece)
+                        rank[new] = rank.get(index, (index,)) + (offset,)
+                        order.insert(position + offset, new)
+                        heapq.heappush(todo, (rank[new], new))
                 else:
                     results[index] = (value, size)
-            while next_out in results:
-                yield results.pop(next_out)[0]
-                next_out += 1
+            while order and order[0] in results:
+                index = order.popleft()
+                yield tasks[index], results.pop(index)[0]
 
     def _wait(self, results: dict[int, tuple[Any, int]]) -> None:
         now = time.monotonic()

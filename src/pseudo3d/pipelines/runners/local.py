@@ -17,7 +17,7 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
 from pseudo3d.pipelines.media import limit_threads
 from pseudo3d.pipelines.output_dir import BuildPlan, scratch_dir
-from pseudo3d.pipelines.process import InFlight, SourcePipeline, uses_torch
+from pseudo3d.pipelines.process import Chunked, InFlight, SourcePipeline, uses_torch
 from pseudo3d.pipelines.runners.driver import BuildReport, run_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied, report_progress, report_units
 from pseudo3d.pipelines.spool import SPOOL_DIR, remove_spool
@@ -44,7 +44,7 @@ def _init_worker(config: BuildConfig, log_path: Path, reconstruct: bool, threads
         limit_threads(threads)  # workers share the cores; no oversubscription
         _WORKER_PIPELINE = SourcePipeline(config, reconstruct=reconstruct)
         _WORKER_PIPELINE.spool_dir = spool_dir
-        _WORKER_PIPELINE.on_probe = lambda probe: report_units(probe.duration_s)
+        _WORKER_PIPELINE.on_probe = report_units
         _WORKER_PIPELINE.on_progress = report_progress
     except Exception as exc:  # noqa: BLE001 - reported per task below
         log.exception("worker set-up failed")
@@ -57,19 +57,21 @@ def setup_failure(source: Source, error: str) -> SourceOutcome:
     return SourceOutcome(source, "failed", failures=[failure], reason=f"worker_setup_failed: {error}")
 
 
-def _run_source(source: Source) -> SourceOutcome:
+def _run_source(source: Source) -> SourceOutcome | Chunked:
     return setup_failure(source, _WORKER_ERROR) if _WORKER_PIPELINE is None else _WORKER_PIPELINE(source)
 
 
-def _track_source(source: Source) -> InFlight:
+def _track_source(source: Source) -> InFlight | Chunked:
     if _WORKER_PIPELINE is None:
         return InFlight(setup_failure(source, _WORKER_ERROR))
     return _WORKER_PIPELINE.track(source)
 
 
-def retry_transient(source: Source, result: SourceOutcome | InFlight | TaskDied, attempt: int) -> bool:
+def retry_transient(source: Source, result: SourceOutcome | InFlight | Chunked | TaskDied, attempt: int) -> bool:
     """The pools' retry rule (``limits.transient_retries``): a dead worker or a failure of a
     transient kind is worth another attempt; a bad input is not."""
+    if isinstance(result, Chunked):
+        return False
     if isinstance(result, TaskDied):
         why = f"worker/{result.reason}: {result.detail}"
     else:
@@ -81,10 +83,16 @@ def retry_transient(source: Source, result: SourceOutcome | InFlight | TaskDied,
     return True
 
 
+def chunks(source: Source, result: SourceOutcome | InFlight | Chunked | TaskDied) -> tuple[Source, ...] | None:
+    """The pools' ``expand`` rule: a source longer than ``decode.chunk_s`` is built as its chunks."""
+    return result.pieces if isinstance(result, Chunked) else None
+
+
 def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_chain: bool, threads: int, *,
                   max_ahead: int | None = None, spool_dir: Path | None = None) -> IsolatedPool:
     """The pool every runner serves sources from: isolated workers with the watchdog of
-    ``limits.timeout_*`` and the retries of ``limits.transient_retries``. ``whole_chain``: the
+    ``limits.timeout_*`` and the retries of ``limits.transient_retries``; its ``imap(sources,
+    expand=chunks)`` gives long sources' results chunk by chunk. ``whole_chain``: the
     workers run every stage; otherwise only probing and tracking. ``spool_dir``: the workers
     spool samples there (:mod:`pseudo3d.pipelines.spool`; only where the writer shares the disk)."""
     limits = config.limits
@@ -96,7 +104,7 @@ def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_cha
 
 
 def died_outcome(source: Source, died: TaskDied) -> SourceOutcome:
-    """The outcome of a source whose worker crashed or was killed by the watchdog."""
+    """The outcome of a source (or chunk) whose worker crashed or was killed by the watchdog."""
     message = f"{died.detail} while processing this input; the rest of the build went on"
     failure = Failure.of(source, "worker", died.reason, message)
     return SourceOutcome(source, "failed", failures=[failure], reason=f"{died.reason}: {died.detail}")
@@ -149,13 +157,14 @@ def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_pa
               reconstruct_in_parent: bool, spool_dir: Path) -> Iterator[SourceOutcome]:
     """Outcomes in input order from isolated worker processes (one worker too): a worker that
     crashes or hangs costs only its input, native log noise goes to ``log_path``, and the parent
-    stays responsive. Workers running every stage spool their samples into ``spool_dir``."""
+    stays responsive. Workers running every stage spool their samples into ``spool_dir``. A long
+    source gives one outcome per chunk, its chunks built side by side on the free workers."""
     if not pending:
         return
     threads = config.limits.threads_per_worker or max(1, default_workers() // n_workers)
     with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads,
                        spool_dir=None if reconstruct_in_parent else spool_dir) as pool:
-        results = zip(pending, pool.imap(pending))
+        results = pool.imap(pending, expand=chunks)
         if not reconstruct_in_parent:
             for source, result in results:
                 yield died_outcome(source, result) if isinstance(result, TaskDied) else result

@@ -160,7 +160,7 @@ class _UnitActor:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         unit: Unit = row["unit"]
-        results = zip(unit.sources, self.pool.imap(list(unit.sources)))
+        results = self.pool.imap(list(unit.sources), expand=local.chunks)  # a long source chunk by chunk
         if self.gpu:
             return {"unit": unit, "done": self._split(unit, results)}
         outcomes = [local.died_outcome(source, result) if isinstance(result, TaskDied) else result
@@ -195,8 +195,8 @@ class _UnitActor:
             raise
 
     def _groups(self, results: Iterator[tuple[Source, Any]]) -> Iterator[list[InFlight]]:
-        """Tracked sources in groups of at least ``reconstruct.batch_size`` frames (the last may
-        have fewer); a source is never cut."""
+        """Tracked sources (a long one chunk by chunk) in groups of at least
+        ``reconstruct.batch_size`` frames (the last may have fewer); a source or chunk is never cut."""
         group: list[InFlight] = []
         for source, result in results:
             group.append(InFlight(local.died_outcome(source, result)) if isinstance(result, TaskDied) else result)
