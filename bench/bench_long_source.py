@@ -39,31 +39,40 @@ from bench_split_memory import BUILD as SPLIT_BUILD  # the same Ray build (bench
 
 
 def looped(video: Path, minutes: float, out: Path) -> Path:
-    """``video`` re-encoded end to end until it lasts ``minutes`` (video at 25 fps, H.264; audio AAC)."""
+    """``video`` re-encoded end to end until it lasts ``minutes`` (video at 25 fps, H.264; audio
+    mono AAC cut to each loop's video length, so the sound does not drift from the picture as the
+    loops add up: a decoded AAC stream is longer than its video by the encoder's padding)."""
+    import numpy as np
+
+    from pseudo3d.pipelines.audio import load_audio
+
     with av.open(str(video)) as source:
         duration = float(source.duration or 0) / 1e6
         stream = source.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = source.streams.audio[0].codec_context.sample_rate
+        images = [frame.reformat(format="yuv420p") for frame in source.decode(video=0)]
+    sound = load_audio(video, rate)
+    per_loop = round(len(images) / 25 * rate)
+    sound = np.pad(sound, (0, max(0, per_loop - sound.size)))[:per_loop]
     loops = max(1, round(minutes * 60 / duration))
     with av.open(str(out), "w") as target:
         video_out = target.add_stream("libx264", rate=25)
         video_out.width, video_out.height, video_out.pix_fmt = width, height, "yuv420p"
         video_out.options = {"preset": "ultrafast", "crf": "23"}
         audio_out = target.add_stream("aac", rate=rate)
+        audio_out.layout = "mono"
         frames = samples = 0
         for _ in range(loops):
-            with av.open(str(video)) as source:
-                for frame in source.decode(video=0, audio=0):
-                    if isinstance(frame, av.VideoFrame):
-                        frame = frame.reformat(format="yuv420p")
-                        frame.pts, frame.time_base = frames, fractions.Fraction(1, 25)
-                        frames += 1
-                        target.mux(video_out.encode(frame))
-                    else:
-                        frame.pts, frame.time_base = samples, fractions.Fraction(1, rate)
-                        samples += frame.samples
-                        target.mux(audio_out.encode(frame))
+            for image in images:
+                image.pts, image.time_base = frames, fractions.Fraction(1, 25)
+                frames += 1
+                target.mux(video_out.encode(image))
+            for start in range(0, per_loop, 1024):
+                frame = av.AudioFrame.from_ndarray(sound[None, start:start + 1024], format="flt", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = rate, samples, fractions.Fraction(1, rate)
+                samples += frame.samples
+                target.mux(audio_out.encode(frame))
         target.mux(video_out.encode())
         target.mux(audio_out.encode())
     return out
