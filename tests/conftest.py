@@ -140,9 +140,9 @@ def runner_corpus(tmp_path_factory) -> Path:
 
 
 RUNNER_CONFIG_YAML = ("shards:\n  max_sources: 3\n  max_samples: 2\n"
-                      "decode:\n  chunk_s: 1.5\ntrack:\n  min_clip_s: 0.5\n  max_clip_s: 1.5\n")
+                      "decode:\n  chunk_s: 2.0\ntrack:\n  min_clip_s: 0.5\n  max_clip_s: 2.0\n")
 """The runner tests' configuration: several units, some of several shards, from the small corpus, its
-videos (4.4 to 8 s) built in chunks (``decode.chunk_s`` 1.5 s, the last one running to the end)."""
+videos (4.4 to 8 s) built in chunks (``decode.chunk_s`` 2 s, the last one running to the end)."""
 
 
 @pytest.fixture(scope="session")
