@@ -117,8 +117,8 @@ def test_expanded_results_take_their_item_s_place_in_the_order():
 
     # Two items expand at about the same time: the later one's pieces must not overtake the first's.
     items = [("split", 2), ("split", 3), ("ok", 4), ("crash", 5)]
-    with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, max_ahead=2) as pool:
-        pairs = list(pool.imap(items, expand=expand))
+    with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, max_ahead=2, expand=expand) as pool:
+        pairs = list(pool.imap(items))
     pieces = [("piece", (value, k)) for value in (2, 3) for k in range(3)]
     assert [item for item, _ in pairs] == [*pieces, ("ok", 4), ("crash", 5)]
     assert [result for _, result in pairs][:7] == [*(2 * piece[1] for piece in pieces), 8]

@@ -49,7 +49,7 @@ TRACKING_SMOOTHED: dict[str, SmoothingKind] = {"landmarks_2d": "linear"}
 class Chunked:
     """What building a source of 1.5 × ``decode.chunk_s`` or longer gives instead of its outcome: the
     pieces to build in its place, one per chunk, in order (a runner's pool runs them as tasks of
-    their own: :meth:`~pseudo3d.pipelines.runners.isolation.IsolatedPool.imap`'s ``expand``)."""
+    their own: :class:`~pseudo3d.pipelines.runners.isolation.IsolatedPool`'s ``expand``)."""
 
     pieces: tuple[Source, ...]
 

@@ -244,7 +244,7 @@ class _TrackFn(beam.DoFn):
         (unit, position, _), source = element
         if self.pool is None:  # Beam calls setup first
             raise RuntimeError("_TrackFn.process before setup")
-        for piece, result in self.pool.imap([source], expand=local.chunks):
+        for piece, result in self.pool.imap([source]):  # a long source chunk by chunk
             index = (unit, position, 0 if piece.chunk is None else piece.chunk.index)
             if isinstance(result, TaskDied):
                 result = InFlight(local.died_outcome(piece, result))

@@ -120,13 +120,13 @@ class IsolatedPool:
     def __init__(self, n_workers: int, initializer: Callable, initargs: tuple, function: Callable[[Any], Any], *,
                  base_timeout: float, per_unit: float, stall_timeout: float = float("inf"),
                  max_ahead: int | None = None, max_buffered_bytes: float = float("inf"),
-                 retries: int = 0, retry: Retry | None = None):
+                 retries: int = 0, retry: Retry | None = None, expand: Expand | None = None):
         self.context = multiprocessing.get_context("spawn")
         self.spec = (initializer, initargs, function)
         self.base_timeout, self.per_unit, self.stall_timeout = base_timeout, per_unit, stall_timeout
         self.max_ahead = max_ahead or 2 * n_workers
         self.max_buffered_bytes = max_buffered_bytes
-        self.retries, self.retry = retries, retry
+        self.retries, self.retry, self.expand = retries, retry, expand
         self.workers = [self._start() for _ in range(n_workers)]
 
     def _start(self) -> _Worker:
@@ -143,9 +143,10 @@ class IsolatedPool:
         worker.connection.close()
         self.workers[self.workers.index(worker)] = self._start()
 
-    def imap(self, items: Sequence[Any], expand: Expand | None = None) -> Iterator[tuple[Any, Any]]:
-        """``(item, result)`` (the result may be a :class:`TaskDied`) for ``items``, in order;
-        with ``expand``, a result it expands gives way to its new items' pairs."""
+    def imap(self, items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        """``(item, result)`` (the result may be a :class:`TaskDied`) for ``items``, in order; a
+        result the pool's ``expand`` expands gives way to its new items' pairs."""
+        expand = self.expand
         tasks = list(items)  # task id → item; expansions append
         rank: dict[int, tuple[int, ...]] = {}  # a new item's place in the order: its expanded item's, then its own
         order: collections.deque[int] = collections.deque(range(len(tasks)))  # ids still to hand out, in order
@@ -173,7 +174,6 @@ class IsolatedPool:
             self._wait(arrived)
             for index, (value, size) in arrived.items():
                 attempt = attempts.get(index, 1)
-                pieces = None
                 if self.retry is not None and attempt <= self.retries and self.retry(tasks[index], value, attempt):
                     attempts[index] = attempt + 1
                     again.append(index)

@@ -91,8 +91,8 @@ def chunks(source: Source, result: SourceOutcome | InFlight | Chunked | TaskDied
 def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_chain: bool, threads: int, *,
                   max_ahead: int | None = None, spool_dir: Path | None = None) -> IsolatedPool:
     """The pool every runner serves sources from: isolated workers with the watchdog of
-    ``limits.timeout_*`` and the retries of ``limits.transient_retries``; its ``imap(sources,
-    expand=chunks)`` gives long sources' results chunk by chunk. ``whole_chain``: the
+    ``limits.timeout_*`` and the retries of ``limits.transient_retries``; a long source's
+    results come chunk by chunk (``expand``: :func:`chunks`). ``whole_chain``: the
     workers run every stage; otherwise only probing and tracking. ``spool_dir``: the workers
     spool samples there (:mod:`pseudo3d.pipelines.spool`; only where the writer shares the disk)."""
     limits = config.limits
@@ -100,7 +100,7 @@ def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_cha
                         _run_source if whole_chain else _track_source, max_ahead=max_ahead,
                         base_timeout=limits.timeout_base_s, per_unit=limits.timeout_per_video_s,
                         stall_timeout=limits.stall_timeout_s, max_buffered_bytes=limits.max_buffered_gb * 2 ** 30,
-                        retries=limits.transient_retries, retry=retry_transient)
+                        retries=limits.transient_retries, retry=retry_transient, expand=chunks)
 
 
 def died_outcome(source: Source, died: TaskDied) -> SourceOutcome:
@@ -164,7 +164,7 @@ def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_pa
     threads = config.limits.threads_per_worker or max(1, default_workers() // n_workers)
     with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads,
                        spool_dir=None if reconstruct_in_parent else spool_dir) as pool:
-        results = pool.imap(pending, expand=chunks)
+        results = pool.imap(pending)
         if not reconstruct_in_parent:
             for source, result in results:
                 yield died_outcome(source, result) if isinstance(result, TaskDied) else result

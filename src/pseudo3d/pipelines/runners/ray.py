@@ -160,7 +160,7 @@ class _UnitActor:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         unit: Unit = row["unit"]
-        results = self.pool.imap(list(unit.sources), expand=local.chunks)  # a long source chunk by chunk
+        results = self.pool.imap(list(unit.sources))  # a long source chunk by chunk
         if self.gpu:
             return {"unit": unit, "done": self._split(unit, results)}
         outcomes = [local.died_outcome(source, result) if isinstance(result, TaskDied) else result
