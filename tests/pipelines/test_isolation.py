@@ -56,6 +56,33 @@ def _logged(item):
     return b"x" * (1 << 20)
 
 
+def _meet(item):
+    """A chunk that waits (up to 30 s) until its sibling has started too: both finish only when
+    they run at once, on two workers."""
+    kind, (folder, index) = item
+    if kind == "long":
+        return "long"
+    with open(f"{folder}/started-{index}", "w"):
+        pass
+    deadline = time.monotonic() + 30.0
+    while not all(os.path.exists(f"{folder}/started-{other}") for other in (0, 1)):
+        if time.monotonic() > deadline:
+            return "alone"
+        time.sleep(0.05)
+    return os.getpid()
+
+
+def test_a_single_long_item_starts_the_other_workers_for_its_pieces(tmp_path):
+    def expand(item, result):
+        return [("chunk", (str(tmp_path), k)) for k in (0, 1)] if result == "long" else None
+
+    with IsolatedPool(2, _noop, (), _meet, base_timeout=60.0, per_unit=1.0, expand=expand, start_workers=1) as pool:
+        assert len(pool.workers) == 1
+        results = [result for _, result in pool.imap([("long", (str(tmp_path), None))])]
+        assert len(pool.workers) == 2
+    assert "alone" not in results and len(set(results)) == 2  # two processes, at once
+
+
 def test_crashes_and_hangs_cost_only_their_task():
     items = [("ok", 1), ("crash", 2), ("ok", 3), ("hang", 4), ("exit", 5), ("slow", 6), ("ok", 7)]
     with IsolatedPool(2, _noop, (), _task, base_timeout=1.0, per_unit=0.3) as pool:

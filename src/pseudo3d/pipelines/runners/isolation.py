@@ -21,7 +21,10 @@ the parent waits on the pipes and on the processes' sentinels, so
   ``retries`` times; the last attempt's result is handed out, still in input order;
 * a result that ``expand(item, result)`` turns into new items (a long video's chunks) is replaced
   by those items' results, in its place in the order: they run before any later task starts, on
-  as many workers as are free.
+  as many workers as are free;
+* the pool may start with fewer workers than ``n_workers`` (``start_workers``: a build with
+  fewer inputs than workers) and starts more, up to ``n_workers``, when tasks wait for one (a
+  long video's chunks).
 
 Workers are spawned (never forked), run ``initializer(*initargs)`` once, then serve tasks.
 """
@@ -120,14 +123,16 @@ class IsolatedPool:
     def __init__(self, n_workers: int, initializer: Callable, initargs: tuple, function: Callable[[Any], Any], *,
                  base_timeout: float, per_unit: float, stall_timeout: float = float("inf"),
                  max_ahead: int | None = None, max_buffered_bytes: float = float("inf"),
-                 retries: int = 0, retry: Retry | None = None, expand: Expand | None = None):
+                 retries: int = 0, retry: Retry | None = None, expand: Expand | None = None,
+                 start_workers: int | None = None):
         self.context = multiprocessing.get_context("spawn")
+        self.n_workers = n_workers
         self.spec = (initializer, initargs, function)
         self.base_timeout, self.per_unit, self.stall_timeout = base_timeout, per_unit, stall_timeout
         self.max_ahead = max_ahead or 2 * n_workers
         self.max_buffered_bytes = max_buffered_bytes
         self.retries, self.retry, self.expand = retries, retry, expand
-        self.workers = [self._start() for _ in range(n_workers)]
+        self.workers = [self._start() for _ in range(n_workers if start_workers is None else min(start_workers, n_workers))]
 
     def _start(self) -> _Worker:
         parent_end, child_end = self.context.Pipe()
@@ -155,6 +160,9 @@ class IsolatedPool:
         attempts: dict[int, int] = {}
         again: collections.deque[int] = collections.deque()
         while order:
+            waiting = len(again) + len(todo) - sum(worker.index is None for worker in self.workers)
+            for _ in range(min(waiting, self.n_workers - len(self.workers))):
+                self.workers.append(self._start())  # tasks wait (an expansion): grow to n_workers
             buffered = sum(size for _, size in results.values())  # results change only in _wait
             for worker in self.workers:
                 if not worker.ready or worker.index is not None:

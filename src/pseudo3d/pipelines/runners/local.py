@@ -89,18 +89,22 @@ def chunks(source: Source, result: SourceOutcome | InFlight | Chunked | TaskDied
 
 
 def isolated_pool(n_workers: int, config: BuildConfig, log_path: Path, whole_chain: bool, threads: int, *,
-                  max_ahead: int | None = None, spool_dir: Path | None = None) -> IsolatedPool:
+                  max_ahead: int | None = None, spool_dir: Path | None = None,
+                  start_workers: int | None = None) -> IsolatedPool:
     """The pool every runner serves sources from: isolated workers with the watchdog of
     ``limits.timeout_*`` and the retries of ``limits.transient_retries``; a long source's
     results come chunk by chunk (``expand``: :func:`chunks`). ``whole_chain``: the
     workers run every stage; otherwise only probing and tracking. ``spool_dir``: the workers
-    spool samples there (:mod:`pseudo3d.pipelines.spool`; only where the writer shares the disk)."""
+    spool samples there (:mod:`pseudo3d.pipelines.spool`; only where the writer shares the disk).
+    ``start_workers``: workers started at once (default ``n_workers``); the pool starts the others
+    when tasks wait (a long source's chunks)."""
     limits = config.limits
     return IsolatedPool(n_workers, _init_worker, (config, log_path, whole_chain, threads, spool_dir),
                         _run_source if whole_chain else _track_source, max_ahead=max_ahead,
                         base_timeout=limits.timeout_base_s, per_unit=limits.timeout_per_video_s,
                         stall_timeout=limits.stall_timeout_s, max_buffered_bytes=limits.max_buffered_gb * 2 ** 30,
-                        retries=limits.transient_retries, retry=retry_transient, expand=chunks)
+                        retries=limits.transient_retries, retry=retry_transient, expand=chunks,
+                        start_workers=start_workers)
 
 
 def died_outcome(source: Source, died: TaskDied) -> SourceOutcome:
@@ -140,7 +144,7 @@ def build_local(sources: list[Source], out: str | Path | Storage, config: BuildC
 
     def produce(plan: BuildPlan, log_path: Path) -> Iterator[SourceOutcome]:
         pending = plan.sources
-        n_workers = max(1, min(workers or default_workers(), len(pending)))
+        n_workers = max(1, workers or default_workers())
         # The spool shares a local dataset's disk; a dataset behind a URL spools in its scratch folder.
         spool_root = storage.local_path() if storage.is_local else scratch_dir(storage)
         remove_spool(spool_root)  # what a killed build left
@@ -162,8 +166,10 @@ def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_pa
     if not pending:
         return
     threads = config.limits.threads_per_worker or max(1, default_workers() // n_workers)
+    # Fewer inputs than workers: start one worker per input; a long input's chunks start the rest.
     with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads,
-                       spool_dir=None if reconstruct_in_parent else spool_dir) as pool:
+                       spool_dir=None if reconstruct_in_parent else spool_dir,
+                       start_workers=min(n_workers, len(pending))) as pool:
         results = pool.imap(pending)
         if not reconstruct_in_parent:
             for source, result in results:
