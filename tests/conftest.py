@@ -90,7 +90,7 @@ def synthetic_corpus(tmp_path_factory) -> Path:
 
     corpus = tmp_path_factory.mktemp("corpus")
     with native_stderr_silenced():
-        make_corpus(corpus, n_videos=E2E_VIDEOS, seconds=E2E_SECONDS, seed=0, bad_inputs=True)
+        make_corpus(corpus, n_videos=E2E_VIDEOS, seconds=E2E_SECONDS, seed=0, bad_inputs=True, workers=0)
     return corpus
 
 
@@ -103,7 +103,7 @@ def framing_corpus(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("framing_corpus")
     with native_stderr_silenced():
-        make_corpus(folder, n_videos=1, seconds=3.0, seed=1, framings=True)
+        make_corpus(folder, n_videos=1, seconds=3.0, seed=1, framings=True, workers=0)
     return folder
 
 
@@ -135,14 +135,17 @@ def runner_corpus(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("runner_corpus")
     with native_stderr_silenced():
-        make_corpus(folder, n_videos=4, seconds=4.0, seed=5, bad_inputs=True)
+        make_corpus(folder, n_videos=4, seconds=4.0, seed=5, bad_inputs=True, workers=0)
     return folder
 
 
 RUNNER_CONFIG_YAML = ("shards:\n  max_sources: 3\n  max_samples: 2\n"
-                      "decode:\n  chunk_s: 2.0\ntrack:\n  min_clip_s: 0.5\n  max_clip_s: 2.0\n")
+                      "decode:\n  chunk_s: 2.0\n  fps: 10\ntrack:\n  min_clip_s: 0.5\n  max_clip_s: 2.0\n"
+                      "qa:\n  min_confidence_mean: 0.9\n")
 """The runner tests' configuration: several units, some of several shards, from the small corpus, its
-videos (4.4 to 8 s) built in chunks (``decode.chunk_s`` 2 s, the last one running to the end)."""
+videos (4.4 to 8 s) built in chunks (``decode.chunk_s`` 2 s, the last one running to the end), at
+10 fps (the plumbing is what these tests check); the confidence threshold rejects 3 of the 13 clips
+(0.88 to 0.89 against 0.90 to 0.95 for the rest), so every runner also writes clip-level ``qa`` rows."""
 
 
 @pytest.fixture(scope="session")

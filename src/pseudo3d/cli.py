@@ -44,7 +44,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _synthesise(out: Path, *, videos: int, seconds: float, seed: int, bad_inputs: bool, quiet: bool) -> list[Path]:
+def _synthesise(out: Path, *, videos: int, seconds: float, seed: int, bad_inputs: bool, quiet: bool,
+                workers: int = 0) -> list[Path]:
     from tqdm import tqdm
 
     from pseudo3d.synth.corpus import make_corpus
@@ -55,7 +56,7 @@ def _synthesise(out: Path, *, videos: int, seconds: float, seed: int, bad_inputs
             bar.update(done - bar.n)
 
         return make_corpus(out, n_videos=videos, seconds=seconds, seed=seed, bad_inputs=bad_inputs,
-                           progress=progress)
+                           progress=progress, workers=workers)
 
 
 def _synthesise_bad_corpus(out: Path, *, seed: int, quiet: bool) -> list[Path]:
@@ -79,7 +80,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
               f"{time.perf_counter() - start:.1f} s (what a build does with each: docs/hardening.md)")
         return 0
     paths = _synthesise(Path(args.out), videos=args.videos, seconds=args.seconds, seed=args.seed,
-                        bad_inputs=args.bad_inputs, quiet=args.quiet)
+                        bad_inputs=args.bad_inputs, quiet=args.quiet, workers=args.workers)
     print(f"wrote {len(paths)} file(s) to {args.out} in {time.perf_counter() - start:.1f} s "
           "(ground truth beside each video as NAME.truth.json)")
     return 0
@@ -259,7 +260,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.out)
     corpus, dataset = root / "corpus", root / "dataset"
     print(f"[1/3] synthesising {args.videos} talking-head videos (+3 deliberately bad inputs) into {corpus}")
-    _synthesise(corpus, videos=args.videos, seconds=args.seconds, seed=args.seed, bad_inputs=True, quiet=args.quiet)
+    _synthesise(corpus, videos=args.videos, seconds=args.seconds, seed=args.seed, bad_inputs=True, quiet=args.quiet,
+                workers=args.workers)
     print(f"[2/3] building the pseudo-3D dataset into {dataset}")
     report = build_local(resolve_sources([str(corpus)]), dataset, BuildConfig(), workers=args.workers,
                          overwrite=True, progress=not args.quiet)
@@ -294,6 +296,8 @@ def make_parser() -> argparse.ArgumentParser:
     synth.add_argument("--bad-corpus", action="store_true",
                        help="write the bad-input corpus instead: one file of each broken, odd or hostile kind "
                             "(see docs/hardening.md)")
+    synth.add_argument("--workers", type=_non_negative_int, default=0,
+                       help="processes rendering videos side by side (default: all cores)")
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth, inputs=())
 

@@ -49,7 +49,7 @@ def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_pat
     config.write_text("qa:\n  enabled: false\n")
     code = main(["build", str(video), str(synthetic_corpus / "bad_not_a_video.mp4"), "--out", str(out), "-q",
                  "--config", str(config),
-                 "--backend", "deca", "--fps", "10", "--workers", "1",
+                 "--backend", "deca", "--fps", "5", "--workers", "1",
                  "--flame-model", str(flame_assets["flame_model"]),
                  "--landmark-embedding", str(flame_assets["mediapipe_embedding"]),
                  "--deca-checkpoint", str(flame_assets["deca_checkpoint"])])
@@ -81,7 +81,7 @@ def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_asse
     from pseudo3d.pipelines.sources import resolve_sources
 
     config = BuildConfig().with_overrides(
-        backend="deca", decode={"fps": 10.0}, qa={"enabled": False},
+        backend="deca", decode={"fps": 5.0}, qa={"enabled": False},
         reconstruct={"flame_model": str(flame_assets["flame_model"]), "deca_checkpoint": str(flame_assets["deca_checkpoint"]),
                      "landmark_embedding": str(flame_assets["mediapipe_embedding"]), "batch_size": 16})
     sources = resolve_sources([str(synthetic_corpus / "05_talk_cut.mp4")])  # two clips, batched together in the parent
@@ -115,7 +115,7 @@ def test_backend_without_its_assets_names_the_flag(synthetic_corpus, tmp_path, c
 def test_flame_fit_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_path, capsys):
     out = tmp_path / "fit"
     code = main(["build", str(synthetic_corpus / "00_talk_25fps.mp4"), "--out", str(out), "-q",
-                 "--backend", "flame-fit", "--workers", "1",
+                 "--backend", "flame-fit", "--fps", "10", "--workers", "1",
                  "--flame-model", str(flame_assets["flame_model"]),
                  "--landmark-embedding", str(flame_assets["mediapipe_embedding"])])
     assert code == 0, capsys.readouterr().err

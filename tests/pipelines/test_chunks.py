@@ -9,7 +9,7 @@ from pseudo3d.config import DecodeConfig, ShardConfig
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.process import chunk_pieces
 from pseudo3d.pipelines.shard_writer import write_unit
-from pseudo3d.schemas.records import Chunk, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome, clip_key
+from pseudo3d.schemas.records import Chunk, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome, clip_key, clip_label
 from pseudo3d.schemas.sample import encode_sample
 from pseudo3d.storage import Storage
 
@@ -40,6 +40,8 @@ def test_keys_of_a_chunked_source_carry_the_chunk_and_sort_in_time_order():
             clip_key("s", 7, chunk)]
     assert keys == ["s_003", "s_00020005", "s_00010012", "s_00000007"]
     assert sorted(keys[1:]) == [keys[3], keys[2], keys[1]]
+    # how the QA report's gallery names them
+    assert [clip_label(key) for key in keys] == ["clip 3", "chunk 2 · clip 5", "chunk 1 · clip 12", "chunk 0 · clip 7"]
     piece = replace(SOURCE, chunk=Chunk(1, 3, 15000, 30000, 25.0))
     assert Failure.of(piece, "track", "no_face", "no face").clip == "600.00-1200.00s"
     assert Failure.of(piece, "track", "clip_too_short", "short", clip="610.00-610.50s").clip == "610.00-610.50s"
@@ -90,15 +92,17 @@ def test_the_runner_corpus_is_built_in_chunks(runner_local_build):
     out, report = runner_local_build
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     sources = pq.read_table(out / "sources.parquet").to_pylist()
-    assert len(sources) == report.inputs == 7 and report.ok == 4
+    rejected = [row for row in pq.read_table(out / "failures.parquet").to_pylist() if row["stage"] == "qa"]
+    assert len(sources) == report.inputs == 7 and report.ok == 4 and len(rejected) == 3
     for row in sources:
         clips = [clip for clip in manifest if clip["source_id"] == row["source_id"]]
         assert row["n_clips"] == len(clips)
-        if row["status"] == "ok":
+        assert all(clip["key"][-9] == "_" and clip["clip_index"] == int(clip["key"][-8:]) for clip in clips)
+        if row["status"] == "ok":  # the chunks of every clip found, kept or rejected by QA
+            found = {key[-8:-4] for key in [clip["key"] for clip in clips]
+                     + [failure["clip"] for failure in rejected if failure["source_id"] == row["source_id"]]}
             count = round(row["duration_s"] / 2.0)
-            assert {clip["key"][-8:-4] for clip in clips} <= {f"{chunk:04d}" for chunk in range(count)}
-            assert count >= 2 and {clip["key"][-8:-4] for clip in clips} >= {"0000", f"{count - 1:04d}"}
-            assert all(clip["key"][-9] == "_" and clip["clip_index"] == int(clip["key"][-8:]) for clip in clips)
+            assert count >= 2 and {"0000", f"{count - 1:04d}"} <= found <= {f"{chunk:04d}" for chunk in range(count)}
 
 
 def test_a_chunk_length_that_cannot_hold_the_clip_grid_is_refused_naming_the_options():

@@ -36,7 +36,7 @@ def dataset(tmp_path_factory) -> Path:
 
     corpus = tmp_path_factory.mktemp("report_corpus")
     with native_stderr_silenced():
-        make_corpus(corpus, n_videos=2, seconds=3, bad_inputs=True)
+        make_corpus(corpus, n_videos=2, seconds=3, bad_inputs=True, workers=0)
     (corpus / ODD_NAME).write_text("not a video either")
     out = tmp_path_factory.mktemp("report_dataset") / "ds"
     config = BuildConfig().with_overrides(qa={"min_face_size_px": 210.0})

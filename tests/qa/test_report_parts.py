@@ -68,11 +68,46 @@ def test_rejected_values_come_from_the_rows_rejections_absolute_for_max_abs_rule
 def test_gallery_spreads_over_sources_in_input_order():
     dataset = _dataset(sources=[_source("b"), _source("a"), _source("c")], failures=[],
                        clips=[("a", 1, 3.0), ("a", 0, 3.0), ("a", 2, 3.0), ("b", 0, 3.0), ("c", 0, 3.0), ("c", 1, 3.0)])
-    keys = dataset.manifest["key"]
+    keys = dataset.text_column("key")
     chosen = [keys[row] for row in choose_clips(dataset, 5)]
     assert chosen == ["b_000", "a_000", "c_000", "a_001", "c_001"]
     assert choose_clips(dataset, 5) == choose_clips(dataset, 5)
     assert len(choose_clips(dataset, 50)) == 6 and choose_clips(dataset, 0) == []
+    # clips of a source without a source row come after every listed source's, by id
+    dataset = _dataset(sources=[_source("b")], failures=[],
+                       clips=[("z", 0, 1.0), ("b", 1, 1.0), ("y", 0, 1.0), ("b", 0, 1.0)])
+    assert [dataset.text_column("key")[row] for row in choose_clips(dataset, 4)] == ["b_000", "y_000", "z_000", "b_001"]
+
+
+def test_the_sync_scatter_draws_an_even_sample_of_a_large_dataset():
+    import base64
+
+    import cv2
+
+    from pseudo3d.qa.report.figures import SCATTER_MAX_CLIPS, even_sample, sync_scatter
+
+    mask = np.ones(10, bool)
+    mask[[2, 3]] = False
+    assert np.flatnonzero(even_sample(mask, 4)).tolist() == [0, 4, 7, 9]  # the 1st, 3rd, 6th and 8th of 0 1 4 5 6 7 8 9
+    assert np.array_equal(even_sample(mask, 8), mask)
+    rng = np.random.default_rng(0)
+    n = SCATTER_MAX_CLIPS * 3
+    offsets, strengths = rng.normal(0.0, 20.0, n), rng.uniform(0.2, 0.9, n)
+    offsets[::7] = np.nan  # unmeasured clips are neither drawn nor counted
+    uri = sync_scatter(offsets, strengths, 80.0, offsets - 5.0, offsets + 5.0)
+    assert uri.startswith("data:image/png;base64,")
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert image.ndim == 3 and image.shape[1] > 300
+    assert sync_scatter(np.full(3, np.nan), strengths[:3], 80.0) is None
+
+
+def test_metric_columns_are_read_once_and_shared_read_only():
+    dataset = _dataset(sources=[_source("a")], failures=[], clips=[("a", 0, 2.5), ("a", 1, 1.5)])
+    durations = dataset.column("duration_s")
+    assert durations.tolist() == [2.5, 1.5] and dataset.column("duration_s") is durations
+    with pytest.raises(ValueError):
+        durations[0] = 0.0
+    assert np.isnan(dataset.column("face_size_px")).all() and not dataset.has_metric("face_size_px")
 
 
 def test_thumbnails_show_the_face_of_the_frame_nearest_the_clip_s_middle():
@@ -160,3 +195,24 @@ def test_flame_without_its_model_says_so(tmp_path):
         frame_mesh(sample, 0, "deca", None)
     with pytest.raises(MeshUnavailable, match="not a readable file"):
         frame_mesh(sample, 0, "deca", str(tmp_path / "generic_model.pkl"))
+
+
+def test_inspect_lists_the_first_sources_by_id_and_counts_the_rest(tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pseudo3d.qa.report.summary import describe_dataset
+
+    ids = [f"s{index}" for index in (3, 1, 2)]
+    (tmp_path / "dataset.json").write_text(json.dumps({"config": {"qa": {"enabled": True}}}))
+    pq.write_table(pa.Table.from_pylist([_source(source_id) for source_id in ids]), tmp_path / "sources.parquet")
+    pq.write_table(pa.Table.from_pylist([_failure("s2", "track", "clip_too_short", "0.00-0.10s", 0.1)]),
+                   tmp_path / "failures.parquet")
+    clips = [("s3", 0, 2.0), ("s1", 0, 1.0), ("s1", 1, 1.5), ("s2", 0, 4.0)]
+    pq.write_table(pa.table(_dataset([], [], clips).manifest), tmp_path / "manifest.parquet")
+    lines = describe_dataset(tmp_path, sources_shown=2).splitlines()
+    listed = lines[lines.index("clips by source:") + 1:]
+    assert [line.split() for line in listed] == [["s1", "2", "clip(s)", "2.50", "s"], ["s2", "1", "clip(s)", "4.00", "s"],
+                                                 ["...", "and", "1", "more", "(manifest.parquet)"]]

@@ -12,7 +12,8 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.logs import native_stderr_silenced
 from pseudo3d.pipelines.runners.local import build_local
 from pseudo3d.pipelines.sources import resolve_sources
-from pseudo3d.synth.talking import VideoSpec, render_talking_video
+from pseudo3d.synth.corpus import render_videos
+from pseudo3d.synth.talking import VideoSpec
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +30,7 @@ def built(tmp_path_factory):
     specs = [_spec("in_sync", 0, 10.0), _spec("audio_late_4", 1, 10.0, audio_delay_frames=4),
              _spec("audio_early_4", 2, 10.0, audio_delay_frames=-4), _spec("dubbed", 3, 32.0, dubbed=True)]
     with native_stderr_silenced():
-        for spec in specs:
-            render_talking_video(spec, corpus)
+        list(render_videos(specs, corpus, workers=0))
     out = tmp_path_factory.mktemp("sync_ds") / "ds"
     report = build_local(resolve_sources([str(corpus)]), out, BuildConfig(), workers=2, progress=False)
     assert report.ok == 1 and report.clips == 1 and report.failed == 3

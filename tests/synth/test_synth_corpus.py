@@ -33,6 +33,7 @@ POSE = ("yaw_rad", "pitch_rad", "roll_rad", "tx_px", "ty_px", "scale")
     ("bad_inputs", "yes"),
     ("progress", 42),
     ("framings", 1),
+    ("workers", -1), ("workers", 1.5),
 ])
 def test_bad_arguments_raise_naming_the_option(tmp_path, option, value):
     with pytest.raises(ValueError, match=option):
@@ -93,7 +94,7 @@ def test_plans_depend_on_the_seed():
 def corpus(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("corpus") / "videos"
     calls = []
-    paths = make_corpus(out_dir, n_videos=6, seconds=3.0, seed=3,
+    paths = make_corpus(out_dir, n_videos=6, seconds=3.0, seed=3, workers=0,
                         progress=lambda done, total, name: calls.append((done, total, name)))
     truths = {p.stem: json.loads(p.with_name(p.stem + ".truth.json").read_text()) for p in paths}
     return out_dir, paths, calls, truths
@@ -249,9 +250,10 @@ def test_face_leaves_the_frame_once_in_the_middle(corpus):
 
 @pytest.mark.slow
 def test_same_seed_reproduces_the_corpus_and_another_seed_does_not(tmp_path):
-    first = make_corpus(tmp_path / "a", n_videos=1, seconds=3.0, seed=11)
-    again = make_corpus(tmp_path / "b", n_videos=1, seconds=3.0, seed=11)
+    first = make_corpus(tmp_path / "a", n_videos=2, seconds=3.0, seed=11)
+    again = make_corpus(tmp_path / "b", n_videos=2, seconds=3.0, seed=11, workers=2)  # rendered side by side
     other = make_corpus(tmp_path / "c", n_videos=1, seconds=3.0, seed=12)
+    assert len(first) == len(again) == 2
     for a, b, c in zip(first, again, other):
         truth_a = a.with_name(a.stem + ".truth.json").read_text()
         assert truth_a == b.with_name(b.stem + ".truth.json").read_text()

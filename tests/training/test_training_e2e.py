@@ -35,7 +35,7 @@ def held_out(tmp_path_factory):
     """Two synthetic videos the models never saw (another seed)."""
     folder = tmp_path_factory.mktemp("held_out")
     with native_stderr_silenced():
-        return make_corpus(folder, n_videos=2, seconds=8.0, seed=11)
+        return make_corpus(folder, n_videos=2, seconds=8.0, seed=11, workers=0)
 
 
 def _mouth_correlation(run, videos, tmp_path):

@@ -329,3 +329,13 @@ def clip_key(source_id: str, clip_index: int, chunk: Chunk | None = None) -> str
     if chunk is None:
         return f"{source_id}_{clip_index:03d}"
     return f"{source_id}_{clip_index:08d}"
+
+
+def clip_label(key: str) -> str:
+    """How people read a clip's key: ``clip 7`` (``SOURCEID_007``), or ``chunk 2 · clip 5`` for a
+    source built in chunks (``SOURCEID_00020005``; see :func:`clip_key`)."""
+    index = key.rsplit("_", 1)[-1]
+    if len(index) == 8 and index.isdigit():
+        chunk, clip = divmod(int(index), CHUNK_CLIPS)
+        return f"chunk {chunk} · clip {clip}"
+    return f"clip {int(index)}" if index.isdigit() else key

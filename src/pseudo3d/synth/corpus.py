@@ -114,10 +114,12 @@ Alongside, ``bad_inputs=True`` writes broken and face-less inputs (see
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import multiprocessing
 import numbers
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -225,7 +227,7 @@ def check_out_dir(out_dir) -> Path:
     return out_dir
 
 
-def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress, framings=False) -> Path:
+def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress, framings=False, workers=1) -> Path:
     out_dir = check_out_dir(out_dir)
     if isinstance(n_videos, bool) or not isinstance(n_videos, numbers.Integral) or n_videos < 1:
         raise ValueError(f"n_videos must be an integer >= 1, got {n_videos!r}")
@@ -238,14 +240,34 @@ def _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress, fra
         raise ValueError(f"bad_inputs must be True or False, got {bad_inputs!r}")
     if not isinstance(framings, bool):
         raise ValueError(f"framings must be True or False, got {framings!r}")
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be a callable (done, total, name) or None, got {progress!r}")
     return out_dir
 
 
+def render_videos(specs: list[VideoSpec], out_dir: Path, workers: int = 1) -> Iterator[Path]:
+    """Render ``specs`` into ``out_dir`` (:func:`render_talking_video`), yielding each mp4 as it is
+    written: in ``workers`` spawned processes side by side (0: one per core), or in this process
+    when that is one. Each video is rendered whole by one process, so the files are the same
+    whatever the count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = min(len(specs), workers or cores)
+    if processes <= 1:
+        for spec in specs:
+            yield render_talking_video(spec, out_dir)
+        return
+    context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        pending = [pool.submit(render_talking_video, spec, out_dir) for spec in specs]
+        for future in concurrent.futures.as_completed(pending):
+            yield future.result()
+
+
 def make_corpus(out_dir: str | os.PathLike, n_videos: int = 6, seconds: float = 8.0, seed: int = 0,
                 bad_inputs: bool = False, progress: ProgressCallback | None = None,
-                framings: bool = False) -> list[Path]:
+                framings: bool = False, workers: int = 1) -> list[Path]:
     """Write a synthetic corpus into ``out_dir`` (created if missing).
 
     Args:
@@ -257,12 +279,15 @@ def make_corpus(out_dir: str | os.PathLike, n_videos: int = 6, seconds: float = 
             ``bad_no_face.mp4``.
         progress: called as ``progress(done, total, name)`` after each file is written.
         framings: also write one video of each of :data:`FRAMING_SCENARIOS`.
+        workers: processes rendering videos side by side (:func:`render_videos`); 0: one per
+            core. More than one spawns processes, so a script calling this needs an
+            ``if __name__ == "__main__":`` guard.
 
     Returns:
         The media files written (videos and, if requested, bad inputs; not the truth
         sidecars), sorted by name.
     """
-    out_dir = _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress, framings)
+    out_dir = _check_arguments(out_dir, n_videos, seconds, seed, bad_inputs, progress, framings, workers)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = int(n_videos) + (BAD_INPUT_COUNT if bad_inputs else 0) + (len(FRAMING_SCENARIOS) if framings else 0)
     written: list[Path] = []
@@ -272,11 +297,11 @@ def make_corpus(out_dir: str | os.PathLike, n_videos: int = 6, seconds: float = 
         if progress is not None:
             progress(len(written), total, path.name)
 
-    for index in range(int(n_videos)):
-        report(render_talking_video(plan_video(index, float(seconds), int(seed)), out_dir))
+    specs = [plan_video(index, float(seconds), int(seed)) for index in range(int(n_videos))]
     if framings:
-        for index in range(len(FRAMING_SCENARIOS)):
-            report(render_talking_video(plan_framing_video(index, float(seconds), int(seed)), out_dir))
+        specs += [plan_framing_video(index, float(seconds), int(seed)) for index in range(len(FRAMING_SCENARIOS))]
+    for path in render_videos(specs, out_dir, workers):
+        report(path)
     if bad_inputs:
         write_bad_inputs(out_dir, int(seed), on_written=report)
     return sorted(written, key=lambda path: path.name)

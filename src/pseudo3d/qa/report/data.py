@@ -3,17 +3,22 @@
 Everything here reads the dataset-level files only (``dataset.json``, ``sources.parquet``,
 ``failures.parquet``, ``manifest.parquet``); the shards are read by :mod:`.gallery`. Durations
 are seconds throughout; "unknown" durations (a source whose probe failed) are counted, not
-guessed.
+guessed. The manifest, one row per kept clip and the largest table, stays an Arrow table read
+column by column; what several sections share (metric columns, time lost, failure groups, the
+summary) is computed once per loaded dataset.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.qa.filters import RULES
@@ -22,9 +27,12 @@ from pseudo3d.storage import Storage, read_parquet
 CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 """Stages whose clip-level failure rows are clips that were found and then dropped."""
 
+T = TypeVar("T")
+
 @dataclass(frozen=True)
 class Dataset:
-    """The dataset-level files of one build, as plain Python rows."""
+    """The dataset-level files of one build: sources and failures as plain Python rows, the
+    manifest as an Arrow table."""
 
     storage: Storage
     """Where the dataset is."""
@@ -34,8 +42,19 @@ class Dataset:
     """``sources.parquet`` rows, in input order."""
     failures: list[dict]
     """``failures.parquet`` rows (``duration_s`` is None where the file predates that column)."""
-    manifest: dict[str, list]
-    """``manifest.parquet`` as column name → values, one value per kept clip."""
+    manifest: pa.Table
+    """``manifest.parquet``, one row per kept clip (a dict of equal-length lists is converted)."""
+    _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.manifest, pa.Table):
+            object.__setattr__(self, "manifest", pa.table(self.manifest))
+
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, once per dataset and ``key`` (the dataset is not changed once loaded)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def backend(self) -> str:
@@ -55,17 +74,31 @@ class Dataset:
 
     @property
     def n_clips(self) -> int:
-        return len(self.manifest.get("key", []))
+        return self.manifest.num_rows
+
+    def has_column(self, name: str) -> bool:
+        return name in self.manifest.column_names
 
     def column(self, name: str) -> np.ndarray:
-        """(n_clips,) float64 manifest column, NaN where null; all-NaN if the column is absent."""
-        values = self.manifest.get(name)
-        if values is None:
-            return np.full(self.n_clips, np.nan)
-        return np.array([np.nan if v is None else float(v) for v in values], np.float64)
+        """(n_clips,) float64 manifest column, NaN where null; all-NaN if the column is absent.
+        A read-only array, shared by every caller."""
+        def convert() -> np.ndarray:
+            if not self.has_column(name):
+                values = np.full(self.n_clips, np.nan)
+            else:
+                column = pc.fill_null(self.manifest[name].cast(pa.float64()), float("nan"))
+                values = column.to_numpy() if column.num_chunks else np.zeros(0)
+            values.flags.writeable = False
+            return values
+        return self.memo(("column", name), convert)
+
+    def text_column(self, name: str) -> list:
+        """A manifest column as Python values (keys, ids, shard names): for the rows shown, not
+        for computing over every clip."""
+        return self.manifest[name].to_pylist() if self.has_column(name) else [None] * self.n_clips
 
     def has_metric(self, name: str) -> bool:
-        return name in self.manifest and bool(np.isfinite(self.column(name)).any())
+        return self.has_column(name) and bool(np.isfinite(self.column(name)).any())
 
 
 def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
@@ -91,7 +124,19 @@ def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
     for row in failures:
         row.setdefault("duration_s", None)
     return Dataset(storage=storage, card=card, sources=tables["sources"].to_pylist(), failures=failures,
-                   manifest=tables["manifest"].to_pydict())
+                   manifest=tables["manifest"])
+
+
+def clips_of(dataset: Dataset, source_ids: list[str]) -> dict[str, list[int]]:
+    """Source id → its manifest row indices, for ``source_ids`` only (the sources a table shows)."""
+    if not dataset.n_clips or not source_ids:
+        return {}
+    ids = dataset.manifest["source_id"].cast(pa.string())
+    rows = np.flatnonzero(pc.is_in(ids, value_set=pa.array(source_ids, pa.string())).to_numpy(zero_copy_only=False))
+    found: dict[str, list[int]] = {}
+    for row, source_id in zip(rows.tolist(), ids.take(pa.array(rows, pa.int64())).to_pylist()):
+        found.setdefault(source_id, []).append(row)
+    return found
 
 
 # --- time accounting ---------------------------------------------------------------------------
@@ -112,8 +157,12 @@ def seconds_lost(dataset: Dataset) -> list[float | None]:
     A clip-level row costs its clip's ``duration_s``. The first source-level row of a failed
     source costs the source's probed duration minus its clip-level rows (so nothing is counted
     twice); further source-level rows of that source cost 0. A source-level row of a source that
-    still produced clips (e.g. ``decode_error``) costs an unknown amount.
+    still produced clips (e.g. ``decode_error``) costs an unknown amount. Computed once per dataset.
     """
+    return dataset.memo("seconds_lost", lambda: _seconds_lost(dataset))
+
+
+def _seconds_lost(dataset: Dataset) -> list[float | None]:
     sources = {row["source_id"]: row for row in dataset.sources}
     clip_seconds: dict[str, float] = {}
     for row in dataset.failures:
@@ -180,7 +229,12 @@ class FailureGroup:
 
 
 def failure_groups(dataset: Dataset, by: tuple[str, ...] = ("stage", "error")) -> list[FailureGroup]:
-    """Failure rows grouped by ``by`` (a subset of stage, error), largest count first."""
+    """Failure rows grouped by ``by`` (a subset of stage, error), largest count first; computed
+    once per dataset and grouping."""
+    return dataset.memo(("failure_groups", tuple(by)), lambda: _failure_groups(dataset, by))
+
+
+def _failure_groups(dataset: Dataset, by: tuple[str, ...]) -> list[FailureGroup]:
     groups: dict[tuple, list] = {}
     for row, lost in zip(dataset.failures, seconds_lost(dataset)):
         key = tuple(row[field] if field in by else "" for field in ("stage", "error"))
@@ -281,10 +335,10 @@ def filtered_values(dataset: Dataset) -> dict[str, list[float]]:
 def jitter_groups(dataset: Dataset) -> list[str]:
     """Smoothed groups with both ``jitter_<group>_raw`` and ``jitter_<group>_smooth`` columns."""
     groups = []
-    for name in dataset.manifest:
+    for name in dataset.manifest.column_names:
         if name.startswith("jitter_") and name.endswith("_raw"):
             group = name[len("jitter_"):-len("_raw")]
-            if f"jitter_{group}_smooth" in dataset.manifest:
+            if dataset.has_column(f"jitter_{group}_smooth"):
                 groups.append(group)
     order = list(JITTER_UNITS)
     return sorted(groups, key=lambda g: (order.index(g) if g in order else len(order), g))

@@ -154,15 +154,34 @@ def offset_histogram(offsets_ms: np.ndarray, fps: float, limit_ms: float | None,
     return figure_data_uri(figure)
 
 
+SCATTER_MAX_CLIPS = 5000
+"""Clips drawn in a scatter at most; more are drawn as an even sample (:func:`even_sample`)."""
+
+
+def even_sample(mask: np.ndarray, limit: int) -> np.ndarray:
+    """(n,) bool: ``mask`` where it has at most ``limit`` True entries; otherwise ``limit`` of them,
+    evenly spaced in order, the first and the last included."""
+    chosen = np.flatnonzero(mask)
+    if chosen.size <= limit:
+        return np.asarray(mask, bool)
+    sample = np.zeros(len(mask), bool)
+    sample[chosen[np.linspace(0, chosen.size - 1, limit).round().astype(int)]] = True
+    return sample
+
+
 def sync_scatter(offsets_ms: np.ndarray, strengths: np.ndarray, limit_ms: float | None,
                  low_ms: np.ndarray | None = None, high_ms: np.ndarray | None = None,
                  significant: np.ndarray | None = None) -> str | None:
     """Sync strength against AV offset per clip: each offset's interval as a horizontal bar,
-    filled dots where the peak is significant, hollow where it is not; outside ±limit shaded."""
+    filled dots where the peak is significant, hollow where it is not; outside ±limit shaded.
+    Of more than :data:`SCATTER_MAX_CLIPS` measured clips, an even sample is drawn and the
+    figure says so."""
     offsets, strengths = np.asarray(offsets_ms, np.float64), np.asarray(strengths, np.float64)
     ok = np.isfinite(offsets) & np.isfinite(strengths)
     if not ok.any():
         return None
+    measured = int(ok.sum())
+    ok = even_sample(ok, SCATTER_MAX_CLIPS)  # the figure costs the same at any size
     low = np.asarray(low_ms, np.float64) if low_ms is not None else offsets
     high = np.asarray(high_ms, np.float64) if high_ms is not None else offsets
     sure = np.asarray(significant, bool) if significant is not None else np.ones_like(ok)
@@ -188,6 +207,9 @@ def sync_scatter(offsets_ms: np.ndarray, strengths: np.ndarray, limit_ms: float 
         axes.grid(axis="x", visible=True)
         axes.set_xlabel("AV offset and its interval, ms")
         axes.set_ylabel("sync strength")
+        if measured > SCATTER_MAX_CLIPS:
+            axes.set_title(f"an even sample: {SCATTER_MAX_CLIPS:,} of {measured:,} clips", fontsize="small",
+                           color=theme.MUTED, loc="right")
     return figure_data_uri(figure)
 
 

@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import Dataset
@@ -39,7 +41,6 @@ IMAGE_SIZE = 300
 class GalleryItem:
     key: str
     source_name: str
-    clip_index: int
     start_s: float
     end_s: float
     frame_index: int
@@ -59,29 +60,35 @@ class GalleryItem:
 
 
 def choose_clips(dataset: Dataset, count: int) -> list[int]:
-    """Manifest row indices of up to ``count`` clips, round-robin over sources in input order."""
-    order = {row["source_id"]: index for index, row in enumerate(dataset.sources)}
-    by_source: dict[str, list[int]] = {}
-    for row, source_id in enumerate(dataset.manifest.get("source_id", [])):
-        by_source.setdefault(source_id, []).append(row)
-    queues = [sorted(rows, key=lambda r: dataset.manifest["clip_index"][r])
-              for _, rows in sorted(by_source.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))]
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < count and any(depth < len(queue) for queue in queues):
-        chosen.extend(queue[depth] for queue in queues if depth < len(queue))
-        depth += 1
-    return chosen[:max(0, count)]
+    """Manifest row indices of up to ``count`` clips, round-robin over sources in input order:
+    the first clip of each source, then the second of each, and so on. Sources missing from the
+    source rows come last, by id. Columnar: sorts of the manifest's rows, no Python object per clip."""
+    if count <= 0 or not dataset.n_clips:
+        return []
+    encoded = pc.dictionary_encode(dataset.manifest["source_id"].cast(pa.string())).combine_chunks()
+    ids, codes = encoded.dictionary, encoded.indices.to_numpy()
+    listed = pa.array([row["source_id"] for row in dataset.sources], pa.string())
+    rank = pc.fill_null(pc.index_in(ids, value_set=listed), len(listed)).to_numpy()
+    by_name = np.empty(len(ids), np.int64)
+    by_name[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
+    place = np.empty(len(ids), np.int64)  # each source's place: input order, then id
+    place[np.lexsort((by_name, rank))] = np.arange(len(ids))
+    source = place[codes]
+    rows = np.lexsort((dataset.column("clip_index"), source))  # by source, then clip index
+    firsts = np.flatnonzero(np.r_[True, source[rows][1:] != source[rows][:-1]])
+    depth = np.arange(len(rows)) - np.repeat(firsts, np.diff(np.r_[firsts, len(rows)]))
+    picked = np.lexsort((source[rows], depth))[:count]  # every source's first clip, then its second...
+    return [int(row) for row in rows[picked]]
 
 
 def build_gallery(dataset: Dataset, count: int, flame_model: str | None = None) -> list[GalleryItem]:
     """Draw and render the chosen clips (shards are read once each, selectively); ``flame_model``:
     the FLAME file a FLAME backend's meshes are drawn with (without it they are not drawn)."""
     rows = choose_clips(dataset, count)
-    column = dataset.manifest
+    chosen = dataset.manifest.take(pa.array(rows, pa.int64())).to_pylist()
     keys_by_shard: dict[str, list[str]] = {}
-    for row in rows:
-        keys_by_shard.setdefault(column["shard"][row], []).append(column["key"][row])
+    for row in chosen:
+        keys_by_shard.setdefault(row["shard"], []).append(row["key"])
     samples: dict[str, dict] = {}
     for shard, keys in keys_by_shard.items():
         relative = f"{SHARD_DIR}/{shard}.tar"
@@ -90,31 +97,28 @@ def build_gallery(dataset: Dataset, count: int, flame_model: str | None = None) 
                 samples.update(read_members(dataset.storage.url_of(relative), keys, MEMBERS))
             except UnsafeShardError as exc:  # its clips show the "not found" note; the rest of the page stands
                 log.warning("the gallery skips %s: %s", relative, exc)
-    return [_item(dataset, row, samples.get(column["key"][row]), flame_model) for row in rows]
+    return [_item(dataset, row, samples.get(row["key"]), flame_model) for row in chosen]
 
 
-def _value(dataset: Dataset, name: str, row: int) -> float:
-    values = dataset.manifest.get(name)
-    value = None if values is None else values[row]
+def _value(row: dict, name: str) -> float:
+    value = row.get(name)
     return float("nan") if value is None else float(value)
 
 
-def _item(dataset: Dataset, row: int, sample: dict | None, flame_model: str | None) -> GalleryItem:
-    column = dataset.manifest
-    key, fps = column["key"][row], float(column["fps"][row])
-    n_frames, start_s = int(column["n_frames"][row]), float(column["start_s"][row])
+def _item(dataset: Dataset, row: dict, sample: dict | None, flame_model: str | None) -> GalleryItem:
+    """The gallery entry of one manifest row (column name → value)."""
+    key, fps = row["key"], float(row["fps"])
+    n_frames, start_s = int(row["n_frames"]), float(row["start_s"])
     thumbnail = (sample or {}).get("meta.json", {}).get("thumbnail")
     frame = int(thumbnail["frame"]) if thumbnail else n_frames // 2
     frame_time = start_s + frame / fps
-    common = dict(key=key, source_name=fmt.file_name(column["source"][row]), clip_index=int(column["clip_index"][row]),
-                  start_s=start_s, end_s=float(column["end_s"][row]), frame_index=frame, frame_time_s=frame_time,
-                  av_offset_frames=_value(dataset, "av_offset_frames", row),
-                  av_offset_s=_value(dataset, "av_offset_s", row),
-                  av_sync_strength=_value(dataset, "av_sync_strength", row),
-                  av_sync_p_value=_value(dataset, "av_sync_p_value", row),
-                  confidence_mean=_value(dataset, "confidence_mean", row))
+    common = dict(key=key, source_name=fmt.file_name(row["source"]),
+                  start_s=start_s, end_s=float(row["end_s"]), frame_index=frame, frame_time_s=frame_time,
+                  av_offset_frames=_value(row, "av_offset_frames"), av_offset_s=_value(row, "av_offset_s"),
+                  av_sync_strength=_value(row, "av_sync_strength"),
+                  av_sync_p_value=_value(row, "av_sync_p_value"), confidence_mean=_value(row, "confidence_mean"))
     if sample is None:
-        note = f"sample {key} was not found in shards/{column['shard'][row]}.tar"
+        note = f"sample {key} was not found in shards/{row['shard']}.tar"
         return GalleryItem(**common, frame_uri=None, frame_note=note, mesh_uri=None, mesh_note=note, plot_uri=None)
 
     mesh: FrameMesh | None = None

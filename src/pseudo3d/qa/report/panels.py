@@ -12,6 +12,7 @@ from pseudo3d.qa.report.data import (JITTER_UNITS, METRICS, Dataset, breaks, fil
 from pseudo3d.qa.report.figures import jitter_figure, metric_histogram, offset_histogram, sync_scatter
 from pseudo3d.qa.report.gallery import GalleryItem
 from pseudo3d.qa.report.sections import esc, section, table
+from pseudo3d.schemas.records import clip_label
 
 BOUND_WORDS = {"min": "min", "max": "max", "max_abs": "max |x|"}
 
@@ -134,7 +135,7 @@ def gallery_section(items: list[GalleryItem], requested: int) -> str:
                 f"confidence {fmt.number(item.confidence_mean, 2)}")
         plot = f'<div class="plot"><img src="{item.plot_uri}" alt="mouth opening and audio envelope"></div>' if item.plot_uri else ""
         cards.append(
-            f'<article class="shot"><header><h4>{esc(item.source_name)} · clip {item.clip_index}</h4>'
+            f'<article class="shot"><header><h4>{esc(item.source_name)} · {esc(clip_label(item.key))}</h4>'
             f'<div class="meta">{item.start_s:.2f}–{item.end_s:.2f} s · frame {item.frame_index} · '
             f'<span class="mono">{esc(item.key)}</span></div></header>'
             f'<div class="views">{_view(item.frame_uri, item.frame_note, "frame")}{_view(item.mesh_uri, item.mesh_note, "mesh")}</div>'

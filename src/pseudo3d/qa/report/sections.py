@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from pseudo3d.qa.report import fmt
-from pseudo3d.qa.report.data import Dataset, FunnelStep, failure_groups, is_clip_failure, seconds_lost
+from pseudo3d.qa.report.data import clips_of, Dataset, FunnelStep, failure_groups, is_clip_failure, seconds_lost
 
 MAX_TABLE_ROWS = 2000
 """Rows shown in a per-row table; the rest are counted and left to the Parquet file."""
@@ -158,14 +158,11 @@ def failures_section(dataset: Dataset) -> str:
 
 
 def sources_section(dataset: Dataset) -> str:
-    manifest = dataset.manifest
     durations, frames = dataset.column("duration_s"), dataset.column("n_frames")
     confidence, offsets = dataset.column("confidence_mean"), dataset.column("av_offset_s")
-    index_of: dict[str, list[int]] = {}
-    for row, source_id in enumerate(manifest.get("source_id", [])):
-        index_of.setdefault(source_id, []).append(row)
     # Failed sources first when the table has to be cut, then the rest, each in input order.
     shown = sorted(range(len(dataset.sources)), key=lambda i: dataset.sources[i]["status"] != "failed")[:MAX_TABLE_ROWS]
+    index_of = clips_of(dataset, [dataset.sources[i]["source_id"] for i in shown])
     rows = []
     for source in (dataset.sources[i] for i in sorted(shown)):
         clips = index_of.get(source["source_id"], [])

@@ -10,7 +10,6 @@ milliseconds. Non-finite numbers become None so the dict serialises with ``json.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -85,7 +84,12 @@ def _av_offset(dataset: Dataset) -> dict:
 
 
 def summarize(dataset: Dataset) -> dict:
-    """The summary dict of a loaded dataset (see :func:`qa_summary`)."""
+    """The summary dict of a loaded dataset (see :func:`qa_summary`); computed once per dataset
+    (the page and the printed summary share it), so callers must not change it."""
+    return dataset.memo("summary", lambda: _summarize(dataset))
+
+
+def _summarize(dataset: Dataset) -> dict:
     steps = {step.key: step for step in funnel(dataset)}
     counts = dataset.card.get("counts", {})
     stage_groups = failure_groups(dataset, by=("stage",))
@@ -93,7 +97,7 @@ def summarize(dataset: Dataset) -> dict:
     limits = thresholds(dataset)
     metrics = {}
     for spec in METRICS:
-        if spec.column in dataset.manifest:
+        if dataset.has_column(spec.column):
             values = dataset.column(spec.column)
             entry = _quantiles(values)
             if spec.column in limits:
@@ -213,9 +217,10 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20) -> str:
+def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20, sources_shown: int = 20) -> str:
     """``pseudo3d inspect``'s text of a dataset: :func:`format_summary`, then the first
-    ``failures_shown`` failure rows and the kept clips and seconds per source."""
+    ``failures_shown`` failure rows and the kept clips and seconds of the first ``sources_shown``
+    sources by id."""
     loaded = load_dataset(dataset)
     lines = [format_summary(summarize(loaded))]
     if loaded.failures:
@@ -227,11 +232,12 @@ def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20) ->
             lines.append(f"  ... and {len(loaded.failures) - failures_shown} more (failures.parquet)")
     if loaded.n_clips:
         lines.append("clips by source:")
-        clips, seconds = Counter(loaded.manifest["source_id"]), Counter[str]()
-        for source_id, duration in zip(loaded.manifest["source_id"], loaded.manifest["duration_s"]):
-            seconds[source_id] += duration
-        for source_id, n in sorted(clips.items()):
-            lines.append(f"  {source_id:<48} {n:>3} clip(s) {seconds[source_id]:7.2f} s")
+        by_source = (loaded.manifest.group_by("source_id").aggregate([("key", "count"), ("duration_s", "sum")])
+                     .sort_by("source_id"))
+        for row in by_source.slice(0, sources_shown).to_pylist():
+            lines.append(f"  {row['source_id']:<48} {row['key_count']:>3} clip(s) {row['duration_s_sum']:7.2f} s")
+        if by_source.num_rows > sources_shown:
+            lines.append(f"  ... and {by_source.num_rows - sources_shown} more (manifest.parquet)")
     return "\n".join(lines)
 
 
