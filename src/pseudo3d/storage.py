@@ -427,8 +427,13 @@ def parquet_bytes(table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def read_parquet(storage: Storage, relative: str):
-    """The Parquet file ``relative`` of ``storage`` as a pyarrow Table."""
+def read_parquet(storage: Storage, relative: str, columns: Sequence[str] | None = None):
+    """The Parquet file ``relative`` of ``storage`` as a pyarrow Table; with ``columns``, only
+    those of them the file has."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(storage.read_bytes(relative)))
+    source = io.BytesIO(storage.read_bytes(relative))
+    if columns is not None:
+        present = set(pq.read_schema(source).names)
+        columns = [name for name in columns if name in present]
+    return pq.read_table(source, columns=columns)

@@ -77,6 +77,11 @@ def test_gallery_spreads_over_sources_in_input_order():
     dataset = _dataset(sources=[_source("b")], failures=[],
                        clips=[("z", 0, 1.0), ("b", 1, 1.0), ("y", 0, 1.0), ("b", 0, 1.0)])
     assert [dataset.text_column("key")[row] for row in choose_clips(dataset, 4)] == ["b_000", "y_000", "z_000", "b_001"]
+    # a clip without a source id is a source of its own, last; a manifest without the column has no gallery
+    dataset = _dataset(sources=[_source("b")], failures=[], clips=[(None, 0, 1.0), ("b", 0, 1.0)])
+    assert choose_clips(dataset, 2) == [1, 0]
+    assert choose_clips(Dataset(storage=Storage("/nowhere"), card={}, sources=[], failures=[],
+                                manifest={"key": ["k_000"], "duration_s": [1.0]}), 3) == []
 
 
 def test_the_sync_scatter_draws_an_even_sample_of_a_large_dataset():

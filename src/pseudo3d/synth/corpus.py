@@ -261,8 +261,12 @@ def render_videos(specs: list[VideoSpec], out_dir: Path, workers: int = 1) -> It
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
     with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
         pending = [pool.submit(render_talking_video, spec, out_dir) for spec in specs]
-        for future in concurrent.futures.as_completed(pending):
-            yield future.result()
+        try:
+            for future in concurrent.futures.as_completed(pending):
+                yield future.result()
+        except BaseException:  # a render failed, or the caller stopped: the queued renders never start
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def make_corpus(out_dir: str | os.PathLike, n_videos: int = 6, seconds: float = 8.0, seed: int = 0,

@@ -29,6 +29,9 @@ CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 
 T = TypeVar("T")
 
+SOURCE_COLUMNS = ("source_id", "source", "status", "reason", "duration_s")
+"""The ``sources.parquet`` columns the report reads (a Python dict per source: only these)."""
+
 @dataclass(frozen=True)
 class Dataset:
     """The dataset-level files of one build: sources and failures as plain Python rows, the
@@ -39,7 +42,8 @@ class Dataset:
     card: dict
     """``dataset.json``."""
     sources: list[dict]
-    """``sources.parquet`` rows, in input order."""
+    """``sources.parquet`` rows, in input order: the columns of :data:`SOURCE_COLUMNS` (read from
+    disk; rows given by a caller may hold more)."""
     failures: list[dict]
     """``failures.parquet`` rows (``duration_s`` is None where the file predates that column)."""
     manifest: pa.Table
@@ -119,7 +123,7 @@ def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
     for name in ("sources", "failures", "manifest"):
         if not storage.is_file(f"{name}.parquet"):
             raise Pseudo3DError(f"{storage.url} has no {name}.parquet (the build did not finish writing it)")
-        tables[name] = read_parquet(storage, f"{name}.parquet")
+        tables[name] = read_parquet(storage, f"{name}.parquet", SOURCE_COLUMNS if name == "sources" else None)
     failures = tables["failures"].to_pylist()
     for row in failures:
         row.setdefault("duration_s", None)
@@ -129,7 +133,7 @@ def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
 
 def clips_of(dataset: Dataset, source_ids: list[str]) -> dict[str, list[int]]:
     """Source id → its manifest row indices, for ``source_ids`` only (the sources a table shows)."""
-    if not dataset.n_clips or not source_ids:
+    if not dataset.n_clips or not source_ids or not dataset.has_column("source_id"):
         return {}
     ids = dataset.manifest["source_id"].cast(pa.string())
     rows = np.flatnonzero(pc.is_in(ids, value_set=pa.array(source_ids, pa.string())).to_numpy(zero_copy_only=False))

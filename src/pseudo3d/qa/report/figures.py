@@ -181,16 +181,17 @@ def sync_scatter(offsets_ms: np.ndarray, strengths: np.ndarray, limit_ms: float 
     if not ok.any():
         return None
     measured = int(ok.sum())
-    ok = even_sample(ok, SCATTER_MAX_CLIPS)  # the figure costs the same at any size
     low = np.asarray(low_ms, np.float64) if low_ms is not None else offsets
     high = np.asarray(high_ms, np.float64) if high_ms is not None else offsets
     sure = np.asarray(significant, bool) if significant is not None else np.ones_like(ok)
     figure, axes = _figure(4.5, 2.2, (0.56, 0.42, 0.12, 0.12))
     with matplotlib.rc_context(theme.FIGURE_RC):
+        # the axes hold every measured clip, the extremes included; the marks are a sample of them
         spans = np.concatenate([np.abs(offsets[ok]), np.abs(low[ok & np.isfinite(low)]), np.abs(high[ok & np.isfinite(high)])])
         reach = max(float(spans.max()), limit_ms or 0.0) * 1.15 or 1.0
         axes.set_xlim(-reach, reach)
         axes.set_ylim(min(0.0, float(strengths[ok].min()) - 0.05), 1.02)
+        ok = even_sample(ok, SCATTER_MAX_CLIPS)  # the figure costs the same at any size
         if limit_ms is not None:
             axes.axvspan(-reach, -limit_ms, color=theme.ALERT_LIGHT, lw=0, zorder=0)
             axes.axvspan(limit_ms, reach, color=theme.ALERT_LIGHT, lw=0, zorder=0)

@@ -63,9 +63,10 @@ def choose_clips(dataset: Dataset, count: int) -> list[int]:
     """Manifest row indices of up to ``count`` clips, round-robin over sources in input order:
     the first clip of each source, then the second of each, and so on. Sources missing from the
     source rows come last, by id. Columnar: sorts of the manifest's rows, no Python object per clip."""
-    if count <= 0 or not dataset.n_clips:
+    if count <= 0 or not dataset.n_clips or not dataset.has_column("source_id"):
         return []
-    encoded = pc.dictionary_encode(dataset.manifest["source_id"].cast(pa.string())).combine_chunks()
+    # a null source id is a source of its own, unlisted
+    encoded = pc.dictionary_encode(dataset.manifest["source_id"].cast(pa.string()), null_encoding="encode").combine_chunks()
     ids, codes = encoded.dictionary, encoded.indices.to_numpy()
     listed = pa.array([row["source_id"] for row in dataset.sources], pa.string())
     rank = pc.fill_null(pc.index_in(ids, value_set=listed), len(listed)).to_numpy()
