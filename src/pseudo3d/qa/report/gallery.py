@@ -61,8 +61,10 @@ class GalleryItem:
 
 def choose_clips(dataset: Dataset, count: int) -> list[int]:
     """Manifest row indices of up to ``count`` clips, round-robin over sources in input order:
-    the first clip of each source, then the second of each, and so on. Sources missing from the
-    source rows come last, by id. Columnar: sorts of the manifest's rows, no Python object per clip."""
+    a clip of each source, then a second of each, and so on. A source that gets ``k`` of its ``n``
+    clips gets them spread evenly over its clips in time (the first, the last, and evenly between),
+    so a long video is seen through, not only in its first minutes. Sources missing from the source
+    rows come last, by id. Columnar: sorts of the manifest's rows, no Python object per clip."""
     if count <= 0 or not dataset.n_clips or not dataset.has_column("source_id"):
         return []
     # a null source id is a source of its own, unlisted
@@ -77,9 +79,14 @@ def choose_clips(dataset: Dataset, count: int) -> list[int]:
     source = place[codes]
     rows = np.lexsort((dataset.column("clip_index"), source))  # by source, then clip index
     firsts = np.flatnonzero(np.r_[True, source[rows][1:] != source[rows][:-1]])
-    depth = np.arange(len(rows)) - np.repeat(firsts, np.diff(np.r_[firsts, len(rows)]))
-    picked = np.lexsort((source[rows], depth))[:count]  # every source's first clip, then its second...
-    return [int(row) for row in rows[picked]]
+    sizes = np.diff(np.r_[firsts, len(rows)])  # clips per source
+    depth = np.arange(len(rows)) - np.repeat(firsts, sizes)
+    picked = np.lexsort((source[rows], depth))[:count]  # a pick of every source, then a second...
+    group = np.repeat(np.arange(len(firsts)), sizes)[picked]
+    picks = np.bincount(group, minlength=len(firsts))[group]  # k, per pick
+    step = (sizes[group] - 1) / np.maximum(picks - 1, 1)  # k of n clips: positions round(d (n - 1) / (k - 1))
+    position = np.where(picks > 1, np.round(depth[picked] * step), 0).astype(np.int64)
+    return [int(row) for row in rows[firsts[group] + position]]
 
 
 def build_gallery(dataset: Dataset, count: int, flame_model: str | None = None) -> list[GalleryItem]:
