@@ -68,7 +68,7 @@ def test_rejected_values_come_from_the_rows_rejections_absolute_for_max_abs_rule
 def test_gallery_spreads_over_sources_in_input_order():
     dataset = _dataset(sources=[_source("b"), _source("a"), _source("c")], failures=[],
                        clips=[("a", 1, 3.0), ("a", 0, 3.0), ("a", 2, 3.0), ("b", 0, 3.0), ("c", 0, 3.0), ("c", 1, 3.0)])
-    keys = dataset.text_column("key")
+    keys = dataset.manifest["key"].to_pylist()
     chosen = [keys[row] for row in choose_clips(dataset, 5)]
     assert chosen == ["b_000", "a_000", "c_000", "a_002", "c_001"]  # a's two picks: its first and last clip
     assert choose_clips(dataset, 5) == choose_clips(dataset, 5)
@@ -76,10 +76,10 @@ def test_gallery_spreads_over_sources_in_input_order():
     # clips of a source without a source row come after every listed source's, by id
     dataset = _dataset(sources=[_source("b")], failures=[],
                        clips=[("z", 0, 1.0), ("b", 1, 1.0), ("y", 0, 1.0), ("b", 0, 1.0)])
-    assert [dataset.text_column("key")[row] for row in choose_clips(dataset, 4)] == ["b_000", "y_000", "z_000", "b_001"]
+    assert [dataset.manifest["key"].to_pylist()[row] for row in choose_clips(dataset, 4)] == ["b_000", "y_000", "z_000", "b_001"]
     # one long source: its picks spread over the whole video, in time order
     dataset = _dataset(sources=[_source("v")], failures=[], clips=[("v", index, 1.0) for index in range(10)])
-    assert [dataset.text_column("key")[row] for row in choose_clips(dataset, 4)] == ["v_000", "v_003", "v_006", "v_009"]
+    assert [dataset.manifest["key"].to_pylist()[row] for row in choose_clips(dataset, 4)] == ["v_000", "v_003", "v_006", "v_009"]
     # a clip without a source id is a source of its own, last; a manifest without the column has no gallery
     dataset = _dataset(sources=[_source("b")], failures=[], clips=[(None, 0, 1.0), ("b", 0, 1.0)])
     assert choose_clips(dataset, 2) == [1, 0]

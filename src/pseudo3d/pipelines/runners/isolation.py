@@ -132,7 +132,8 @@ class IsolatedPool:
         self.max_ahead = max_ahead or 2 * n_workers
         self.max_buffered_bytes = max_buffered_bytes
         self.retries, self.retry, self.expand = retries, retry, expand
-        self.workers = [self._start() for _ in range(n_workers if start_workers is None else min(start_workers, n_workers))]
+        started = n_workers if start_workers is None else min(start_workers, n_workers)
+        self.workers = [self._start() for _ in range(started)]
 
     def _start(self) -> _Worker:
         parent_end, child_end = self.context.Pipe()

@@ -96,11 +96,6 @@ class Dataset:
             return values
         return self.memo(("column", name), convert)
 
-    def text_column(self, name: str) -> list:
-        """A manifest column as Python values (keys, ids, shard names): for the rows shown, not
-        for computing over every clip."""
-        return self.manifest[name].to_pylist() if self.has_column(name) else [None] * self.n_clips
-
     def has_metric(self, name: str) -> bool:
         return self.has_column(name) and bool(np.isfinite(self.column(name)).any())
 

@@ -71,11 +71,10 @@ def choose_clips(dataset: Dataset, count: int) -> list[int]:
     encoded = pc.dictionary_encode(dataset.manifest["source_id"].cast(pa.string()), null_encoding="encode").combine_chunks()
     ids, codes = encoded.dictionary, encoded.indices.to_numpy()
     listed = pa.array([row["source_id"] for row in dataset.sources], pa.string())
-    rank = pc.fill_null(pc.index_in(ids, value_set=listed), len(listed)).to_numpy()
-    by_name = np.empty(len(ids), np.int64)
-    by_name[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
+    rank = pc.fill_null(pc.index_in(ids, value_set=listed), len(listed))
+    order = pc.sort_indices(pa.table({"rank": rank, "id": ids}), sort_keys=[("rank", "ascending"), ("id", "ascending")])
     place = np.empty(len(ids), np.int64)  # each source's place: input order, then id
-    place[np.lexsort((by_name, rank))] = np.arange(len(ids))
+    place[order.to_numpy()] = np.arange(len(ids))
     source = place[codes]
     rows = np.lexsort((dataset.column("clip_index"), source))  # by source, then clip index
     firsts = np.flatnonzero(np.r_[True, source[rows][1:] != source[rows][:-1]])
