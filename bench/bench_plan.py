@@ -8,8 +8,8 @@ Then it measures, in this process as a driver would run them:
 * **plan**: cutting the inputs into units (:func:`pseudo3d.pipelines.plan.plan_units`);
 * **resume**: planning a resume with the same inputs once every unit is committed
   (:func:`pseudo3d.pipelines.output_dir.plan_build`: one listing of ``_commits/``, one marker read);
-* **dataset files**: writing ``sources.parquet``, ``manifest.parquet``, ``failures.parquet`` and
-  the card from every marker and sidecar (what every build still ends with).
+* **card**: writing ``dataset.json`` from every marker (what every build ends with; the index
+  tables are the units' own Parquet parts, written by their workers).
 
 For each: seconds, and the peak of Python's allocations during it (``tracemalloc``), per source.
 Workers' bytes never pass through this process: the units are committed by ``write_unit`` here
@@ -84,7 +84,7 @@ def main() -> None:
     print(f"{args.sources} sources in {n_units} units of {args.unit_sources}; committing them took {commit_s:.1f} s")
     print(f"{'':16}{'seconds':>9}{'peak MB':>9}{'kB/source':>11}{'ms/1000 units':>15}")
     for name, seconds, peak in (("plan", plan_s, plan_mb), ("resume", resume_s, resume_mb),
-                                ("dataset files", files_s, files_mb)):
+                                ("card", files_s, files_mb)):
         print(f"{name:16}{seconds:9.2f}{peak:9.1f}{peak * 1e3 / args.sources:11.2f}"
               f"{seconds * 1e3 * 1000 / n_units:15.0f}")
     print(f"the card counts {card['counts']['inputs']} inputs and {card['counts']['clips']} clips")  # type: ignore[index]

@@ -166,30 +166,30 @@ def runner_local_build(runner_corpus, tmp_path_factory):
 
 
 def dataset_digests(out) -> dict[str, str]:
-    """SHA-256 of every committed tar, and of every committed sidecar and dataset-level Parquet
-    file's rows, by relative path with the writer's attempt left out of shard names (the one
-    thing that differs between two builds of the same units); ``out`` is a local path or a URL.
-    Anything in ``shards/`` that no marker names counts as a file of its own, so debris shows."""
+    """SHA-256 of every committed tar, and of every committed index part's rows, by relative path
+    with the writer's attempt left out of shard and part names (the one thing that differs between
+    two builds of the same units); ``out`` is a local path or a URL. Anything in ``shards/`` or an
+    index table's folder that no marker names counts as a file of its own, so debris shows."""
     import hashlib
     import io
     import re
 
     import pyarrow.parquet as pq
 
-    from pseudo3d.schemas.commits import committed_shards, read_commits
+    from pseudo3d.schemas.commits import read_commits
+    from pseudo3d.schemas.layout import INDEX_TABLES
     from pseudo3d.storage import Storage
 
     storage = Storage(out)
-    attempt = re.compile(r"(shard-\d{6}-\d{2})-[0-9a-f]{8}")
-    named = {name for shard in committed_shards(read_commits(storage)) for name in (shard.tar, shard.parquet)}
-    files = sorted(named | {f"shards/{name}" for name in storage.list("shards")})
+    attempt = re.compile(r"(shard-\d{6}-\d{2}|part-\d{6})-[0-9a-f]{8}")
+    named = {name for commit in read_commits(storage) for name in commit.files()}
+    files = sorted(named | {f"{folder}/{name}" for folder in ("shards", *INDEX_TABLES) for name in storage.list(folder)})
     digests = {}
-    for name in files + ["sources.parquet", "manifest.parquet", "failures.parquet"]:
+    for name in files:
         data = storage.read_bytes(name)
         if name.endswith(".parquet"):
             data = attempt.sub(r"\1", repr(pq.read_table(io.BytesIO(data)).to_pylist())).encode()
-        digests[attempt.sub(r"\1", name) if name in named or not name.startswith("shards/") else name] = \
-            hashlib.sha256(data).hexdigest()
+        digests[attempt.sub(r"\1", name) if name in named else name] = hashlib.sha256(data).hexdigest()
     return digests
 
 

@@ -73,7 +73,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--videos", "2", "--seconds", "3", "-q"]) == 0
     printed = capsys.readouterr().out
     assert "[3/3]" in printed and re.search(r"^inputs +5 ", printed, re.MULTILINE)  # the dataset summary's line
-    assert (tmp_path / "demo" / "dataset" / "manifest.parquet").is_file()
+    assert (tmp_path / "demo" / "dataset" / "manifest").is_dir()
 
 
 def test_protocol_not_allowed_names_the_option(tmp_path, capsys):

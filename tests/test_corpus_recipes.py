@@ -45,7 +45,7 @@ def _build(video: Path, recipe: str, out: Path) -> tuple[dict, list[dict]]:
     assert main(["build", str(video), "--out", str(out), "--config", str(RECIPES / f"{recipe}.yaml"),
                  "--workers", "1", "-q"]) == 0
     card = json.loads((out / "dataset.json").read_text())
-    return card, pq.read_table(out / "manifest.parquet").to_pylist()
+    return card, pq.read_table(out / "manifest").to_pylist()
 
 
 @pytest.mark.slow

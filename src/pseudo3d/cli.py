@@ -183,8 +183,8 @@ def format_report(report) -> str:
     ]
     if counts["failures_by_error"]:
         reasons = ", ".join(f"{error} {n}" for error, n in counts["failures_by_error"].items())
-        lines.append(f"  failure rows: {reasons}  (see failures.parquet)")
-    lines.append(f"  manifest: {report.storage.url_of('manifest.parquet')}")
+        lines.append(f"  failure rows: {reasons}  (see failures/)")
+    lines.append(f"  manifest: {report.storage.url_of('manifest/')}")
     if report.qa_report is not None:
         lines.append(f"  QA report: {report.qa_report}")
     return "\n".join(lines)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import json
 import os
 import posixpath
@@ -426,14 +425,3 @@ def parquet_bytes(table) -> bytes:
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
 
-
-def read_parquet(storage: Storage, relative: str, columns: Sequence[str] | None = None):
-    """The Parquet file ``relative`` of ``storage`` as a pyarrow Table; with ``columns``, only
-    those of them the file has."""
-    import pyarrow.parquet as pq
-
-    source = io.BytesIO(storage.read_bytes(relative))
-    if columns is not None:
-        present = set(pq.read_schema(source).names)
-        columns = [name for name in columns if name in present]
-    return pq.read_table(source, columns=columns)

@@ -68,9 +68,9 @@ def _config():
 
 
 def _rows(out):
-    sources = pq.read_table(out / "sources.parquet").to_pylist()
-    failures = pq.read_table(out / "failures.parquet").to_pylist()
-    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    sources = pq.read_table(out / "sources").to_pylist()
+    failures = pq.read_table(out / "failures").to_pylist()
+    manifest = pq.read_table(out / "manifest").to_pylist()
     return sources, failures, manifest
 
 

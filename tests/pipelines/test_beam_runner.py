@@ -62,9 +62,9 @@ def test_retried_bundles_neither_duplicate_nor_lose_clips(corpus, local_build, t
     assert re.search(r"injected failure: first attempt at track \S*02_talk", caplog.text)
     assert "injected failure: first attempt at write unit-000001" in caplog.text
     assert dataset_digests(out) == dataset_digests(local_build[0])
-    keys = pq.read_table(out / "manifest.parquet").column("key").to_pylist()
+    keys = pq.read_table(out / "manifest").column("key").to_pylist()
     assert len(keys) == len(set(keys)) == report.clips == local_build[1].clips
-    sources = pq.read_table(out / "sources.parquet").column("source_id").to_pylist()
+    sources = pq.read_table(out / "sources").column("source_id").to_pylist()
     assert len(sources) == len(set(sources)) == report.inputs
 
 
@@ -93,13 +93,13 @@ def test_worker_crash_is_a_failure_row_and_resume_adds_to_a_local_build(corpus, 
     no_retries = CONFIG.with_overrides(limits={"transient_retries": 0})  # retries: test_retry.py
     report = build_beam(everything, out, no_retries, workers=2, progress=False, qa_report=False)
     assert report.skipped == 3 and report.processed == len(everything) - 3
-    failures = pq.read_table(out / "failures.parquet").to_pylist()
+    failures = pq.read_table(out / "failures").to_pylist()
     crashed = [row for row in failures if row["stage"] == "worker"]
     assert [(row["error"], Path(row["source"]).name) for row in crashed] == [("crashed", "03_talk_face_leaves.mp4")]
 
     # Keys are per source: every clip of the local build but the crashed source's, once.
-    ours = pq.read_table(out / "manifest.parquet").column("key").to_pylist()
-    theirs = [row["key"] for row in pq.read_table(local_build[0] / "manifest.parquet").to_pylist()
+    ours = pq.read_table(out / "manifest").column("key").to_pylist()
+    theirs = [row["key"] for row in pq.read_table(local_build[0] / "manifest").to_pylist()
               if "03_talk" not in row["source"]]
     assert sorted(ours) == sorted(theirs) and theirs
 

@@ -36,12 +36,12 @@ def _mouth(mesh: np.ndarray) -> np.ndarray:
 
 def test_every_input_is_accounted_for(built_dataset):
     dataset, report = built_dataset
-    sources = pq.read_table(dataset / "sources.parquet").to_pylist()
+    sources = pq.read_table(dataset / "sources").to_pylist()
     assert len(sources) == report.inputs == 9
     status = {Path(row["source"]).name: row["status"] for row in sources}
     assert sum(s == "ok" for s in status.values()) + sum(s == "failed" for s in status.values()) == 9
     failures = {(Path(row["source"]).name, row["stage"], row["error"])
-                for row in pq.read_table(dataset / "failures.parquet").to_pylist()}
+                for row in pq.read_table(dataset / "failures").to_pylist()}
     assert ("bad_not_a_video.mp4", "probe", "not_a_video") in failures
     assert ("bad_truncated.mp4", "probe", "not_a_video") in failures
     assert ("bad_no_face.mp4", "track", "no_face") in failures
@@ -50,12 +50,12 @@ def test_every_input_is_accounted_for(built_dataset):
         assert status[name] == "failed"
     card = json.loads((dataset / "dataset.json").read_text())
     assert card["counts"]["ok"] + card["counts"]["failed"] == card["counts"]["inputs"] == 9
-    manifest = pq.read_table(dataset / "manifest.parquet")
+    manifest = pq.read_table(dataset / "manifest")
     assert manifest.num_rows == card["counts"]["clips"] == report.clips
     assert len(set(manifest.column("key").to_pylist())) == manifest.num_rows
     # The workers spooled their samples into the output directory; the spool is gone with the build.
     assert sorted(path.name for path in dataset.iterdir()) == [
-        "_commits", "dataset.json", "failures.parquet", "logs", "manifest.parquet", "qa", "shards", "sources.parquet"]
+        "_commits", "dataset.json", "failures", "logs", "manifest", "qa", "shards", "sources"]
     assert card["counts"]["units"] == 3  # 9 inputs, shards.max_sources 4
 
 
@@ -92,7 +92,7 @@ json.dump({{"keys": keys, "members": len(names), "pseudo3d": "pseudo3d" in sys.m
     out = json.loads(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
                                     text=True).stdout)
     assert out["pseudo3d"] is False
-    manifest_keys = pq.read_table(dataset / "manifest.parquet").column("key").to_pylist()
+    manifest_keys = pq.read_table(dataset / "manifest").column("key").to_pylist()
     assert sorted(out["keys"]) == sorted(manifest_keys)
 
 
@@ -161,7 +161,7 @@ def test_rerun_resumes_and_rebuild_is_byte_identical(built_dataset, synthetic_co
     [commit] = [commit for commit in read_commits(Storage(copy)) if commit.unit == 1]
     (copy / commit.path).unlink()
     partial = build_local(sources, copy, e2e_config, workers=1, progress=False)
-    assert partial.processed == len(commit.sources) and partial.units == 1
+    assert partial.processed == commit.counts["sources"] and partial.units == 1
     assert [name.rsplit("-", 1)[0] for name in partial.shards_written] == [s.name.rsplit("-", 1)[0] for s in commit.shards]
     assert _digests(copy) == before
 

@@ -64,7 +64,7 @@ def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_pat
     card = json.loads((out / "dataset.json").read_text())
     assert card["assets"]["landmark_embedding"] == file_sha256(flame_assets["mediapipe_embedding"])
     assert card["counts"]["ok"] == 1 and card["counts"]["failed"] == 1
-    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    manifest = pq.read_table(out / "manifest").to_pylist()
     assert all(np.isfinite(row["reprojection_error_px"]) for row in manifest)
     import torch
 

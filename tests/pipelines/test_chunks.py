@@ -9,6 +9,7 @@ from pseudo3d.config import DecodeConfig, ShardConfig
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.process import chunk_pieces
 from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.schemas.index import read_parts
 from pseudo3d.schemas.records import Chunk, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome, clip_key, clip_label
 from pseudo3d.schemas.sample import encode_sample
 from pseudo3d.storage import Storage
@@ -68,12 +69,14 @@ def test_a_chunked_source_is_one_source_row_and_its_clips_may_go_on_in_the_next_
     [unit] = plan_units([other.source, SOURCE], 2, "fp")
     commit = write_unit(Storage(tmp_path), unit, outcomes, ShardConfig(max_samples=4), "fp")
     assert [shard.n_samples for shard in commit.shards] == [3, 2]  # the source's last chunk opened the next shard
-    assert len(commit.sources) == 2
-    row = commit.sources[1]
+    rows = read_parts(Storage(tmp_path), commit.parts("sources"), "sources").to_pylist()
+    assert len(rows) == 2
+    row = rows[1]
     assert (row["source_id"], row["status"], row["reason"], row["n_clips"], row["n_failures"]) == (
         SOURCE.source_id, "ok", "", 5, 1)
     assert row["clip_seconds"] == 5 * 0.4 and row["shard"] == commit.shards[0].name and row["duration_s"] == 10.0
-    assert [(failure["clip"], failure["error"]) for failure in commit.failures] == [
+    failures = read_parts(Storage(tmp_path), commit.parts("failures"), "failures").to_pylist()
+    assert [(failure["clip"], failure["error"]) for failure in failures] == [
         (None, "missing"), ("4.00-8.00s", "no_face")]
 
 
@@ -81,7 +84,7 @@ def test_a_chunked_source_whose_every_chunk_failed_is_one_failed_row(tmp_path):
     outcomes = [_piece_outcome(index, 0) for index in range(3)]
     [unit] = plan_units([SOURCE], 1, "fp")
     commit = write_unit(Storage(tmp_path), unit, outcomes, ShardConfig(), "fp")
-    [row] = commit.sources
+    [row] = read_parts(Storage(tmp_path), commit.parts("sources"), "sources").to_pylist()
     assert row["status"] == "failed" and row["shard"] is None and row["n_failures"] == 3
     assert row["reason"] == "each of its 3 chunks failed (see the failure rows); the first: no_face: no face found"
 
@@ -90,9 +93,9 @@ def test_the_runner_corpus_is_built_in_chunks(runner_local_build):
     """The runner tests' reference build (every runner must equal it byte for byte) cuts its 4.4 to
     8 s videos into chunks of 2 s (2 to 4 each), so every runner is checked on chunked sources."""
     out, report = runner_local_build
-    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
-    sources = pq.read_table(out / "sources.parquet").to_pylist()
-    rejected = [row for row in pq.read_table(out / "failures.parquet").to_pylist() if row["stage"] == "qa"]
+    manifest = pq.read_table(out / "manifest").to_pylist()
+    sources = pq.read_table(out / "sources").to_pylist()
+    rejected = [row for row in pq.read_table(out / "failures").to_pylist() if row["stage"] == "qa"]
     assert len(sources) == report.inputs == 7 and report.ok == 4 and len(rejected) == 3
     for row in sources:
         clips = [clip for clip in manifest if clip["source_id"] == row["source_id"]]

@@ -72,8 +72,7 @@ def test_killed_builds_resume_to_the_same_bytes(runner_corpus, runner_local_buil
         assert _build(runner_corpus, out, config).wait(timeout=600) == 0
         assert dataset_digests(out) == reference, f"killed with {committed} units committed"
         assert not [name for name in storage.list("shards") if name.startswith(".")]
-        assert storage.list() == ["_commits", "dataset.json", "failures.parquet", "logs", "manifest.parquet", "qa",
-                                  "shards", "sources.parquet"]
+        assert storage.list() == ["_commits", "dataset.json", "failures", "logs", "manifest", "qa", "shards", "sources"]
         assert storage.is_file("qa/report.html") and storage.list("logs")
     if where == "s3":  # the dataset reads back through the command line as a local one does
         assert main(["inspect", out]) == 0

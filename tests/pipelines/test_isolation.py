@@ -166,6 +166,6 @@ def test_build_survives_a_crashing_and_a_hanging_input(synthetic_corpus, tmp_pat
     config = BuildConfig().with_overrides(limits={"timeout_base_s": 5.0, "transient_retries": 0})  # retries: test_retry.py
     report = build_local(sources, tmp_path / "ds", config, workers=2, progress=False, qa_report=False)
     assert report.inputs == 3 and report.ok == 1 and report.failed == 2
-    rows = {row["source"].rsplit("/", 1)[-1]: row for row in pq.read_table(tmp_path / "ds" / "failures.parquet").to_pylist()}
+    rows = {row["source"].rsplit("/", 1)[-1]: row for row in pq.read_table(tmp_path / "ds" / "failures").to_pylist()}
     assert (rows["01_talk_30fps_portrait.mp4"]["stage"], rows["01_talk_30fps_portrait.mp4"]["error"]) == ("worker", "crashed")
     assert (rows["05_talk_cut.mp4"]["stage"], rows["05_talk_cut.mp4"]["error"]) == ("worker", "timeout")

@@ -56,13 +56,34 @@ def test_a_resume_with_other_inputs_reads_the_markers_it_did_not_plan(tmp_path):
     assert plan_build(Storage(tmp_path), sources, CONFIG).units == []
 
 
-def test_retry_failed_builds_committed_failures_again_with_their_next_attempt(tmp_path):
-    sources = [_source(name) for name in "ab"]
-    _commit(tmp_path, sources, CONFIG)
+def test_retry_failed_commits_a_unit_again_with_its_failed_sources_next_attempt(tmp_path):
+    sources = [_source(name) for name in "abc"]
+    _commit(tmp_path, sources[:1], CONFIG)  # unit 0: a failed
+    outcomes = [_ok(sources[1]), _failed(sources[2])]
+    [unit] = plan_units(sources[1:], 2, CONFIG.fingerprint(), first=1)
+    write_unit(Storage(tmp_path), unit, outcomes, CONFIG.shards, CONFIG.fingerprint())  # unit 1: b ok, c failed
+    before = {marker.unit: marker for marker in list_markers(Storage(tmp_path))}
     assert plan_build(Storage(tmp_path), sources, CONFIG).units == []
     plan = plan_build(Storage(tmp_path), sources, CONFIG, retry_failed="transient")
-    assert [(source.source_id, source.attempt) for source in plan.sources] == [(s.source_id, 2) for s in sources]
-    assert [unit.index for unit in plan.units] == [1]
+    assert [(unit.index, [(source.source_id, source.attempt) for source in unit.sources]) for unit in plan.units] == \
+        [(0, [(sources[0].source_id, 2)]), (1, [(sources[2].source_id, 2)])]
+    assert plan.skipped == 1 and plan.units[1].base.replaces == before[1].path
+    assert [row["source_id"] for row in plan.units[1].base.sources] == [s.source_id for s in sources[1:]]
+    assert plan.units[1].digest != before[1].digest
+
+    retried = plan.units[1]
+    commit = write_unit(Storage(tmp_path), retried, [_ok(source) for source in retried.sources], CONFIG.shards,
+                        CONFIG.fingerprint())
+    assert [marker.unit for marker in list_markers(Storage(tmp_path))] == [0, 1]  # the old version's marker is gone
+    assert commit.replaces == before[1].path and len(commit.shards) == 2  # b's shard kept, c's added
+    write_dataset_files(Storage(tmp_path), CONFIG)
+    sources_table = pq.read_table(tmp_path / "sources").to_pylist()
+    assert [(row["source_id"], row["attempt"], row["status"]) for row in sources_table] == \
+        [(sources[0].source_id, 1, "failed"), (sources[1].source_id, 1, "ok"), (sources[2].source_id, 2, "ok")]
+    assert pq.read_table(tmp_path / "failures")["source_id"].to_pylist() == [sources[0].source_id]
+    assert sorted(pq.read_table(tmp_path / "manifest")["source_id"].to_pylist()) == \
+        sorted(source.source_id for source in sources[1:])
+    assert len(list((tmp_path / "sources").iterdir())) == 2  # one part per live unit: the replaced one is deleted
 
 
 def test_units_of_another_data_contract_version_or_configuration_are_refused(tmp_path):
@@ -73,11 +94,25 @@ def test_units_of_another_data_contract_version_or_configuration_are_refused(tmp
     [name] = Storage(tmp_path / "ds").list("_commits")
     marker = tmp_path / "ds" / "_commits" / name
     stats = json.loads(marker.read_text())
-    assert stats["schema_version"] == SCHEMA_VERSION == 3
-    marker.write_text(json.dumps({**stats, "schema_version": 4}))
-    with pytest.raises(Pseudo3DError, match="holds units of data contract version 4; this pseudo3d writes "
-                                            "version 3.*--overwrite"):
+    assert stats["schema_version"] == SCHEMA_VERSION == 4
+    marker.write_text(json.dumps({**stats, "schema_version": 5}))
+    with pytest.raises(Pseudo3DError, match="holds units of data contract version 5; this pseudo3d writes "
+                                            "version 4.*--overwrite"):
         plan_build(Storage(tmp_path / "ds"), [_source("b")], BuildConfig())
+
+
+def test_a_data_contract_3_dataset_is_refused_before_anything_is_removed(tmp_path):
+    _commit(tmp_path, [_source("a")], BuildConfig())
+    [marker] = (tmp_path / "_commits").iterdir()
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "schema_version": 3, "parts": {}}))
+    (tmp_path / "shards").mkdir()  # all failed: no shard
+    (tmp_path / "shards" / "shard-000000-00-0badf00d.parquet").write_text("a version 3 sidecar no marker names")
+    files = sorted(path for path in tmp_path.rglob("*") if path.is_file())
+    lease = BuildLease(Storage(tmp_path))
+    with pytest.raises(Pseudo3DError, match="holds units of data contract version 3.*--overwrite.*still read it"):
+        prepare_output(Storage(tmp_path), BuildConfig(), lease)
+    lease.release()
+    assert sorted(path for path in tmp_path.rglob("*") if path.is_file() and path.name != ".lease") == files
 
 
 def test_a_data_contract_2_dataset_is_refused_before_anything_is_removed(tmp_path):
@@ -121,16 +156,6 @@ def test_numerics_come_from_the_first_unit_that_records_them(tmp_path):
     assert plan_build(Storage(tmp_path), [_source(name) for name in "abcd"], CONFIG).numerics == numerics
 
 
-def test_two_builds_committing_the_same_sources_are_caught(tmp_path):
-    """What two builds writing at once (which the lease prevents) would leave: the dataset files
-    refuse it rather than publish a source twice."""
-    _commit(tmp_path, [_source("a"), _source("b")], CONFIG)
-    _commit(tmp_path, [_source("b")], CONFIG, first=1)
-    with pytest.raises(Pseudo3DError, match="v-b-0000000000000000 is committed by both .*unit-000000.*unit-000001.*"
-                                            "two builds wrote into this dataset at once.*--overwrite"):
-        write_dataset_files(Storage(tmp_path), CONFIG)
-
-
 def test_a_unit_that_lost_a_shard_is_dropped_and_rebuilt_by_the_next_build(tmp_path):
     sources = [_source(name) for name in "abcd"]
     outcomes = [_ok(source) for source in sources]
@@ -139,33 +164,34 @@ def test_a_unit_that_lost_a_shard_is_dropped_and_rebuilt_by_the_next_build(tmp_p
                    CONFIG.fingerprint())
     [lost] = (tmp_path / "shards").glob("shard-000001-00-*.tar")
     lost.unlink()
-    with pytest.raises(Pseudo3DError, match="1 unit.s. of .* had lost shards .unit 1 first.*run the same command again"):
+    with pytest.raises(Pseudo3DError, match="1 unit.s. of .* had lost files .unit 1 first.*run the same command again"):
         write_dataset_files(Storage(tmp_path), CONFIG)
     assert [marker.unit for marker in list_markers(Storage(tmp_path))] == [0]
-    assert [path.name.split("-")[1] for path in (tmp_path / "shards").iterdir()] == ["000000", "000000"]
+    assert [path.name.split("-")[1] for path in (tmp_path / "shards").iterdir()] == ["000000"]
+    assert [path.name.split("-")[1] for path in (tmp_path / "manifest").iterdir()] == ["000000"]
     card = json.loads((tmp_path / "dataset.json").read_text())
     assert card["counts"]["inputs"] == 2 and card["counts"]["units"] == 1
     assert plan_build(Storage(tmp_path), sources, CONFIG).sources == sources[2:]
 
 
-def test_a_retry_in_a_unit_that_lost_its_shard_leaves_the_earlier_row(tmp_path):
-    """Every input keeps exactly one row: when the unit holding a source's newer attempt is dropped,
-    the older attempt's row is the source's row again."""
+def test_a_retried_unit_that_lost_a_shard_is_built_again_whole(tmp_path):
+    """A unit committed again by --retry-failed replaced its first version; when it loses a shard,
+    it is dropped, and the next build builds the unit from its first attempt again."""
     sources = [_source(name) for name in "ab"]
     _commit(tmp_path, sources, CONFIG)  # unit 0: both failed
     [retry] = plan_build(Storage(tmp_path), sources, CONFIG, retry_failed="transient").units
     write_unit(Storage(tmp_path), retry, [_ok(source) for source in retry.sources], CONFIG.shards, CONFIG.fingerprint())
     write_dataset_files(Storage(tmp_path), CONFIG)
-    assert [(row["attempt"], row["status"]) for row in pq.read_table(tmp_path / "sources.parquet").to_pylist()] == \
+    assert [(row["attempt"], row["status"]) for row in pq.read_table(tmp_path / "sources").to_pylist()] == \
         [(2, "ok"), (2, "ok")]
-    for shard in (tmp_path / "shards").glob("shard-000001-*.tar"):
+    for shard in (tmp_path / "shards").glob("shard-000000-*.tar"):
         shard.unlink()
-    with pytest.raises(Pseudo3DError, match="had lost shards"):
+    with pytest.raises(Pseudo3DError, match="had lost files"):
         write_dataset_files(Storage(tmp_path), CONFIG)
-    rows = pq.read_table(tmp_path / "sources.parquet").to_pylist()
-    assert [(row["source_id"], row["attempt"], row["status"]) for row in rows] == \
-        [(source.source_id, 1, "failed") for source in sources]
-    assert pq.read_table(tmp_path / "failures.parquet").num_rows == 2
+    card = json.loads((tmp_path / "dataset.json").read_text())
+    assert card["counts"]["inputs"] == 0 and list_markers(Storage(tmp_path)) == []
+    [unit] = plan_build(Storage(tmp_path), sources, CONFIG).units
+    assert unit.base is None and [source.attempt for source in unit.sources] == [1, 1]
 
 
 def test_a_marker_that_is_not_one_is_named(tmp_path):

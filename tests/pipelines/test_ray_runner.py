@@ -116,7 +116,7 @@ def test_a_ray_job_on_a_two_node_cluster_survives_a_killed_actor(cluster, corpus
     output, _ = job.communicate(timeout=600)
     assert killed is not None, "no Ray actor was found to kill"
     assert job.returncode == 0 and "succeeded" in output.lower(), output[-3000:]
-    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    manifest = pq.read_table(out / "manifest").to_pylist()
     assert len({row["key"] for row in manifest}) == len(manifest)
     assert dataset_digests(out) == dataset_digests(local_build)
 
@@ -133,10 +133,10 @@ def test_private_ray_records_an_input_that_crashes_every_time(corpus, local_buil
     command[4:5] = [str(path) for path in inputs]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    sources = pq.read_table(out / "sources.parquet").to_pylist()
-    failures = pq.read_table(out / "failures.parquet").to_pylist()
+    sources = pq.read_table(out / "sources").to_pylist()
+    failures = pq.read_table(out / "failures").to_pylist()
     expected = {Path(row["source"]).name: row["status"]
-                for row in pq.read_table(local_build / "sources.parquet").to_pylist()}
+                for row in pq.read_table(local_build / "sources").to_pylist()}
     assert len(sources) == len(inputs) == 3 and any(victim in row["source"] for row in sources)
     for row in sources:
         if victim in row["source"]:

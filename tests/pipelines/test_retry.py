@@ -24,9 +24,12 @@ def _build(corpus, out, capsys, *flags, retries=None):
 
 
 def _tables(out):
-    sources = {row["identity"]: row for row in pq.read_table(out / "sources.parquet").to_pylist()}
-    failures = pq.read_table(out / "failures.parquet").to_pylist()
-    keys = pq.read_table(out / "manifest.parquet").column("key").to_pylist()
+    """The index tables as a plain Parquet reader sees them: one row per input, always."""
+    rows = pq.read_table(out / "sources").to_pylist()
+    sources = {row["identity"]: row for row in rows}
+    assert len(sources) == len(rows) == 2
+    failures = pq.read_table(out / "failures").to_pylist()
+    keys = pq.read_table(out / "manifest")["key"].to_pylist() if (out / "manifest").is_dir() else []  # no clip: no part
     return sources, failures, keys
 
 
@@ -68,4 +71,4 @@ def test_retry_failed_builds_transient_failures_again_and_replaces_their_rows(sy
     sources, failures, after = _tables(out)
     assert (sources[BAD]["status"], sources[BAD]["attempt"]) == ("failed", 2) and after == keys
     assert [(row["stage"], row["error"]) for row in failures] == [("probe", "not_a_video")]
-    assert len(list((out / "_commits").glob("*.json"))) == 3  # one unit per build that built something
+    assert len(list((out / "_commits").glob("*.json"))) == 1  # the unit, committed again by each retry

@@ -12,6 +12,7 @@ from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.shard_writer import UnitWriter, remove_uncommitted, write_unit
 from pseudo3d.schemas.commits import find_shard, list_markers, read_commits
+from pseudo3d.schemas.index import read_parts
 from pseudo3d.schemas.layout import parse_shard_name
 from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
 from pseudo3d.schemas.sample import encode_sample
@@ -41,6 +42,11 @@ def _write(root, outcomes, index=0, **config):
     return write_unit(Storage(root), _unit(outcomes, index), outcomes, ShardConfig(**config), "fp")
 
 
+def _rows(root, commit, table):
+    """The rows of ``commit``'s parts of index table ``table``."""
+    return read_parts(Storage(root), commit.parts(table), table).to_pylist()
+
+
 def _contents(root):
     """SHA-256 of each committed tar, by its name without the attempt."""
     storage = Storage(root)
@@ -53,12 +59,15 @@ def test_sources_are_never_split_and_limits_hold(tmp_path):
     assert [shard.n_samples for shard in commit.shards] == [4, 4, 5]  # a source bigger than the limit stays whole
     assert [parse_shard_name(shard.name)[:2] for shard in commit.shards] == [(0, 0), (0, 1), (0, 2)]
     assert len({parse_shard_name(shard.name)[2] for shard in commit.shards}) == 1  # one attempt
-    rows = commit.sources
+    rows = _rows(tmp_path, commit, "sources")
     assert [row["shard"] for row in rows] == [commit.shards[0].name] * 2 + [None] + [commit.shards[1].name] * 2 + \
         [commit.shards[2].name]
-    assert commit.failures[0]["source_id"] == "v2-00000000"
-    table = pq.read_table(tmp_path / commit.shards[1].parquet)
-    assert table.column("shard").to_pylist() == [commit.shards[1].name] * 4
+    assert [row["source_id"] for row in _rows(tmp_path, commit, "failures")] == ["v2-00000000"]
+    manifest = pq.read_table(tmp_path / "manifest")
+    assert manifest.column("shard").to_pylist() == [shard.name for shard in commit.shards
+                                                    for _ in range(shard.n_samples)]
+    assert commit.counts == {"sources": 6, "ok": 5, "failed": 1, "failures": 1, "failures_by_stage": {"probe": 1},
+                             "failures_by_error": {"missing": 1}, "input_seconds": 0.0}
     assert read_commits(Storage(tmp_path)) == [commit]
 
 
@@ -84,7 +93,8 @@ def test_byte_limit_closes_shards(tmp_path):
 
 def test_a_unit_of_failed_sources_is_committed_without_shards(tmp_path):
     commit = _write(tmp_path, [_outcome(0, 0), _outcome(1, 0)])
-    assert commit.shards == () and [row["status"] for row in commit.sources] == ["failed", "failed"]
+    assert commit.shards == () and [row["status"] for row in _rows(tmp_path, commit, "sources")] == ["failed", "failed"]
+    assert commit.parts("manifest") == () and len(_rows(tmp_path, commit, "failures")) == 2
     assert Storage(tmp_path).list("shards") == [] and len(list_markers(Storage(tmp_path))) == 1
 
 
@@ -97,15 +107,19 @@ def test_abort_publishes_nothing_and_debris_is_removed(tmp_path):
     assert list_markers(Storage(tmp_path)) == [] and Storage(tmp_path).list("shards") == []
 
     committed = _write(tmp_path, outcomes, max_samples=2)  # unit 0, committed
-    debris = ["shard-000000-00-0badf00d.tar", "shard-000000-01-0badf00d.parquet",  # a loser of unit 0
-              "shard-000007-00-12345678.tar", ".shard-000008-00-12345678.tar.tmp"]  # no marker; a temporary
+    debris = ["shards/shard-000000-00-0badf00d.tar", "manifest/part-000000-0badf00d.parquet",  # a loser of unit 0
+              "sources/part-000000-0badf00d.parquet", "shards/shard-000007-00-12345678.tar",  # no marker
+              "failures/part-000007-12345678.parquet", "shards/.shard-000008-00-12345678.tar.tmp",  # a temporary
+              "_commits/.unit-000009-0123456789ab.json.0123.tmp"]
     for name in debris:
-        (tmp_path / "shards" / name).write_bytes(b"partial")
-    (tmp_path / "_commits" / ".unit-000009-0123456789ab.json.0123.tmp").write_bytes(b"{")
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"partial")
     removed = remove_uncommitted(Storage(tmp_path))
-    assert sorted(removed) == sorted(debris + [".unit-000009-0123456789ab.json.0123.tmp"])
-    kept = sorted(name for shard in committed.shards for name in (f"{shard.name}.parquet", f"{shard.name}.tar"))
-    assert Storage(tmp_path).list("shards") == kept and read_commits(Storage(tmp_path)) == [committed]
+    assert sorted(removed) == sorted(debris)
+    assert Storage(tmp_path).list("shards") == sorted(f"{shard.name}.tar" for shard in committed.shards)
+    assert [f"{table}/{name}" for table in ("manifest", "sources", "failures") for name in Storage(tmp_path).list(table)] \
+        == [*committed.parts("manifest"), *committed.parts("sources")]
+    assert read_commits(Storage(tmp_path)) == [committed]
 
 
 def test_exception_inside_writer_commits_nothing(tmp_path):
@@ -164,7 +178,7 @@ def test_writers_racing_to_commit_one_unit_exactly_one_wins(tmp_path, where, req
     storage = Storage(root)
     [commit] = read_commits(storage)
     assert json.loads(storage.read_bytes(commit.path))["attempt"] == winners[0].stats["attempt"]
-    assert storage.list("shards") == sorted(f"{shard.name}.{suffix}" for shard in winners[0].shards
-                                            for suffix in ("parquet", "tar"))
-    keys = [key for shard in commit.shards for key in shard.keys]
-    assert sorted(keys) == sorted(sample.key for outcome in outcomes for sample in outcome.samples)
+    assert storage.list("shards") == sorted(f"{shard.name}.tar" for shard in winners[0].shards)
+    assert [f"sources/{name}" for name in storage.list("sources")] == list(commit.parts("sources"))
+    keys = read_parts(storage, commit.parts("manifest"), "manifest")["key"].to_pylist()
+    assert keys == [sample.key for outcome in outcomes for sample in outcome.samples]

@@ -14,7 +14,7 @@ def test_av_offset_recovers_the_injected_shift(built_dataset, synthetic_corpus):
     """Natural speech is not in lockstep (the lips lead by a varying amount), so the estimate of an
     in-sync clip scatters around 0 by a frame or so; the injected offset lies in the interval."""
     dataset, _ = built_dataset
-    rows = pq.read_table(dataset / "manifest.parquet").to_pylist()
+    rows = pq.read_table(dataset / "manifest").to_pylist()
     found = {}
     for row in rows:
         truth = json.loads((synthetic_corpus / f"{row['identity'].split('/')[-1][:-4]}.truth.json").read_text())

@@ -52,7 +52,7 @@ def page(dataset) -> str:
 
 
 def _rows(dataset: Path, name: str) -> list[dict]:
-    return pq.read_table(dataset / f"{name}.parquet").to_pylist()
+    return pq.read_table(dataset / name).to_pylist()
 
 
 def _funnel(page: str) -> dict[str, tuple[int, float]]:
@@ -170,7 +170,7 @@ def test_rewriting_is_atomic_and_leaves_no_temporary_file(dataset, page):
 def test_the_report_needs_only_the_dataset(dataset, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(dataset, moved, ignore=shutil.ignore_patterns("qa"))
-    manifest = pq.read_table(moved / "manifest.parquet")
+    manifest = pq.read_table(moved / "manifest")
     assert not any(Path(source).is_absolute() for source in manifest.column("source").to_pylist())
     text = Path(write_report(moved)).read_text(encoding="utf-8")  # the sources are not where the references point
     assert text.count("<figcaption>source frame at ") == manifest.num_rows  # the thumbnails the workers cut

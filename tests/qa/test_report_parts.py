@@ -214,13 +214,16 @@ def test_inspect_lists_the_first_sources_by_id_and_counts_the_rest(tmp_path):
     from pseudo3d.qa.report.summary import describe_dataset
 
     ids = [f"s{index}" for index in (3, 1, 2)]
-    (tmp_path / "dataset.json").write_text(json.dumps({"config": {"qa": {"enabled": True}}}))
-    pq.write_table(pa.Table.from_pylist([_source(source_id) for source_id in ids]), tmp_path / "sources.parquet")
+    files = {table: [f"{table}/part-000000-00000000.parquet"] for table in ("sources", "failures", "manifest")}
+    (tmp_path / "dataset.json").write_text(json.dumps({"config": {"qa": {"enabled": True}}, "files": files}))
+    for table in files:
+        (tmp_path / table).mkdir()
+    pq.write_table(pa.Table.from_pylist([_source(source_id) for source_id in ids]), tmp_path / files["sources"][0])
     pq.write_table(pa.Table.from_pylist([_failure("s2", "track", "clip_too_short", "0.00-0.10s", 0.1)]),
-                   tmp_path / "failures.parquet")
+                   tmp_path / files["failures"][0])
     clips = [("s3", 0, 2.0), ("s1", 0, 1.0), ("s1", 1, 1.5), ("s2", 0, 4.0)]
-    pq.write_table(pa.table(_dataset([], [], clips).manifest), tmp_path / "manifest.parquet")
+    pq.write_table(pa.table(_dataset([], [], clips).manifest), tmp_path / files["manifest"][0])
     lines = describe_dataset(tmp_path, sources_shown=2).splitlines()
     listed = lines[lines.index("clips by source:") + 1:]
     assert [line.split() for line in listed] == [["s1", "2", "clip(s)", "2.50", "s"], ["s2", "1", "clip(s)", "4.00", "s"],
-                                                 ["...", "and", "1", "more", "(manifest.parquet)"]]
+                                                 ["...", "and", "1", "more", "(the", "manifest", "table,", "manifest/)"]]

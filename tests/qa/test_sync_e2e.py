@@ -34,9 +34,9 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("sync_ds") / "ds"
     report = build_local(resolve_sources([str(corpus)]), out, BuildConfig(), workers=2, progress=False)
     assert report.ok == 1 and report.clips == 1 and report.failed == 3
-    failures = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "failures.parquet").to_pylist()}
-    kept = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
-    sources = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "sources.parquet").to_pylist()}
+    failures = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "failures").to_pylist()}
+    kept = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "manifest").to_pylist()}
+    sources = {row["source"].rsplit("/", 1)[-1][:-4]: row for row in pq.read_table(out / "sources").to_pylist()}
     return kept, failures, sources
 
 

@@ -64,7 +64,7 @@ def test_build_scores_every_clip_and_the_default_filter_rejects_unconfident_sync
     out = tmp_path / "ds"
     assert main(["build", str(talking_video), "--out", str(out), "--sync-model", str(sync_model),
                  "--min-clip-s", "1", "--workers", "1", "-q"]) == 0
-    [row] = [r for r in pq.read_table(out / "failures.parquet").to_pylist() if r["stage"] == "qa"]
+    [row] = [r for r in pq.read_table(out / "failures").to_pylist() if r["stage"] == "qa"]
     assert row["error"] == "lse_c" and "qa.min_lse_c = 3" in row["message"]
     card = json.loads((out / "dataset.json").read_text())
     from pseudo3d.files import file_sha256
@@ -80,7 +80,7 @@ def test_kept_clips_carry_syncnet_figures_equal_to_scoring_the_clip_directly(tal
     sync_model_here.write_bytes(sync_model.read_bytes())
     out = tmp_path / "ds"
     assert main(["build", str(talking_video), "--out", str(out), "--config", str(config), "--workers", "1", "-q"]) == 0
-    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    rows = pq.read_table(out / "manifest").to_pylist()
     assert rows
     # Score the same clips independently: a fresh tracking pass gives their crops and audio.
     [source] = resolve_sources([str(talking_video)])

@@ -1,15 +1,21 @@
-"""Reading what a dataset committed: data contract 3's unit markers, and data contract 2's shard
-JSON files, which inspect, qa and training still read."""
+"""Reading what a dataset committed: data contract 4's unit markers and index parts, and the
+layouts of data contracts 3 (markers with their rows, shard sidecars, one file per index table) and
+2 (shard JSON files), which inspect, qa and training still read."""
 
 import json
 import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pseudo3d.config import ShardConfig
+from pseudo3d.config import BuildConfig
+from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.shard_writer import write_unit
-from pseudo3d.schemas.commits import committed_shards, current_sources, find_shard, list_markers, read_commits
+from pseudo3d.qa.report.data import load_dataset
+from pseudo3d.schemas.commits import committed_shards, find_shard, list_markers, read_commits
+from pseudo3d.schemas.index import read_parts
 from pseudo3d.schemas.records import EncodedSample, Source, SourceOutcome
 from pseudo3d.schemas.sample import encode_sample
 from pseudo3d.storage import Storage
@@ -25,15 +31,40 @@ def _outcome(index: int) -> SourceOutcome:
     return SourceOutcome(source, "ok", samples=[sample])
 
 
+CONFIG = BuildConfig()
+
+
 def _dataset(root, n_units=2):
     outcomes = [_outcome(index) for index in range(2 * n_units)]
-    for unit in plan_units([outcome.source for outcome in outcomes], 2, "fp"):
-        write_unit(Storage(root), unit, outcomes[2 * unit.index:2 * unit.index + 2], ShardConfig(), "fp")
+    for unit in plan_units([outcome.source for outcome in outcomes], 2, CONFIG.fingerprint()):
+        write_unit(Storage(root), unit, outcomes[2 * unit.index:2 * unit.index + 2], CONFIG.shards,
+                   CONFIG.fingerprint())
+    write_dataset_files(Storage(root), CONFIG)
     return outcomes
 
 
+def _as_contract_3(root):
+    """Rewrite a data contract 4 dataset into data contract 3's layout: each marker carries its
+    source and failure rows, each shard has a sidecar parquet, each index table is one file."""
+    storage = Storage(root)
+    card = json.loads((root / "dataset.json").read_text())
+    for commit in read_commits(storage):
+        rows = {table: read_parts(storage, commit.parts(table), table) for table in ("manifest", "sources", "failures")}
+        for shard in commit.shards:
+            clips = rows["manifest"].filter(pa.compute.equal(rows["manifest"]["shard"], shard.name))
+            pq.write_table(clips, root / shard.sidecar)
+        stats = {name: value for name, value in commit.stats.items() if name not in ("parts", "counts", "replaces")}
+        stats.update(schema_version=3, sources=rows["sources"].to_pylist(), failures=rows["failures"].to_pylist())
+        (root / commit.path).write_text(json.dumps(stats))
+    for table in ("manifest", "sources", "failures"):
+        pq.write_table(read_parts(storage, card["files"][table], table), root / f"{table}.parquet")
+        shutil.rmtree(root / table, ignore_errors=True)
+        card["files"][table] = f"{table}.parquet"
+    (root / "dataset.json").write_text(json.dumps({**card, "schema_version": 3}))
+
+
 def _as_contract_2(root):
-    """Rewrite a dataset of one-shard units into data contract 2's layout."""
+    """Rewrite a data contract 3 dataset of one-shard units into data contract 2's layout."""
     for commit in read_commits(Storage(root)):
         [shard] = commit.shards
         legacy = f"shard-{commit.unit:06d}"
@@ -45,14 +76,19 @@ def _as_contract_2(root):
     shutil.rmtree(root / "_commits")
 
 
-def test_markers_name_the_committed_shards_and_sources(tmp_path):
+def test_markers_name_the_committed_shards_and_index_parts(tmp_path):
     outcomes = _dataset(tmp_path)
     storage = Storage(tmp_path)
     assert [marker.unit for marker in list_markers(storage)] == [0, 1]
     commits = read_commits(storage)
     shards = committed_shards(commits)
     assert [shard.n_samples for shard in shards] == [2, 2]
-    assert sorted(current_sources(commits)) == sorted(outcome.source.source_id for outcome in outcomes)
+    sources = read_parts(storage, [path for commit in commits for path in commit.parts("sources")], "sources")
+    assert sources["source_id"].to_pylist() == [outcome.source.source_id for outcome in outcomes]
+    assert [commit.parts("failures") for commit in commits] == [(), ()]  # no failures: no part
+    manifest = pq.read_table(tmp_path / "manifest")  # a plain Parquet dataset
+    assert manifest["key"].to_pylist() == [outcome.samples[0].key for outcome in outcomes]
+    assert manifest["shard"].to_pylist() == [shard.name for shard in shards for _ in range(2)]
     (tmp_path / "shards" / "shard-000001-00-0badf00d.tar").write_bytes(b"a loser's")
     resolved = resolve_shards(str(tmp_path))
     assert resolved == tuple(str(tmp_path / shard.tar) for shard in shards)
@@ -60,16 +96,29 @@ def test_markers_name_the_committed_shards_and_sources(tmp_path):
     assert find_shard(Storage(tmp_path / "shards"), "shard-000001-00-0badf00d.tar") is None
 
 
+def test_a_data_contract_3_dataset_reads_as_it_did(tmp_path):
+    _dataset(tmp_path)
+    before = load_dataset(tmp_path)
+    shards = committed_shards(read_commits(Storage(tmp_path)))
+    _as_contract_3(tmp_path)
+    after = load_dataset(tmp_path)
+    assert after.manifest.equals(before.manifest)
+    assert (after.sources, after.failures) == (before.sources, before.failures)
+    assert committed_shards(read_commits(Storage(tmp_path))) == shards
+    assert resolve_shards(str(tmp_path)) == tuple(str(tmp_path / shard.tar) for shard in shards)
+
+
 def test_a_data_contract_2_dataset_reads_as_units_of_one_shard(tmp_path):
     _dataset(tmp_path)
     before = committed_shards(read_commits(Storage(tmp_path)))
+    _as_contract_3(tmp_path)
     _as_contract_2(tmp_path)
     (tmp_path / "shards" / "shard-000002.tar").write_bytes(b"uncommitted: no JSON")
     commits = read_commits(Storage(tmp_path))
     assert [commit.unit for commit in commits] == [0, 1] and [commit.schema_version for commit in commits] == [2, 2]
     shards = committed_shards(commits)
     assert [(shard.name, shard.sha256) for shard in shards] == [(f"shard-00000{i}", before[i].sha256) for i in (0, 1)]
-    assert len(current_sources(commits)) == 4
+    assert sum(len(commit.stats["sources"]) for commit in commits) == 4
     assert find_shard(Storage(tmp_path / "shards"), "shard-000001.tar") == shards[1]
     assert find_shard(Storage(tmp_path / "shards"), "shard-000002.tar") is None
     assert resolve_shards(str(tmp_path)) == tuple(str(tmp_path / shard.tar) for shard in shards)

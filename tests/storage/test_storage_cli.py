@@ -48,7 +48,7 @@ def test_storage_options_reach_the_filesystem(s3_bucket, s3_endpoint, capsys, mo
     monkeypatch.setenv("FSSPEC_S3", "{}")
     code = main(["qa", f"{s3_bucket}/half", "--storage-option", f"endpoint_url={s3_endpoint}",
                  "--storage-option", "skip_instance_cache=true"])
-    assert code == 2 and "has no sources.parquet" in capsys.readouterr().err
+    assert code == 2 and f"{s3_bucket}/half/dataset.json lists no files of the manifest table" in capsys.readouterr().err
 
 
 def test_a_dataset_that_would_vanish_or_an_object_are_refused_as_out(s3_bucket, tmp_path, capsys, make_video):
@@ -119,5 +119,5 @@ def test_storage_options_reach_inputs_named_in_a_local_list_file(s3_bucket, s3_e
     code = main(["build", str(tmp_path / "list.txt"), "--out", str(tmp_path / "ds"), "-q", "--workers", "1",
                  "--config", str(tmp_path / "build.yaml"), "--storage-option", f"endpoint_url={s3_endpoint}"])
     assert code == 0
-    [row] = pq.read_table(tmp_path / "ds" / "failures.parquet").to_pylist()
+    [row] = pq.read_table(tmp_path / "ds" / "failures").to_pylist()
     assert (row["stage"], row["error"]) == ("track", "no_face")

@@ -1,109 +1,69 @@
-"""Dataset-level files, derived from the committed shards alone.
+"""The card, ``dataset.json``, derived from the commit markers alone.
 
-``sources.parquet``, ``failures.parquet``, ``manifest.parquet`` and ``dataset.json`` are views over
-the commit markers and the shards' sidecar parquet files, rewritten (atomically) at the end of
-every build, so they always agree with what is committed, after a resume too. Markers are read a
-batch at a time and kept as Arrow tables: a few hundred bytes per source in the driver.
+Since data contract 4 the index tables (``manifest/``, ``sources/``, ``failures/``) are the units'
+own Parquet parts, written by their writers; what is left for the end of a build is the card: the
+live markers are read a batch at a time and summed (their counts, shards and parts), so finishing
+costs a read of each marker, never of the index or the shards, and the driver holds a few hundred
+bytes per unit.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
 import logging
 import platform
 from collections import Counter
-from typing import Any, Iterator
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import Any
 
 import pseudo3d
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.schemas.commits import Commit, legacy_commits, list_markers, read_commits
-from pseudo3d.schemas.layout import SHARD_DIR
+from pseudo3d.schemas.commits import Commit, live_markers, read_commits
+from pseudo3d.schemas.layout import INDEX_TABLES, SHARD_DIR
 from pseudo3d.schemas.sample import to_jsonable
-from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA, table_from_rows
 from pseudo3d.schemas.version import SCHEMA_VERSION
-from pseudo3d.storage import Storage, parquet_bytes
+from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
 MARKER_BATCH = 64
-"""Commit markers (and then shard sidecars) read concurrently at a time; markers are turned into
-Arrow tables batch by batch, so the driver never holds more than this many markers' JSON."""
+"""Commit markers read concurrently at a time."""
 
 
-@dataclasses.dataclass
-class _Unit:
-    """What the dataset files need of one commit, columnar: its rows as Arrow tables, its shards
-    and its card entries."""
-
-    commit: Commit
-    sources: pa.Table
-    failures: pa.Table
-
-
-def _read_units(storage: Storage, fingerprint: str) -> tuple[list[_Unit], list[Commit], dict[str, int]]:
-    """The dataset's commits, checked, as (sound units, broken commits, source id → its highest
-    attempt). Markers are read :data:`MARKER_BATCH` at a time and kept as Arrow tables, so the
-    driver holds a few hundred bytes per source, not the markers' JSON.
-
-    Raises :class:`Pseudo3DError` where a commit comes from another configuration or a source is
-    committed twice in one attempt (two builds wrote at once). A commit that lost a shard is broken:
-    the caller removes it, so that the next build rebuilds its unit."""
-    markers = list_markers(storage)
-    batches: Iterator[list[Commit]] = (
-        (read_commits(storage, markers[start:start + MARKER_BATCH]) for start in range(0, len(markers), MARKER_BATCH))
-        if markers else iter([legacy_commits(storage)]))
-    present = set(storage.list(SHARD_DIR))
-    units: list[_Unit] = []
+def _read_units(storage: Storage, fingerprint: str) -> tuple[list[Commit], list[Commit]]:
+    """The dataset's live commits, checked, as (sound ones, broken ones), with their stats less the
+    per-shard list's details. Raises :class:`Pseudo3DError` where a commit comes from another
+    configuration (two builds wrote into the dataset). A commit that lost a file is broken: the
+    caller removes it, so that the next build rebuilds its unit."""
+    markers = live_markers(storage)
+    present = {f"{folder}/{name}" for folder in (SHARD_DIR, *INDEX_TABLES) for name in storage.list(folder)}
+    units: list[Commit] = []
     broken: list[Commit] = []
     foreign: list[str] = []
-    seen: dict[tuple[str, int], str] = {}
-    best: dict[str, int] = {}
-    for commits in batches:
-        for commit in commits:
+    for start in range(0, len(markers), MARKER_BATCH):
+        for commit in read_commits(storage, markers[start:start + MARKER_BATCH]):
             if commit.stats.get("config_fingerprint") != fingerprint:
                 foreign.append(commit.path)
-                continue
-            for row in commit.sources:
-                key = (row["source_id"], row.get("attempt", 1))
-                twice = seen.setdefault(key, commit.path)
-                if twice != commit.path:
-                    raise Pseudo3DError(f"{key[0]} is committed by both {storage.url_of(twice)} and "
-                                        f"{storage.url_of(commit.path)}: two builds wrote into this dataset at once; "
-                                        "rebuild it with --overwrite")
-            if any(name not in present for shard in commit.shards for name in (f"{shard.name}.tar", f"{shard.name}.parquet")):
+            elif any(path not in present for path in commit.files()):
                 broken.append(commit)
-                continue
-            for row in commit.sources:
-                attempt = row.get("attempt", 1)
-                best[row["source_id"]] = max(best.get(row["source_id"], attempt), attempt)
-            stats = {name: value for name, value in commit.stats.items() if name not in ("sources", "failures")}
-            shards = tuple(dataclasses.replace(shard, keys=()) for shard in commit.shards)  # keys: per clip
-            units.append(_Unit(Commit(commit.path, commit.unit, stats, shards),
-                               table_from_rows(commit.sources, SOURCES_SCHEMA),
-                               table_from_rows(commit.failures, FAILURES_SCHEMA)))
+            else:
+                units.append(commit)
     if foreign:
         raise Pseudo3DError(f"{storage.url_of(foreign[0])} (and {len(foreign) - 1} more) comes from a build with another "
                             "configuration: two builds wrote into this dataset; rebuild it with --overwrite")
-    return units, broken, best
+    return units, broken
 
 
 def _remove(storage: Storage, broken: list[Commit]) -> None:
-    """Delete broken commits' markers (first) and their remaining shards."""
+    """Delete broken commits' markers (first) and their remaining files."""
     for commit in broken:
         storage.delete(commit.path)
-        for shard in commit.shards:
-            storage.delete(shard.tar)
-            storage.delete(shard.parquet)
-        log.warning("unit %d had lost a shard; its marker was removed, so the next build rebuilds it", commit.unit)
+        for path in commit.files():
+            storage.delete(path)
+        log.warning("unit %d had lost a file; its marker was removed, so the next build rebuilds it", commit.unit)
 
 
 PACKAGES = ("numpy", "av", "mediapipe", "opencv-contrib-python", "pyarrow", "scipy", "soundfile")
@@ -120,56 +80,39 @@ def package_versions() -> dict[str, str]:
 
 
 def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]:
-    """Write the four dataset-level files into the dataset at ``storage``; returns the card
-    (``dataset.json``) as a dict. Raises :class:`Pseudo3DError` where the commits break the
-    dataset's guarantees (:func:`_read_units`), and, after writing the files of the rest, where
-    units had lost shards (they are removed: running the build again rebuilds them)."""
-    units, broken, best = _read_units(storage, config.fingerprint())
+    """Write the card (``dataset.json``) of the dataset at ``storage`` from its commit markers;
+    returns it as a dict. Raises :class:`Pseudo3DError` where the commits break the dataset's
+    guarantees (:func:`_read_units`), and, after writing the card of the rest, where units had lost
+    files (they are removed: running the build again rebuilds them)."""
+    units, broken = _read_units(storage, config.fingerprint())
     _remove(storage, broken)
-    card = _write(storage, config, units, best)
+    card = _card(config, units)
+    storage.write_bytes("dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
     if broken:
-        raise Pseudo3DError(f"{len(broken)} unit(s) of {storage.url} had lost shards (unit {broken[0].unit} first); "
+        raise Pseudo3DError(f"{len(broken)} unit(s) of {storage.url} had lost files (unit {broken[0].unit} first); "
                             "they were removed from the dataset: run the same command again to rebuild them")
     return card
 
 
-def _current(unit: _Unit, best: dict[str, int]) -> tuple[pa.Table, pa.Table]:
-    """The unit's source rows of each source's highest attempt (a source built again by
-    ``--retry-failed`` keeps its old failed row in its old unit; the new one supersedes it), and
-    the failure rows of those sources."""
-    ids, attempts = unit.sources.column("source_id").to_pylist(), unit.sources.column("attempt").to_pylist()
-    keep = pa.array([best[source_id] == (attempt or 1) for source_id, attempt in zip(ids, attempts)], pa.bool_())
-    sources = unit.sources.filter(keep)
-    failures = unit.failures.filter(pc.is_in(unit.failures.column("source_id"), value_set=sources.column("source_id")))
-    return sources, failures
-
-
-def _write(storage: Storage, config: BuildConfig, units: list[_Unit], best: dict[str, int]) -> dict[str, Any]:
-    current = [_current(unit, best) for unit in units]
-    sources = pa.concat_tables([table for table, _ in current]) if current else SOURCES_SCHEMA.empty_table()
-    failures = pa.concat_tables([table for _, table in current]) if current else FAILURES_SCHEMA.empty_table()
-    del current
-    shards = [shard for unit in units for shard in unit.commit.shards]
-    storage.write_bytes("sources.parquet", parquet_bytes(sources))
-    storage.write_bytes("failures.parquet", parquet_bytes(failures))
-    manifests: list[pa.Table] = []
-    for start in range(0, len(shards), MARKER_BATCH):
-        paths = [shard.parquet for shard in shards[start:start + MARKER_BATCH]]
-        manifests.extend(table for table in (pq.read_table(pa.BufferReader(data)) for data in storage.read_many(paths))
-                         if table.num_rows)
-    manifest = (pa.concat_tables(manifests, promote_options="permissive") if manifests
-                else MANIFEST_BASE_SCHEMA.empty_table())
-    del manifests
-    storage.write_bytes("manifest.parquet", parquet_bytes(manifest))
-
-    status = Counter(sources.column("status").to_pylist())
+def _card(config: BuildConfig, units: list[Commit]) -> dict[str, Any]:
+    """The card of a dataset whose live commits are ``units``."""
+    totals: Counter[str] = Counter()
+    by_stage: Counter[str] = Counter()
+    by_error: Counter[str] = Counter()
+    input_seconds = 0.0
     assets: dict[str, str] = {}
     numerics: list[dict] = []
     for unit in units:
-        assets.update(unit.commit.stats.get("assets", {}))
-        if unit.commit.stats.get("numerics") and unit.commit.stats["numerics"] not in numerics:
-            numerics.append(unit.commit.stats["numerics"])
-    card = {
+        counts = unit.counts
+        totals.update({name: int(counts.get(name, 0)) for name in ("sources", "ok", "failed")})
+        by_stage.update(counts.get("failures_by_stage", {}))
+        by_error.update(counts.get("failures_by_error", {}))
+        input_seconds += float(counts.get("input_seconds", 0.0))
+        assets.update(unit.stats.get("assets", {}))
+        if unit.stats.get("numerics") and unit.stats["numerics"] not in numerics:
+            numerics.append(unit.stats["numerics"])
+    shards = [shard for unit in units for shard in unit.shards]
+    return {
         "schema_version": SCHEMA_VERSION,
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config.card_dict(),
@@ -178,26 +121,22 @@ def _write(storage: Storage, config: BuildConfig, units: list[_Unit], best: dict
         "assets": dict(sorted(assets.items())),
         "numerics": numerics,
         "counts": {
-            "inputs": sources.num_rows,
-            "ok": status.get("ok", 0),
-            "failed": status.get("failed", 0),
-            "clips": manifest.num_rows,
+            "inputs": totals["sources"],
+            "ok": totals["ok"],
+            "failed": totals["failed"],
+            "clips": sum(shard.n_samples for shard in shards),
             "units": len(units),
             "shards": len(shards),
             "frames": int(sum(shard.n_frames for shard in shards)),
-            "failures_by_stage": dict(sorted(Counter(failures.column("stage").to_pylist()).items())),
-            "failures_by_error": dict(sorted(Counter(failures.column("error").to_pylist()).items())),
+            "failures_by_stage": dict(sorted(by_stage.items())),
+            "failures_by_error": dict(sorted(by_error.items())),
         },
         "hours": {
-            "input": (pc.sum(sources.column("duration_s")).as_py() or 0.0) / 3600.0,
+            "input": input_seconds / 3600.0,
             "kept": sum(shard.seconds for shard in shards) / 3600.0,
         },
         "files": {
             "shards": [shard.tar for shard in shards],
-            "manifest": "manifest.parquet",
-            "sources": "sources.parquet",
-            "failures": "failures.parquet",
+            **{table: [path for unit in units for path in unit.parts(table)] for table in INDEX_TABLES},
         },
     }
-    storage.write_bytes("dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
-    return card

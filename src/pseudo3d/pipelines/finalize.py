@@ -13,8 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def finalize_dataset(storage: Storage, config: BuildConfig, *, report: bool = True) -> tuple[dict[str, Any], str | None]:
-    """Write sources/manifest/failures/dataset.json from the committed shards, then
-    ``qa/report.html``. Returns (the card, the report's path or None). A report that cannot be
+    """Write the card (dataset.json) from the commit markers, then ``qa/report.html``. Returns (the card, the report's path or None). A report that cannot be
     drawn is logged and skipped: it never costs the dataset."""
     card = write_dataset_files(storage, config)
     if not report:

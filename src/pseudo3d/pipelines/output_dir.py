@@ -14,22 +14,27 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.lease import BuildLease
-from pseudo3d.pipelines.plan import Unit, plan_units
+from pseudo3d.pipelines.plan import Unit, UnitBase, plan_units, unit_digest
 from pseudo3d.pipelines.shard_writer import remove_uncommitted
 from pseudo3d.pipelines.spool import remove_spool
-from pseudo3d.schemas.commits import Commit, MarkerName, current_sources, list_markers, read_commits
-from pseudo3d.schemas.layout import LEGACY_SHARD, SHARD_DIR
+from pseudo3d.schemas.commits import Commit, MarkerName, list_markers, live_markers, read_commits
+from pseudo3d.schemas.index import PART_BATCH, parts_table, read_parts
+from pseudo3d.schemas.layout import INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, legacy_table_file
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
-DATASET_FILES = ("sources.parquet", "manifest.parquet", "failures.parquet", "dataset.json")
-DATASET_DIRS = ("_commits", "shards", "qa", "logs")
+DATASET_FILES = (*(legacy_table_file(table) for table in INDEX_TABLES), "dataset.json")
+"""Files a build writes (or, before data contract 4, wrote) at a dataset's root."""
+DATASET_DIRS = ("_commits", "shards", *INDEX_TABLES, "qa", "logs")
+"""Folders a build writes into; the commit markers' first."""
 
 
 RETRY_FAILED = ("transient", "all")
@@ -59,11 +64,14 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     The inputs are cut into units (:func:`~pseudo3d.pipelines.plan.plan_units`); when every
     commit marker is one of those units (a resume with the same inputs and configuration), the
     pending units are the others, known from one listing of the markers. Otherwise (other inputs
-    than before, or ``retry_failed``) the markers that are not planned units are read: their
-    sources are done (and with ``retry_failed``, :data:`RETRY_FAILED`, the failed ones whose
-    failure is transient, or every failed one, are built again with their next ``attempt``), and the
-    remaining sources are cut into units numbered after the highest committed one. Raises
-    :class:`Pseudo3DError` where a marker comes from another configuration or data contract."""
+    than before, or ``retry_failed``) the live markers that are not planned units are read, with
+    their units' ``sources`` parts: their sources are done, and the remaining sources are cut into
+    units numbered after the highest committed one. With ``retry_failed`` (:data:`RETRY_FAILED`)
+    every live unit is read, and a unit with failed sources to build again (those whose failure is
+    transient, or every failed one, that are still among ``sources``) is committed again: a unit
+    whose base is its committed version and whose sources are those, with their next ``attempt``.
+    Raises :class:`Pseudo3DError` where a marker comes from another configuration or data
+    contract."""
     fingerprint = config.fingerprint()
     markers = list_markers(storage) if markers is None else markers
     units = plan_units(sources, config.shards.max_sources, fingerprint)
@@ -75,24 +83,59 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
         return BuildPlan(pending, sum(len(unit.sources) for unit in units if unit.marker in committed), numerics)
 
     done = {source.source_id for unit in units if unit.marker in committed for source in unit.sources}
-    commits = read_commits(storage, [marker for marker in markers if retry_failed or marker not in planned])
+    commits = read_commits(storage, [marker for marker in live_markers(storage, markers)
+                                     if retry_failed or marker not in planned])
     _check_commits(storage, commits, fingerprint)
-    current = current_sources(commits)
-    todo, skipped = [], 0
-    for source in sources:
-        held = current.get(source.source_id)
-        if held is not None and retry_failed and held[1]["status"] == "failed" \
-                and (retry_failed == "all" or _transient(*held)):
-            todo.append(dataclasses.replace(source, attempt=held[1].get("attempt", 1) + 1))
-        elif held is None and source.source_id not in done:
-            todo.append(source)
-        else:
-            skipped += 1
-    retried = sum(source.attempt > 1 for source in todo)
+    by_id = {source.source_id: source for source in sources}
+    again: list[Unit] = []
+    for start in range(0, len(commits), PART_BATCH):
+        batch = commits[start:start + PART_BATCH]
+        for commit, rows in zip(batch, _read_each(storage, batch, "sources")):
+            done.update(rows.column("source_id").to_pylist())
+            if retry_failed:
+                unit = _retry_unit(storage, commit, rows, by_id, retry_failed, fingerprint)
+                again += [unit] if unit is not None else []
+    todo = [source for source in sources if source.source_id not in done]
+    retried = sum(len(unit.sources) for unit in again)
     if retried:
-        log.info("building %d failed source(s) again (--retry-failed=%s)", retried, retry_failed)
+        log.info("building %d failed source(s) of %d unit(s) again (--retry-failed=%s)", retried, len(again),
+                 retry_failed)
     after = max((marker.unit for marker in markers), default=-1) + 1
-    return BuildPlan(plan_units(todo, config.shards.max_sources, fingerprint, first=after), skipped, numerics)
+    return BuildPlan(again + plan_units(todo, config.shards.max_sources, fingerprint, first=after),
+                     len(sources) - len(todo) - retried, numerics)
+
+
+def _read_each(storage: Storage, commits: list[Commit], table: str) -> list[pa.Table]:
+    """Each commit's parts of index table ``table``, as one table per commit, fetched together."""
+    paths = [path for commit in commits for path in commit.parts(table)]
+    fetched = dict(zip(paths, storage.read_many(paths)))
+    return [parts_table((fetched[path] for path in commit.parts(table)), table) for commit in commits]
+
+
+def _retry_unit(storage: Storage, commit: Commit, rows: pa.Table, inputs: dict[str, Source], retry_failed: str,
+                fingerprint: str) -> Unit | None:
+    """``commit``'s unit committed again with its failed sources (``rows``: its source rows) that
+    ``retry_failed`` retries and ``inputs`` still holds, or None where it has none."""
+    failed = {source_id for source_id, status in zip(rows.column("source_id").to_pylist(),
+                                                     rows.column("status").to_pylist())
+              if status == "failed" and source_id in inputs}
+    if not failed:
+        return None
+    failures = read_parts(storage, commit.parts("failures"), "failures").to_pylist()
+    if retry_failed == "transient":
+        failed &= {row["source_id"] for row in failures if row.get("kind") == "transient"}
+        if not failed:
+            return None
+    source_rows = rows.to_pylist()
+    attempts = [(row["source_id"], (row["attempt"] or 1) + (row["source_id"] in failed)) for row in source_rows]
+    retried = tuple(dataclasses.replace(inputs[source_id], attempt=attempt) for source_id, attempt in attempts
+                    if source_id in failed)
+    base = UnitBase(replaces=commit.path, shards=commit.shards, manifest=commit.parts("manifest"),
+                    sources=tuple(source_rows),
+                    failures=tuple(row for row in failures if row["source_id"] not in failed),
+                    dropped=(*commit.parts("sources"), *commit.parts("failures")),
+                    assets=dict(commit.stats.get("assets", {})))
+    return Unit(commit.unit, retried, unit_digest(attempts, fingerprint), base)
 
 
 def _numerics(storage: Storage, markers: list[MarkerName], batch: int = 8) -> dict[str, dict[str, str]] | None:
@@ -106,18 +149,8 @@ def _numerics(storage: Storage, markers: list[MarkerName], batch: int = 8) -> di
     return None
 
 
-def _transient(commit: Commit, row: dict) -> bool:
-    return any(failure["source_id"] == row["source_id"] and failure.get("kind") == "transient"
-               for failure in commit.failures)
-
-
 def _check_commits(storage: Storage, commits: list[Commit], fingerprint: str) -> None:
-    versions = sorted({commit.schema_version for commit in commits} - {SCHEMA_VERSION}, key=str)
-    if versions:
-        raise Pseudo3DError(
-            f"--out {storage.url} holds units of data contract version {versions[0]}; this pseudo3d writes "
-            f"version {SCHEMA_VERSION}: build into a new directory or pass --overwrite (docs/data-contract.md, "
-            "Versions)")
+    _check_versions(storage, commits)
     # key=str: a commit without a fingerprint gives None, which does not compare with a str
     foreign = sorted({commit.stats.get("config_fingerprint") for commit in commits} - {fingerprint}, key=str)
     if foreign:
@@ -125,6 +158,15 @@ def _check_commits(storage: Storage, commits: list[Commit], fingerprint: str) ->
             f"--out {storage.url} holds units built with a different configuration "
             f"(fingerprint {foreign[0]}, this build {fingerprint}); build into a new directory "
             "or pass --overwrite to replace the dataset")
+
+
+def _check_versions(storage: Storage, commits: list[Commit]) -> None:
+    versions = sorted({commit.schema_version for commit in commits} - {SCHEMA_VERSION}, key=str)
+    if versions:
+        raise Pseudo3DError(
+            f"--out {storage.url} holds units of data contract version {versions[0]}; this pseudo3d writes "
+            f"version {SCHEMA_VERSION}: build into a new directory or pass --overwrite (docs/data-contract.md, "
+            "Versions). pseudo3d inspect, qa and training still read it.")
 
 
 def prepare_output(storage: Storage, config: BuildConfig, lease: BuildLease, overwrite: bool = False) -> list[MarkerName]:
@@ -153,9 +195,10 @@ def prepare_output(storage: Storage, config: BuildConfig, lease: BuildLease, ove
             f"--out {storage.url} holds shards of an older data contract (shards/{legacy[0]}); this pseudo3d "
             f"writes version {SCHEMA_VERSION}, which commits units instead: build into a new directory or pass "
             "--overwrite (docs/data-contract.md, Versions). pseudo3d inspect, qa and training still read it.")
+    markers = list_markers(storage)
+    _check_versions(storage, read_commits(storage, markers[:1]))  # before the clean-up, which knows this version only
     if storage.is_local:
         remove_spool(storage.local_path())  # samples an interrupted build had not written yet
-    markers = list_markers(storage)
     removed = remove_uncommitted(storage, markers)
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))

@@ -4,13 +4,16 @@ Commit protocol (docs/data-contract.md), the same on local paths and object stor
 runner: the writer of unit ``U`` streams each of its shards out under a name of its own attempt,
 ``shards/shard-UUUUUU-PP-ATTEMPT.tar``, publishing it whole (:mod:`pseudo3d.storage`: a temporary
 name, fsync and rename on a local path; a multipart upload on an object store), hashed as it is
-written, then its sidecar parquet; last it *creates* the unit's commit marker
-``_commits/unit-UUUUUU-DIGEST.json``, which names those shards and carries the unit's source and
-failure rows. The marker is created only where none of that name exists (atomically: ``link(2)``,
-S3's ``If-None-Match: *``, GCS's generation precondition), so when two writers build the same unit
-(a retried task, a speculative copy, two builds) exactly one commits; the other deletes its own
-shards. Anything in ``shards/`` that no marker names is debris of a writer that died, removed by
-:func:`remove_uncommitted`.
+written; then the unit's parts of the index tables, ``manifest/``, ``sources/`` and ``failures/``
+``part-UUUUUU-ATTEMPT.parquet`` (a unit without clips or failures writes no part of that table);
+last it *creates* the unit's commit marker ``_commits/unit-UUUUUU-DIGEST.json``, which names those
+files and carries the unit's counts. The marker is created only where none of that name exists
+(atomically: ``link(2)``, S3's ``If-None-Match: *``, GCS's generation precondition), so when two
+writers build the same unit (a retried task, a speculative copy, two builds) exactly one commits;
+the other deletes its own files. A unit committed again by ``--retry-failed`` keeps its committed
+version's shards and manifest parts, names them with its own files in a marker of a new digest that
+*replaces* the old one, then deletes the old marker and the parts it no longer names. Anything that
+no live marker names is debris of a writer that died, removed by :func:`remove_uncommitted`.
 
 Shards are *source-atomic*: all clips of a source go to one shard. A unit's shard closes before a
 source that would push it past ``max_samples`` or ``max_bytes`` (a shard holds at least one source
@@ -29,18 +32,21 @@ import io
 import logging
 import tarfile
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
+
+import pyarrow as pa
 
 import pseudo3d
 from pseudo3d.config import ShardConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.plan import Unit
-from pseudo3d.schemas.commits import Commit, MarkerName, ShardFile, list_markers, read_commits
-from pseudo3d.schemas.layout import COMMIT_DIR, SHARD_DIR, parse_shard_name, shard_name
+from pseudo3d.schemas.commits import Commit, MarkerName, ShardFile, list_markers, live_markers, read_commits
+from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, SHARD_DIR, parse_part_name, parse_shard_name, part_name,
+                                     shard_name)
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
 from pseudo3d.schemas.sample import encode_json
-from pseudo3d.schemas.tables import manifest_table
+from pseudo3d.schemas.tables import FAILURES_SCHEMA, SOURCES_SCHEMA, manifest_table, table_from_rows
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage, is_temporary, parquet_bytes
 
@@ -53,37 +59,41 @@ def new_attempt() -> str:
 
 
 def remove_uncommitted(storage: Storage, markers: list[MarkerName] | None = None) -> list[str]:
-    """Delete the debris of writers that died or lost a commit race: temporary files, and shards
-    no commit marker names. ``markers``: the dataset's markers, if already listed. Markers are read
-    only for the units whose shards of more than one attempt are present. Returns the names
-    removed. Assumes no other build writes into the dataset meanwhile."""
+    """Delete the debris of writers that died or lost a commit race: temporary files, markers
+    another one replaces, and shards and index parts no live marker names. ``markers``: the
+    dataset's markers, if already listed. Markers are read only for the units with files of more
+    than one attempt. Returns the names removed. Assumes no other build writes into the dataset
+    meanwhile."""
     markers = list_markers(storage) if markers is None else markers
-    committed_units = defaultdict(list)
-    for marker in markers:
-        committed_units[marker.unit].append(marker)
+    live = live_markers(storage, markers)
     removed = []
+    for marker in sorted(set(markers) - set(live)):  # replaced: the new version committed, its writer died after
+        storage.delete(marker.path)
+        removed.append(marker.path)
+    committed_units = defaultdict(list)
+    for marker in live:
+        committed_units[marker.unit].append(marker)
     attempts: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for folder in (SHARD_DIR, COMMIT_DIR):
+    for folder in (SHARD_DIR, *INDEX_TABLES, COMMIT_DIR):
         for name in storage.list(folder):
             if is_temporary(name):  # a file, or a runner's staging folder
                 storage.delete_tree(f"{folder}/{name}")
-                removed.append(name)
+                removed.append(f"{folder}/{name}")
                 continue
-            parsed = parse_shard_name(name) if folder == SHARD_DIR else None
+            parsed = (parse_shard_name(name) if folder == SHARD_DIR else
+                      parse_part_name(name) if folder in INDEX_TABLES else None)
             if parsed is not None:
-                attempts[parsed[0]][parsed[2]].append(name)
+                attempts[parsed[0]][parsed[-1]].append(f"{folder}/{name}")  # type: ignore[index]
     for unit, by_attempt in sorted(attempts.items()):
-        keep: set[str] = set()
         if unit in committed_units and len(by_attempt) == 1:
-            keep = set(by_attempt)
-        elif unit in committed_units:
+            continue  # the committing writer's files, all named by its marker
+        named: set[str] = set()
+        if unit in committed_units:
             for commit in read_commits(storage, committed_units[unit]):
-                keep.update(parse_shard_name(shard.name)[2] for shard in commit.shards)  # type: ignore[index]
-        for attempt, names in sorted(by_attempt.items()):
-            if attempt not in keep:
-                for name in names:
-                    storage.delete(f"{SHARD_DIR}/{name}")
-                    removed.append(name)
+                named.update(commit.files())
+        for path in sorted(path for paths in by_attempt.values() for path in paths if path not in named):
+            storage.delete(path)
+            removed.append(path)
     return removed
 
 
@@ -118,20 +128,16 @@ def _describe(numerics: dict[str, dict[str, str]]) -> str:
 
 
 class _ShardBuilder:
-    """One shard being streamed into ``storage``: its tar, then (:meth:`finish`) its sidecar."""
+    """One shard being streamed into ``storage``."""
 
     def __init__(self, storage: Storage, name: str):
         self.storage = storage
         self.name = name
         self.rows: list[dict[str, Any]] = []
         self.n_bytes = 0
-        self._file = storage.open_write(self.file("tar"))
+        self._file = storage.open_write(f"{SHARD_DIR}/{name}.tar")
         # typeshed's file protocol asks for read and seek too, which mode "w" never calls
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
-
-    def file(self, suffix: str) -> str:
-        """The relative path of this shard's file with ``suffix`` (``tar``, ``parquet``)."""
-        return f"{SHARD_DIR}/{self.name}.{suffix}"
 
     def add(self, sample: EncodedSample) -> None:
         for suffix, data in sample.members.items():
@@ -146,14 +152,12 @@ class _ShardBuilder:
         self.n_bytes += sample.n_bytes
 
     def finish(self) -> ShardFile:
-        """Publish the tar (hashed as it was written), then the sidecar parquet."""
+        """Publish the tar (hashed as it was written)."""
         self._tar.close()
         self._file.close()
-        self.storage.write_bytes(self.file("parquet"), parquet_bytes(manifest_table(self.rows)))
         return ShardFile(name=self.name, n_samples=len(self.rows), n_bytes=self._file.size,
                          sha256=self._file.hexdigest(), n_frames=int(sum(row["n_frames"] for row in self.rows)),
-                         seconds=float(sum(row["duration_s"] for row in self.rows)),
-                         keys=tuple(row["key"] for row in self.rows))
+                         seconds=float(sum(row["duration_s"] for row in self.rows)))
 
     def abort(self) -> None:
         """Drop the shard: its tar is never published."""
@@ -162,9 +166,11 @@ class _ShardBuilder:
 
 
 class UnitWriter:
-    """Write unit ``unit``'s outcomes, given in its source order, into shards named by this
-    writer's attempt; :meth:`commit` creates the unit's marker. ``numerics``: what the dataset's
-    outputs were computed with so far (:func:`check_numerics`), or None."""
+    """Write unit ``unit``'s outcomes, given in its source order, into shards and index parts named
+    by this writer's attempt; :meth:`commit` creates the unit's marker. ``numerics``: what the
+    dataset's outputs were computed with so far (:func:`check_numerics`), or None. A unit with a
+    :attr:`~pseudo3d.pipelines.plan.Unit.base` (``--retry-failed``) gets the outcomes of the
+    sources it builds again, and commits them with the rest of its committed version."""
 
     def __init__(self, storage: Storage, unit: Unit, config: ShardConfig, fingerprint: str,
                  numerics: dict[str, dict[str, str]] | None = None, attempt: str | None = None):
@@ -175,9 +181,14 @@ class UnitWriter:
         self.numerics = numerics or {}
         self.attempt = attempt or new_attempt()
         self.shards: list[ShardFile] = []
+        """This writer's shards."""
+        self.written: list[str] = []
+        """Every file this writer published, paths relative to the dataset root."""
         self.sources: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
-        self.assets: dict[str, str] = {}
+        self.clips: list[dict[str, Any]] = []
+        """Manifest rows of this writer's clips."""
+        self.assets: dict[str, str] = dict(unit.base.assets) if unit.base else {}
         self._open: _ShardBuilder | None = None
         self._chunks: list[dict[str, Any]] = []  # the rows of the chunks of the source being added
 
@@ -192,7 +203,9 @@ class UnitWriter:
                                                  or shard.n_bytes + n_bytes > self.config.max_bytes):
             self._finish_shard()
         if n_samples and self._open is None:
-            self._open = _ShardBuilder(self.storage, shard_name(self.unit.index, len(self.shards), self.attempt))
+            first = len(self.unit.base.shards) if self.unit.base else 0
+            self._open = _ShardBuilder(self.storage, shard_name(self.unit.index, first + len(self.shards), self.attempt))
+            self.written.append(f"{SHARD_DIR}/{self._open.name}.tar")
         for sample in outcome.samples:
             self._open.add(sample)  # type: ignore[union-attr]  # opened above for a source with samples
         where = self._open.name if n_samples and self._open is not None else None
@@ -208,28 +221,51 @@ class UnitWriter:
         self.assets.update(outcome.assets)
 
     def commit(self) -> Commit | None:
-        """Publish the open shard, then create the unit's marker: the commit. Returns the commit,
-        or None when another writer committed the unit first (this writer's shards are deleted)."""
+        """Publish the open shard and the unit's index parts, then create the unit's marker: the
+        commit. Returns the commit, or None when another writer committed the unit first (this
+        writer's files are deleted)."""
         self._finish_shard()
         if len(self.sources) != len(self.unit.sources):
             raise RuntimeError(f"unit {self.unit.index}: {len(self.sources)} outcomes for "
                                f"{len(self.unit.sources)} sources")
+        base = self.unit.base
+        sources, failures = self.sources, self.failures
+        if base is not None:
+            again = {row["source_id"]: row for row in self.sources}
+            sources = [again.pop(row["source_id"], row) for row in base.sources]
+            failures = [*base.failures, *self.failures]
+            if again:
+                raise RuntimeError(f"unit {self.unit.index}: {', '.join(again)} is not one of its sources")
+        parts = {"manifest": [*(base.manifest if base else ()), *self._write_part("manifest", manifest_table(self.clips))],
+                 "sources": self._write_part("sources", table_from_rows(sources, SOURCES_SCHEMA)),
+                 "failures": self._write_part("failures", table_from_rows(failures, FAILURES_SCHEMA))}
+        shards = [*(base.shards if base else ()), *self.shards]
+        status = Counter(row["status"] for row in sources)
         stats = {
             "schema_version": SCHEMA_VERSION,
             "pseudo3d_version": pseudo3d.__version__,
             "unit": self.unit.index,
             "digest": self.unit.digest,
             "attempt": self.attempt,
+            "replaces": base.replaces if base else None,
             "config_fingerprint": self.fingerprint,
-            "n_samples": sum(shard.n_samples for shard in self.shards),
-            "n_bytes": sum(shard.n_bytes for shard in self.shards),
-            "n_frames": sum(shard.n_frames for shard in self.shards),
-            "seconds": sum(shard.seconds for shard in self.shards),
+            "n_samples": sum(shard.n_samples for shard in shards),
+            "n_bytes": sum(shard.n_bytes for shard in shards),
+            "n_frames": sum(shard.n_frames for shard in shards),
+            "seconds": sum(shard.seconds for shard in shards),
+            "counts": {
+                "sources": len(sources),
+                "ok": status.get("ok", 0),
+                "failed": status.get("failed", 0),
+                "failures": len(failures),
+                "failures_by_stage": dict(sorted(Counter(row["stage"] for row in failures).items())),
+                "failures_by_error": dict(sorted(Counter(row["error"] for row in failures).items())),
+                "input_seconds": float(sum(row["duration_s"] or 0.0 for row in sources)),
+            },
             "shards": [{"shard": shard.name, "n_samples": shard.n_samples, "n_bytes": shard.n_bytes,
-                        "sha256": shard.sha256, "n_frames": shard.n_frames, "seconds": shard.seconds,
-                        "keys": list(shard.keys)} for shard in self.shards],
-            "sources": self.sources,
-            "failures": self.failures,
+                        "sha256": shard.sha256, "n_frames": shard.n_frames, "seconds": shard.seconds}
+                       for shard in shards],
+            "parts": parts,
             "assets": dict(sorted(self.assets.items())),
             "numerics": self.numerics,
         }
@@ -237,27 +273,41 @@ class UnitWriter:
         if not self.storage.create(marker, encode_json(stats)):
             log.info("unit %d was committed by another writer first; attempt %s deleted", self.unit.index,
                      self.attempt)
-            self._delete_shards()
+            self._delete_written()
             return None
-        return Commit(marker, self.unit.index, stats, tuple(self.shards))
+        if base is not None:  # the old version: its marker first, so that nothing live names what goes next
+            for path in (base.replaces, *base.dropped):
+                self.storage.delete(path)
+        return Commit(marker, self.unit.index, stats, tuple(shards))
 
     def abort(self) -> None:
         """Drop everything this writer wrote: nothing of it is committed."""
         shard, self._open = self._open, None
         if shard is not None:
             shard.abort()
-        self._delete_shards()
+            self.written.remove(f"{SHARD_DIR}/{shard.name}.tar")
+        self._delete_written()
+
+    def _write_part(self, table: str, rows: pa.Table) -> list[str]:
+        """Publish ``rows`` as this writer's part of index table ``table``; none without rows (a
+        unit always has source rows)."""
+        if not rows.num_rows:
+            return []
+        path = f"{table}/{part_name(self.unit.index, self.attempt)}"
+        self.storage.write_bytes(path, parquet_bytes(rows))
+        self.written.append(path)
+        return [path]
 
     def _finish_shard(self) -> None:
         shard, self._open = self._open, None
         if shard is not None:
             self.shards.append(shard.finish())
+            self.clips.extend(shard.rows)
 
-    def _delete_shards(self) -> None:
-        for shard in self.shards:
-            self.storage.delete(shard.tar)
-            self.storage.delete(shard.parquet)
-        self.shards = []
+    def _delete_written(self) -> None:
+        for path in self.written:
+            self.storage.delete(path)
+        self.written, self.shards = [], []
 
 
 def merge_chunk_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,13 +1,17 @@
 """Commit markers: what a dataset holds, as its writers committed it (docs/data-contract.md,
 "Commit protocol").
 
-A dataset is the set of its commit markers. Since data contract 3, each *unit* (a run of
-consecutive inputs that one worker builds) is committed by one marker,
-``_commits/unit-UUUUUU-DIGEST.json``, created only where none of that name exists; it names the
-shards the unit's writer wrote and carries the unit's source rows, failure rows and counts. A
-shard no marker names is not part of the dataset (a writer that died, or lost the race to
-commit). Data contract 2 datasets (``shards/shard-NNNNNN.json`` beside each tar) are read the
-same way: each shard JSON is a marker of one unit with one shard.
+A dataset is the set of its commit markers. Each *unit* (a run of consecutive inputs that one
+worker builds) is committed by one marker, ``_commits/unit-UUUUUU-DIGEST.json``, created only
+where none of that name exists; it names the files the unit's writer wrote (since data contract 4:
+its shards and its parts of the index tables ``manifest/``, ``sources/`` and ``failures/``) and
+carries the unit's counts. A file no marker names is not part of the dataset (a writer that died,
+or lost the race to commit). ``--retry-failed`` commits a new version of a unit under a new digest;
+its marker names the marker it *replaces*, which is no longer live (:func:`live_markers`).
+
+Older data contracts are read the same way: a version 3 marker carries its source and failure rows
+itself and names shards with a ``.parquet`` sidecar each; a version 2 dataset's
+``shards/shard-NNNNNN.json`` is the marker of a unit of one shard.
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from pseudo3d.schemas.layout import (COMMIT_DIR, LEGACY_SHARD, SHARD_DIR, marker_name, parse_marker_name,
-                                     parse_shard_name)
+from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, marker_name,
+                                     parse_marker_name, parse_shard_name)
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.storage import Storage
 
 
 @dataclass(frozen=True)
 class ShardFile:
-    """One committed shard: a tar and its sidecar parquet, as its marker describes them."""
+    """One committed shard, as its marker describes it."""
 
     name: str
     """The stem, ``shard-UUUUUU-PP-ATTEMPT`` (``shard-NNNNNN`` in data contract 2)."""
@@ -34,7 +38,6 @@ class ShardFile:
     sha256: str
     n_frames: int
     seconds: float
-    keys: tuple[str, ...] = ()
 
     @property
     def tar(self) -> str:
@@ -42,19 +45,19 @@ class ShardFile:
         return f"{SHARD_DIR}/{self.name}.tar"
 
     @property
-    def parquet(self) -> str:
+    def sidecar(self) -> str:
+        """Data contracts 2 and 3: the shard's manifest rows, a ``.parquet`` beside its tar."""
         return f"{SHARD_DIR}/{self.name}.parquet"
 
     @classmethod
     def of(cls, stats: dict[str, Any]) -> "ShardFile":
         return cls(name=stats["shard"], n_samples=int(stats["n_samples"]), n_bytes=int(stats["n_bytes"]),
-                   sha256=stats["sha256"], n_frames=int(stats["n_frames"]), seconds=float(stats["seconds"]),
-                   keys=tuple(stats.get("keys", ())))
+                   sha256=stats["sha256"], n_frames=int(stats["n_frames"]), seconds=float(stats["seconds"]))
 
 
 @dataclass(frozen=True)
 class Commit:
-    """One commit marker: unit ``unit``'s sources, failures and shards."""
+    """One commit marker: unit ``unit``'s shards, index parts and counts."""
 
     path: str
     """The marker's path relative to the dataset root."""
@@ -63,16 +66,32 @@ class Commit:
     shards: tuple[ShardFile, ...] = field(default=())
 
     @property
-    def sources(self) -> list[dict[str, Any]]:
-        return self.stats["sources"]
-
-    @property
-    def failures(self) -> list[dict[str, Any]]:
-        return self.stats["failures"]
-
-    @property
     def schema_version(self) -> Any:
         return self.stats.get("schema_version")
+
+    def parts(self, table: str) -> tuple[str, ...]:
+        """The unit's parts of index table ``table`` (:data:`~pseudo3d.schemas.layout.INDEX_TABLES`),
+        paths relative to the dataset root; none before data contract 4."""
+        return tuple(self.stats.get("parts", {}).get(table, ()))
+
+    @property
+    def replaces(self) -> str | None:
+        """The path of the marker this one replaces (a unit committed again by
+        ``--retry-failed``), or None."""
+        return self.stats.get("replaces")
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        """The unit's counts (data contract 4): ``sources``, ``ok``, ``failed``, ``failures``,
+        ``failures_by_stage``, ``failures_by_error``, ``input_seconds``."""
+        return self.stats.get("counts", {})
+
+    def files(self) -> list[str]:
+        """Every file the marker names, paths relative to the dataset root."""
+        named = [shard.tar for shard in self.shards]
+        if self.schema_version is not None and int(self.schema_version) < 4:
+            named += [shard.sidecar for shard in self.shards]
+        return named + [path for table in INDEX_TABLES for path in self.parts(table)]
 
 
 @dataclass(frozen=True, order=True)
@@ -94,14 +113,30 @@ def list_markers(storage: Storage) -> list[MarkerName]:
     return sorted(MarkerName(*parsed) for parsed in found if parsed is not None)
 
 
+def live_markers(storage: Storage, markers: list[MarkerName] | None = None) -> list[MarkerName]:
+    """``markers`` (default: a listing of the dataset's) without those another one replaces. Only
+    the markers of units with more than one are read: a unit committed again by
+    ``--retry-failed`` whose old marker was not deleted yet."""
+    markers = list_markers(storage) if markers is None else markers
+    by_unit: dict[int, list[MarkerName]] = {}
+    for marker in markers:
+        by_unit.setdefault(marker.unit, []).append(marker)
+    several = [marker for group in by_unit.values() if len(group) > 1 for marker in group]
+    if not several:
+        return markers
+    replaced = {commit.replaces for commit in read_commits(storage, several)}
+    return [marker for marker in markers if marker.path not in replaced]
+
+
 def read_commits(storage: Storage, markers: list[MarkerName] | None = None) -> list[Commit]:
-    """The commits of the dataset at ``storage``, by unit: the markers ``markers`` (default: all
-    of them), read concurrently on object stores; for a data contract 2 dataset (no
-    ``_commits/``), its committed shards' JSON files."""
+    """The commits of the dataset at ``storage``, by unit: the markers ``markers`` (default: the
+    live ones, :func:`live_markers`), read concurrently on object stores; for a data contract 2
+    dataset (no ``_commits/``), its committed shards' JSON files."""
     if markers is None:
         markers = list_markers(storage)
         if not markers:
             return legacy_commits(storage)
+        markers = live_markers(storage, markers)
     contents = storage.read_many([marker.path for marker in markers])
     commits = []
     for marker, data in zip(markers, contents):
@@ -128,19 +163,6 @@ def legacy_commits(storage: Storage) -> list[Commit]:
         stats = json.loads(data)
         commits.append(Commit(path, int(stats["index"]), stats, (ShardFile.of(stats),)))
     return commits
-
-
-def current_sources(commits: list[Commit]) -> dict[str, tuple[Commit, dict[str, Any]]]:
-    """Source id → (the commit, the source row) of each source's highest ``attempt``: a source
-    built again by ``--retry-failed`` keeps its old failed row in its old unit, and this row
-    supersedes it. Only failed sources (which have no samples) are ever built again."""
-    current: dict[str, tuple[Commit, dict[str, Any]]] = {}
-    for commit in commits:
-        for row in commit.sources:
-            held = current.get(row["source_id"])
-            if held is None or row.get("attempt", 1) > held[1].get("attempt", 1):
-                current[row["source_id"]] = (commit, row)
-    return current
 
 
 def committed_shards(commits: list[Commit]) -> list[ShardFile]:

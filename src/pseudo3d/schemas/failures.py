@@ -1,6 +1,6 @@
 """The failure codes of the data contract, registered in one place.
 
-Every failure row (``failures.parquet``, a shard JSON's ``failures``) names a ``stage`` and an
+Every failure row (the ``failures`` table) names a ``stage`` and an
 ``error`` code registered here, with what it means, what it does to its source and its *kind*:
 
 * ``permanent``: the input is bad (or a threshold rejected it); building it again gives the same

@@ -5,6 +5,11 @@ Data contract 3 and later: unit ``U``'s commit marker is ``_commits/unit-UUUUUU-
 its shards are ``shards/shard-UUUUUU-PP-ATTEMPT.tar`` with their ``.parquet`` sidecars, ``PP``
 counting the unit's shards and ``ATTEMPT`` naming the writer that wrote them. Data contract 2 named
 shards ``shards/shard-NNNNNN.tar`` with a ``.json`` beside each: :data:`LEGACY_SHARD`.
+
+Data contract 4 and later: the index is three Parquet datasets, ``manifest/``, ``sources/`` and
+``failures/`` (:data:`INDEX_TABLES`), with one part per unit writer, ``part-UUUUUU-ATTEMPT.parquet``,
+named by the unit's marker. Data contracts 2 and 3 wrote one file per table at the root
+(``manifest.parquet``, ...) and a ``.parquet`` sidecar beside each shard.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ SHARD_DIR = "shards"
 COMMIT_DIR = "_commits"
 """The commit markers' folder."""
 SHARD_PREFIX = "shard-"
+INDEX_TABLES = ("manifest", "sources", "failures")
+"""The index's tables: since data contract 4 each is a folder of Parquet parts of that name."""
+
+_PART = re.compile(r"part-(\d{6,})-([0-9a-f]{8})\.parquet")
 
 _MARKER = re.compile(r"unit-(\d{6,})-([0-9a-f]{12})\.json")
 _SHARD = re.compile(r"shard-(\d{6,})-(\d{2,})-([0-9a-f]{8})")
@@ -44,3 +53,20 @@ def parse_shard_name(stem: str) -> tuple[int, int, str] | None:
     """(unit, part, attempt) of a shard's stem (or file name), or None for any other name."""
     found = _SHARD.fullmatch(stem.rsplit(".", 1)[0] if stem.endswith((".tar", ".parquet")) else stem)
     return (int(found.group(1)), int(found.group(2)), found.group(3)) if found else None
+
+
+def part_name(unit: int, attempt: str) -> str:
+    """``part-UUUUUU-ATTEMPT.parquet``: the file name of the Parquet part of an index table
+    (:data:`INDEX_TABLES`) that the writer ``attempt`` of unit ``unit`` wrote."""
+    return f"part-{unit:06d}-{attempt}.parquet"
+
+
+def parse_part_name(name: str) -> tuple[int, str] | None:
+    """(unit, attempt) of an index part's file name, or None for any other name."""
+    found = _PART.fullmatch(name)
+    return (int(found.group(1)), found.group(2)) if found else None
+
+
+def legacy_table_file(table: str) -> str:
+    """Where data contracts 2 and 3 kept index table ``table``: ``TABLE.parquet`` at the root."""
+    return f"{table}.parquet"

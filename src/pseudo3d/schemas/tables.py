@@ -1,5 +1,5 @@
-"""Arrow schemas of the dataset-level Parquet files, and table builders that keep them even
-when there are no rows (an empty ``failures.parquet`` still has its columns)."""
+"""Arrow schemas of the index tables (``manifest``, ``sources``, ``failures``), and table builders
+that keep them even when there are no rows."""
 
 from __future__ import annotations
 
@@ -65,12 +65,16 @@ def table_from_rows(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Tab
 
 def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Manifest rows → table: the fixed columns first and typed (null where a row lacks one), then
-    the rest (metrics, metadata) with inferred types."""
+    the rest (metrics, metadata) with inferred types; a column null in every row (a metric no clip
+    of a unit has, such as an AV offset of silent clips) is float64, as the metrics are, so every
+    unit's part has one type per column (a list-file metadata column is never null: a source
+    without a value has no such key)."""
     if not rows:
         return MANIFEST_BASE_SCHEMA.empty_table()
     table = pa.Table.from_pylist(rows)
     columns = [table.column(field.name).cast(field.type) if field.name in table.column_names
                else pa.nulls(table.num_rows, field.type) for field in MANIFEST_BASE_SCHEMA]
     extra = [name for name in table.column_names if name not in MANIFEST_BASE_SCHEMA.names]
-    columns += [table.column(name) for name in extra]
+    columns += [table.column(name).cast(pa.float64()) if pa.types.is_null(table.column(name).type)
+                else table.column(name) for name in extra]
     return pa.Table.from_arrays(columns, names=MANIFEST_BASE_SCHEMA.names + extra)

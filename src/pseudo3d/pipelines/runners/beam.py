@@ -150,11 +150,8 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
             if missing:
                 raise Pseudo3DError(f"the Beam pipeline ended without committing {len(missing)} of its "
                                     f"{len(plan.units)} units (unit {missing[0]} first); run the same command again")
-            for commit in read_commits(storage, [unit.marker for unit in plan.units]):
-                sources_ok = sum(row["status"] == "ok" for row in commit.sources)
-                report.count(UnitDone(unit=commit.unit, committed=True, sources=len(commit.sources), ok=sources_ok,
-                                      clips=int(commit.stats["n_samples"]), frames_decoded=0,
-                                      shards=tuple(shard.name for shard in commit.shards)))
+            for unit, commit in zip(plan.units, read_commits(storage, [unit.marker for unit in plan.units])):
+                report.count(UnitDone.of_commit(unit, commit))
             report.frames = counters.get("frames_decoded", 0)
         report.seconds = time.perf_counter() - start
         return finish_build(report, config, qa_report=qa_report)
@@ -177,7 +174,8 @@ def _expand(pipeline: beam.Pipeline, plan: BuildPlan, config: BuildConfig, datas
      | "Outcomes" >> beam.Flatten()
      | "By unit" >> beam.Map(lambda pair: (pair[0][0], (pair[0][1:], pair[1])))
      | "Group by unit" >> beam.GroupByKey()
-     | "Write and commit" >> beam.ParDo(_WriteUnitFn(dataset, config, plan.numerics)))
+     | "Write and commit" >> beam.ParDo(_WriteUnitFn(dataset, config, plan.numerics,
+                                                     {unit.index: unit for unit in plan.units if unit.base})))
 
 
 def _run(pipeline: beam.Pipeline, total: int, progress: bool) -> dict[str, int]:
@@ -316,17 +314,19 @@ class _CountFn(beam.DoFn):
 class _WriteUnitFn(beam.DoFn):
     """Write and commit one unit from its outcomes, put back in its source order: the unit is
     known again from its sources (:func:`~pseudo3d.pipelines.plan.unit_digest`), so no plan
-    travels with the pipeline. A retried bundle writes under a new attempt and commits only if no
+    travels with the pipeline but the few units ``--retry-failed`` commits again. A retried bundle writes under a new attempt and commits only if no
     earlier attempt did."""
 
-    def __init__(self, dataset: str, config: BuildConfig, numerics: dict | None):
+    def __init__(self, dataset: str, config: BuildConfig, numerics: dict | None, retried: dict[int, Unit]):
         self.dataset, self.config, self.numerics = dataset, config, numerics
+        self.retried = retried  # the units --retry-failed commits again, which carry their committed version
 
     def process(self, element: tuple[int, Iterable[tuple[tuple[int, int], SourceOutcome]]]) -> Iterator[UnitDone]:
         index, members = element
         outcomes = [outcome for _, outcome in sorted(members, key=lambda pair: pair[0])]
         sources = tuple(outcome.source.whole for outcome in outcomes if outcome.source.completes)
-        unit = Unit(index, sources, unit_digest(sources, self.config.fingerprint()))
+        unit = self.retried.get(index) or Unit(index, sources, unit_digest(
+            ((source.source_id, source.attempt) for source in sources), self.config.fingerprint()))
         commit = write_unit(Storage(self.dataset), unit, outcomes, self.config.shards, self.config.fingerprint(),
                             self.numerics)
         yield UnitDone.of(unit, outcomes, commit)

@@ -32,6 +32,7 @@ from pseudo3d.pipelines.shard_writer import UnitWriter, remove_uncommitted
 from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.commits import Commit
+from pseudo3d.schemas.layout import parse_shard_name
 from pseudo3d.schemas.records import Source, SourceOutcome
 from pseudo3d.storage import Storage
 
@@ -78,10 +79,24 @@ class UnitDone:
         self.clips += len(outcome.samples)
         self.frames_decoded += outcome.n_frames_decoded
 
+    @classmethod
+    def of_commit(cls, unit: Unit, commit: Commit) -> "UnitDone":
+        """The counts of ``unit`` from its commit (a unit committed again by ``--retry-failed``:
+        those of the sources it built again)."""
+        base = unit.base
+        ok_before = sum(row["status"] == "ok" for row in base.sources) if base else 0
+        clips_before = sum(shard.n_samples for shard in base.shards) if base else 0
+        done = cls(unit=unit.index, committed=True, sources=len(unit.sources), ok=commit.counts["ok"] - ok_before,
+                   clips=int(commit.stats["n_samples"]) - clips_before, frames_decoded=0, shards=())
+        return done.committed_as(commit)
+
     def committed_as(self, commit: Commit | None) -> "UnitDone":
-        """These counts, with ``commit`` (None: another writer committed the unit first)."""
+        """These counts, with ``commit`` (None: another writer committed the unit first); the
+        shards are those its writer wrote."""
         self.committed = commit is not None
-        self.shards = tuple(shard.name for shard in commit.shards) if commit else ()
+        attempt = commit.stats["attempt"] if commit else None
+        self.shards = tuple(shard.name for shard in commit.shards
+                            if (parse_shard_name(shard.name) or ("", "", ""))[2] == attempt) if commit else ()
         return self
 
 

@@ -1,7 +1,7 @@
 """Loading a dataset directory's tables and the aggregates the report and the summary share.
 
-Everything here reads the dataset-level files only (``dataset.json``, ``sources.parquet``,
-``failures.parquet``, ``manifest.parquet``); the shards are read by :mod:`.gallery`. Durations
+Everything here reads the card (``dataset.json``) and the index tables it lists (``sources``,
+``failures``, ``manifest``: :mod:`pseudo3d.schemas.index`); the shards are read by :mod:`.gallery`. Durations
 are seconds throughout; "unknown" durations (a source whose probe failed) are counted, not
 guessed. The manifest, one row per kept clip and the largest table, stays an Arrow table read
 column by column; what several sections share (metric columns, time lost, failure groups, the
@@ -22,7 +22,9 @@ import pyarrow.compute as pc
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.qa.filters import RULES
-from pseudo3d.storage import Storage, read_parquet
+from pseudo3d.schemas.index import read_table
+from pseudo3d.schemas.layout import INDEX_TABLES
+from pseudo3d.storage import Storage
 
 CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 """Stages whose clip-level failure rows are clips that were found and then dropped."""
@@ -30,24 +32,24 @@ CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 T = TypeVar("T")
 
 SOURCE_COLUMNS = ("source_id", "source", "status", "reason", "duration_s")
-"""The ``sources.parquet`` columns the report reads (a Python dict per source: only these)."""
+"""The ``sources`` columns the report reads (a Python dict per source: only these)."""
 
 @dataclass(frozen=True)
 class Dataset:
-    """The dataset-level files of one build: sources and failures as plain Python rows, the
-    manifest as an Arrow table."""
+    """A dataset's card and index: sources and failures as plain Python rows, the manifest as an
+    Arrow table."""
 
     storage: Storage
     """Where the dataset is."""
     card: dict
     """``dataset.json``."""
     sources: list[dict]
-    """``sources.parquet`` rows, in input order: the columns of :data:`SOURCE_COLUMNS` (read from
+    """``sources`` rows, in input order: the columns of :data:`SOURCE_COLUMNS` (read from
     disk; rows given by a caller may hold more)."""
     failures: list[dict]
-    """``failures.parquet`` rows (``duration_s`` is None where the file predates that column)."""
+    """``failures`` rows (``duration_s`` is None where the dataset predates that column)."""
     manifest: pa.Table
-    """``manifest.parquet``, one row per kept clip (a dict of equal-length lists is converted)."""
+    """``manifest``, one row per kept clip (a dict of equal-length lists is converted)."""
     _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -102,7 +104,7 @@ class Dataset:
 
 def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
     """Read a dataset (a directory, a URL or a :class:`~pseudo3d.storage.Storage`; one already
-    read is returned as it is); raises :class:`Pseudo3DError` naming the missing file."""
+    read is returned as it is); raises :class:`Pseudo3DError` naming a missing or unreadable file."""
     if isinstance(dataset, Dataset):
         return dataset
     storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
@@ -114,11 +116,8 @@ def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
         card = json.loads(storage.read_bytes("dataset.json"))
     except json.JSONDecodeError as exc:
         raise Pseudo3DError(f"{storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
-    tables = {}
-    for name in ("sources", "failures", "manifest"):
-        if not storage.is_file(f"{name}.parquet"):
-            raise Pseudo3DError(f"{storage.url} has no {name}.parquet (the build did not finish writing it)")
-        tables[name] = read_parquet(storage, f"{name}.parquet", SOURCE_COLUMNS if name == "sources" else None)
+    tables = {name: read_table(storage, card, name, SOURCE_COLUMNS if name == "sources" else None)
+              for name in INDEX_TABLES}
     failures = tables["failures"].to_pylist()
     for row in failures:
         row.setdefault("duration_s", None)

@@ -152,7 +152,7 @@ def failures_section(dataset: Dataset) -> str:
                      (f'<span class="tag">{esc(row["stage"])}</span>', ""), (f"<code>{esc(row['error'])}</code>", ""),
                      (esc(row.get("message")), "msg"), (esc(fmt.duration(lost)) if lost is not None else "—", "num")])
     every = table([("Input file", ""), ("Clip", ""), ("Stage", ""), ("Error", ""), ("Message", ""), ("Time lost", "num")], rows)
-    every += _more(len(dataset.failures) - len(rows), "failure row", "failures.parquet")
+    every += _more(len(dataset.failures) - len(rows), "failure row", "the failures table (failures/)")
     return section("failures", "Failures", lead, f"<h3>By reason</h3>{by_reason}"
                    + _collapsible(f"Every failure row ({len(dataset.failures)})", every, len(rows)))
 
@@ -188,5 +188,5 @@ def sources_section(dataset: Dataset) -> str:
             "Mean confidence is frame-weighted over the source's kept clips; the AV offset is their median.")
     body = table([("File", ""), ("Status", ""), ("Clips", "num"), ("Kept / input", "num"), ("Mean conf.", "num"),
                   ("AV offset", "num"), ("Reason", "")], rows)
-    body += _more(len(dataset.sources) - len(rows), "source", "sources.parquet (every failed source is listed)")
+    body += _more(len(dataset.sources) - len(rows), "source", "the sources table (sources/; every failed source is listed)")
     return section("sources", "Sources", lead, _collapsible(f"Every source ({len(dataset.sources)})", body, len(rows)))

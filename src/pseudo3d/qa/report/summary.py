@@ -229,7 +229,7 @@ def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20, so
             clip = f" [{row['clip']}]" if row["clip"] else ""
             lines.append(f"  - {PurePosixPath(row['source']).name}{clip}: {row['stage']}/{row['error']}: {row['message']}")
         if len(loaded.failures) > failures_shown:
-            lines.append(f"  ... and {len(loaded.failures) - failures_shown} more (failures.parquet)")
+            lines.append(f"  ... and {len(loaded.failures) - failures_shown} more (the failures table, failures/)")
     if loaded.n_clips:
         lines.append("clips by source:")
         by_source = (loaded.manifest.group_by("source_id").aggregate([("key", "count"), ("duration_s", "sum")])
@@ -237,7 +237,7 @@ def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20, so
         for row in by_source.slice(0, sources_shown).to_pylist():
             lines.append(f"  {row['source_id']:<48} {row['key_count']:>3} clip(s) {row['duration_s_sum']:7.2f} s")
         if by_source.num_rows > sources_shown:
-            lines.append(f"  ... and {by_source.num_rows - sources_shown} more (manifest.parquet)")
+            lines.append(f"  ... and {by_source.num_rows - sources_shown} more (the manifest table, manifest/)")
     return "\n".join(lines)
 
 
