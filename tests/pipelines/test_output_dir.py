@@ -11,7 +11,8 @@ from pseudo3d.pipelines.output_dir import plan_build, prepare_output
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.shard_writer import write_unit
-from pseudo3d.schemas.commits import list_markers
+from pseudo3d.qa.report.data import load_dataset
+from pseudo3d.schemas.commits import list_markers, live_markers
 from pseudo3d.schemas.sample import encode_sample
 from pseudo3d.schemas.records import EncodedSample, Failure, Source, SourceOutcome
 from pseudo3d.schemas.version import SCHEMA_VERSION
@@ -192,6 +193,77 @@ def test_a_retried_unit_that_lost_a_shard_is_built_again_whole(tmp_path):
     assert card["counts"]["inputs"] == 0 and list_markers(Storage(tmp_path)) == []
     [unit] = plan_build(Storage(tmp_path), sources, CONFIG).units
     assert unit.base is None and [source.attempt for source in unit.sources] == [1, 1]
+
+
+def test_a_retry_whose_old_version_could_not_be_deleted_keeps_its_commit_and_the_next_build_cleans_up(
+        tmp_path, monkeypatch):
+    """After the new version's marker is created, nothing of it is deleted: an error (or a kill)
+    deleting the replaced version leaves a replaced marker, which readers skip and the next build
+    removes, and a card that lists gone parts, which readers get past."""
+    sources = [_source(name) for name in "ab"]
+    _commit(tmp_path, sources, CONFIG)  # unit 0: both failed
+    write_dataset_files(Storage(tmp_path), CONFIG)
+    [old] = list_markers(Storage(tmp_path))
+    [retry] = plan_build(Storage(tmp_path), sources, CONFIG, retry_failed="transient").units
+    deleted = []
+
+    def delete(self, relative):
+        if relative == retry.base.replaces:
+            raise OSError("access denied")
+        deleted.append(relative)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Storage, "delete", delete)
+        commit = write_unit(Storage(tmp_path), retry, [_ok(source) for source in retry.sources], CONFIG.shards,
+                            CONFIG.fingerprint())
+    assert commit is not None and deleted == []  # nothing of the commit; the old version stays, whole
+    assert all((tmp_path / path).is_file() for path in commit.files())
+    assert [row["status"] for row in load_dataset(tmp_path).sources] == ["failed"] * 2  # as the card lists it
+    [live] = live_markers(Storage(tmp_path))
+    assert live.path == commit.path
+
+    (tmp_path / retry.base.dropped[0]).unlink()  # as if killed half-way through the deletes
+    rows = load_dataset(tmp_path).sources  # the card lists a gone part: read from the markers
+    assert [(row["source_id"], row["status"]) for row in rows] == [(s.source_id, "ok") for s in sources]
+    lease = BuildLease(Storage(tmp_path))
+    markers = prepare_output(Storage(tmp_path), CONFIG, lease)
+    lease.release()
+    assert markers == [live] and not (tmp_path / old.path).exists()
+    assert plan_build(Storage(tmp_path), sources, CONFIG, markers=markers).units == []
+    assert sorted(path.name for path in (tmp_path / "sources").iterdir()) == [commit.parts("sources")[0][8:]]
+
+
+def test_a_writer_whose_create_answer_was_lost_keeps_its_commit(tmp_path):
+    """S3 may answer a create sent again after a lost response with "precondition failed": the
+    marker is the writer's own, so the writer committed."""
+    from pseudo3d.pipelines.shard_writer import UnitWriter
+
+    [unit] = plan_units([_source("a")], 2, CONFIG.fingerprint())
+    writer = UnitWriter(Storage(tmp_path), unit, CONFIG.shards, CONFIG.fingerprint(), attempt="0123abcd")
+    writer.add(_ok(_source("a")))
+    (tmp_path / "_commits").mkdir()
+    (tmp_path / unit.marker.path).write_text(json.dumps({"attempt": "0123abcd"}))  # the first, answered create
+    commit = writer.commit()
+    assert commit is not None and all((tmp_path / path).is_file() for path in commit.files())
+
+
+def test_a_unit_committed_twice_is_refused(tmp_path):
+    _commit(tmp_path, [_source("a")], CONFIG)
+    _commit(tmp_path, [_source("b")], CONFIG)  # a second build numbering its units from the same place
+    with pytest.raises(Pseudo3DError, match="unit 0 is committed twice .*two builds wrote into this dataset at once.*"
+                                            "--overwrite"):
+        write_dataset_files(Storage(tmp_path), CONFIG)
+
+
+def test_a_unit_that_lost_a_part_is_built_again_by_a_retry(tmp_path):
+    sources = [_source(name) for name in "ab"]
+    _commit(tmp_path, sources, CONFIG)
+    [part] = (tmp_path / "failures").iterdir()
+    part.unlink()
+    plan = plan_build(Storage(tmp_path), sources, CONFIG, retry_failed="transient")
+    assert [(unit.index, unit.base, [source.attempt for source in unit.sources]) for unit in plan.units] == \
+        [(1, None, [1, 1])]
+    assert list_markers(Storage(tmp_path)) == []
 
 
 def test_a_marker_that_is_not_one_is_named(tmp_path):

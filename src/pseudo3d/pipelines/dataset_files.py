@@ -20,8 +20,9 @@ from typing import Any
 import pseudo3d
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.pipelines.shard_writer import remove_broken, split_broken
 from pseudo3d.schemas.commits import Commit, live_markers, read_commits
-from pseudo3d.schemas.layout import INDEX_TABLES, SHARD_DIR
+from pseudo3d.schemas.layout import INDEX_TABLES
 from pseudo3d.schemas.sample import to_jsonable
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
@@ -34,36 +35,19 @@ MARKER_BATCH = 64
 
 
 def _read_units(storage: Storage, fingerprint: str) -> tuple[list[Commit], list[Commit]]:
-    """The dataset's live commits, checked, as (sound ones, broken ones), with their stats less the
-    per-shard list's details. Raises :class:`Pseudo3DError` where a commit comes from another
-    configuration (two builds wrote into the dataset). A commit that lost a file is broken: the
-    caller removes it, so that the next build rebuilds its unit."""
+    """The dataset's live commits, checked, as (sound ones, broken ones). Raises
+    :class:`Pseudo3DError` where a commit comes from another configuration (two builds wrote into
+    the dataset). A commit that lost a file is broken (:func:`split_broken`): the caller removes it,
+    so that the next build rebuilds its unit."""
     markers = live_markers(storage)
-    present = {f"{folder}/{name}" for folder in (SHARD_DIR, *INDEX_TABLES) for name in storage.list(folder)}
-    units: list[Commit] = []
-    broken: list[Commit] = []
-    foreign: list[str] = []
+    commits: list[Commit] = []
     for start in range(0, len(markers), MARKER_BATCH):
-        for commit in read_commits(storage, markers[start:start + MARKER_BATCH]):
-            if commit.stats.get("config_fingerprint") != fingerprint:
-                foreign.append(commit.path)
-            elif any(path not in present for path in commit.files()):
-                broken.append(commit)
-            else:
-                units.append(commit)
+        commits += read_commits(storage, markers[start:start + MARKER_BATCH])
+    foreign = [commit.path for commit in commits if commit.stats.get("config_fingerprint") != fingerprint]
     if foreign:
         raise Pseudo3DError(f"{storage.url_of(foreign[0])} (and {len(foreign) - 1} more) comes from a build with another "
                             "configuration: two builds wrote into this dataset; rebuild it with --overwrite")
-    return units, broken
-
-
-def _remove(storage: Storage, broken: list[Commit]) -> None:
-    """Delete broken commits' markers (first) and their remaining files."""
-    for commit in broken:
-        storage.delete(commit.path)
-        for path in commit.files():
-            storage.delete(path)
-        log.warning("unit %d had lost a file; its marker was removed, so the next build rebuilds it", commit.unit)
+    return split_broken(storage, commits)
 
 
 PACKAGES = ("numpy", "av", "mediapipe", "opencv-contrib-python", "pyarrow", "scipy", "soundfile")
@@ -85,7 +69,7 @@ def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]
     guarantees (:func:`_read_units`), and, after writing the card of the rest, where units had lost
     files (they are removed: running the build again rebuilds them)."""
     units, broken = _read_units(storage, config.fingerprint())
-    _remove(storage, broken)
+    remove_broken(storage, broken)
     card = _card(config, units)
     storage.write_bytes("dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
     if broken:

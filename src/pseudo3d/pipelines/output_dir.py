@@ -20,10 +20,10 @@ from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.plan import Unit, UnitBase, plan_units, unit_digest
-from pseudo3d.pipelines.shard_writer import remove_uncommitted
+from pseudo3d.pipelines.shard_writer import remove_broken, remove_uncommitted, split_broken
 from pseudo3d.pipelines.spool import remove_spool
 from pseudo3d.schemas.commits import Commit, MarkerName, list_markers, live_markers, read_commits
-from pseudo3d.schemas.index import PART_BATCH, parts_table, read_parts
+from pseudo3d.schemas.index import PART_BATCH, parts_table
 from pseudo3d.schemas.layout import INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, legacy_table_file
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
@@ -82,19 +82,32 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
         pending = [unit for unit in units if unit.marker not in committed]
         return BuildPlan(pending, sum(len(unit.sources) for unit in units if unit.marker in committed), numerics)
 
-    done = {source.source_id for unit in units if unit.marker in committed for source in unit.sources}
     commits = read_commits(storage, [marker for marker in live_markers(storage, markers)
                                      if retry_failed or marker not in planned])
     _check_commits(storage, commits, fingerprint)
+    commits, broken = split_broken(storage, commits)
+    remove_broken(storage, broken)  # their sources are built again
+    lost = {commit.path for commit in broken}
+    done = {source.source_id for unit in units if unit.marker in committed and unit.marker.path not in lost
+            for source in unit.sources}
     by_id = {source.source_id: source for source in sources}
     again: list[Unit] = []
     for start in range(0, len(commits), PART_BATCH):
         batch = commits[start:start + PART_BATCH]
-        for commit, rows in zip(batch, _read_each(storage, batch, "sources")):
-            done.update(rows.column("source_id").to_pylist())
-            if retry_failed:
-                unit = _retry_unit(storage, commit, rows, by_id, retry_failed, fingerprint)
-                again += [unit] if unit is not None else []
+        rows = _read_each(storage, batch, "sources")
+        for table in rows:
+            done.update(table.column("source_id").to_pylist())
+        if not retry_failed:
+            continue
+        failed = [{source_id for source_id, status in zip(table.column("source_id").to_pylist(),
+                                                          table.column("status").to_pylist())
+                   if status == "failed" and source_id in by_id} for table in rows]
+        with_failed = [index for index, ids in enumerate(failed) if ids]
+        failures = _read_each(storage, [batch[index] for index in with_failed], "failures")
+        for index, failure_rows in zip(with_failed, failures):
+            unit = _retry_unit(batch[index], rows[index], failed[index], failure_rows.to_pylist(), by_id,
+                               retry_failed, fingerprint)
+            again += [unit] if unit is not None else []
     todo = [source for source in sources if source.source_id not in done]
     retried = sum(len(unit.sources) for unit in again)
     if retried:
@@ -112,20 +125,15 @@ def _read_each(storage: Storage, commits: list[Commit], table: str) -> list[pa.T
     return [parts_table((fetched[path] for path in commit.parts(table)), table) for commit in commits]
 
 
-def _retry_unit(storage: Storage, commit: Commit, rows: pa.Table, inputs: dict[str, Source], retry_failed: str,
-                fingerprint: str) -> Unit | None:
-    """``commit``'s unit committed again with its failed sources (``rows``: its source rows) that
-    ``retry_failed`` retries and ``inputs`` still holds, or None where it has none."""
-    failed = {source_id for source_id, status in zip(rows.column("source_id").to_pylist(),
-                                                     rows.column("status").to_pylist())
-              if status == "failed" and source_id in inputs}
+def _retry_unit(commit: Commit, rows: pa.Table, failed: set[str], failures: list[dict], inputs: dict[str, Source],
+                retry_failed: str, fingerprint: str) -> Unit | None:
+    """``commit``'s unit (``rows``: its source rows; ``failures``: its failure rows) committed again
+    with those of its ``failed`` sources (still among ``inputs``) that ``retry_failed`` retries, or
+    None where there are none."""
+    if retry_failed == "transient":
+        failed = failed & {row["source_id"] for row in failures if row.get("kind") == "transient"}
     if not failed:
         return None
-    failures = read_parts(storage, commit.parts("failures"), "failures").to_pylist()
-    if retry_failed == "transient":
-        failed &= {row["source_id"] for row in failures if row.get("kind") == "transient"}
-        if not failed:
-            return None
     source_rows = rows.to_pylist()
     attempts = [(row["source_id"], (row["attempt"] or 1) + (row["source_id"] in failed)) for row in source_rows]
     retried = tuple(dataclasses.replace(inputs[source_id], attempt=attempt) for source_id, attempt in attempts
@@ -202,6 +210,7 @@ def prepare_output(storage: Storage, config: BuildConfig, lease: BuildLease, ove
     removed = remove_uncommitted(storage, markers)
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))
+        markers = list_markers(storage)  # without the replaced ones it removed
     return markers
 
 

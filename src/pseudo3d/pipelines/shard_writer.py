@@ -29,6 +29,7 @@ runner, the worker count or the attempt; only the attempt in the file names diff
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tarfile
 import uuid
@@ -270,15 +271,23 @@ class UnitWriter:
             "numerics": self.numerics,
         }
         marker = self.unit.marker.path
-        if not self.storage.create(marker, encode_json(stats)):
+        if not self.storage.create(marker, encode_json(stats)) and not self._created_by_this_writer(marker):
             log.info("unit %d was committed by another writer first; attempt %s deleted", self.unit.index,
                      self.attempt)
             self._delete_written()
             return None
-        if base is not None:  # the old version: its marker first, so that nothing live names what goes next
-            for path in (base.replaces, *base.dropped):
-                self.storage.delete(path)
+        self.written = []  # committed: nothing of it is this writer's to delete any more
+        if base is not None:
+            _delete_replaced(self.storage, base.replaces, base.dropped)
         return Commit(marker, self.unit.index, stats, tuple(shards))
+
+    def _created_by_this_writer(self, marker: str) -> bool:
+        """Whether the marker that exists is this writer's own: a create whose response was lost
+        and that the client sent again (S3 answers the second with "precondition failed")."""
+        try:
+            return json.loads(self.storage.read_bytes(marker)).get("attempt") == self.attempt
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def abort(self) -> None:
         """Drop everything this writer wrote: nothing of it is committed."""
@@ -308,6 +317,40 @@ class UnitWriter:
         for path in self.written:
             self.storage.delete(path)
         self.written, self.shards = [], []
+
+
+def _delete_replaced(storage: Storage, marker: str, files: tuple[str, ...]) -> None:
+    """Delete the version of a unit that a new commit replaced: its marker first, so that nothing
+    live names the files that go next. Best effort: what is left (an error, a kill) is a replaced
+    marker or files no live marker names, which the next clean-up removes."""
+    for path in (marker, *files):
+        try:
+            storage.delete(path)
+        except Exception as exc:  # noqa: BLE001 - the commit stands; the clean-up finishes this
+            log.warning("could not delete %s, of a unit version that was replaced (%s); the next build removes it",
+                        storage.url_of(path), exc)
+            return
+
+
+def split_broken(storage: Storage, commits: list[Commit]) -> tuple[list[Commit], list[Commit]]:
+    """``commits`` as (sound, broken): a broken one names a shard or index part that is gone (deleted
+    by hand, a lifecycle rule). One listing of each folder."""
+    present = {f"{folder}/{name}" for folder in (SHARD_DIR, *INDEX_TABLES) for name in storage.list(folder)}
+    sound: list[Commit] = []
+    broken: list[Commit] = []
+    for commit in commits:
+        (sound if all(path in present for path in commit.files()) else broken).append(commit)
+    return sound, broken
+
+
+def remove_broken(storage: Storage, broken: list[Commit]) -> None:
+    """Delete broken commits' markers (first) and their remaining files, so that the next build
+    builds their units again (from their first attempt)."""
+    for commit in broken:
+        storage.delete(commit.path)
+        for path in commit.files():
+            storage.delete(path)
+        log.warning("unit %d had lost a file; its marker was removed, so that a build builds it again", commit.unit)
 
 
 def merge_chunk_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +117,8 @@ def list_markers(storage: Storage) -> list[MarkerName]:
 def live_markers(storage: Storage, markers: list[MarkerName] | None = None) -> list[MarkerName]:
     """``markers`` (default: a listing of the dataset's) without those another one replaces. Only
     the markers of units with more than one are read: a unit committed again by
-    ``--retry-failed`` whose old marker was not deleted yet."""
+    ``--retry-failed`` whose old marker was not deleted yet. Raises :class:`Pseudo3DError` where a
+    unit is left with two (two builds wrote at once, despite the lease)."""
     markers = list_markers(storage) if markers is None else markers
     by_unit: dict[int, list[MarkerName]] = {}
     for marker in markers:
@@ -125,7 +127,13 @@ def live_markers(storage: Storage, markers: list[MarkerName] | None = None) -> l
     if not several:
         return markers
     replaced = {commit.replaces for commit in read_commits(storage, several)}
-    return [marker for marker in markers if marker.path not in replaced]
+    live = [marker for marker in markers if marker.path not in replaced]
+    twice = sorted(unit for unit, count in Counter(marker.unit for marker in live).items() if count > 1)
+    if twice:
+        names = [storage.url_of(marker.path) for marker in live if marker.unit == twice[0]]
+        raise Pseudo3DError(f"unit {twice[0]} is committed twice ({' and '.join(names)}): two builds wrote into this "
+                            "dataset at once; rebuild it with --overwrite")
+    return live
 
 
 def read_commits(storage: Storage, markers: list[MarkerName] | None = None) -> list[Commit]:

@@ -10,6 +10,7 @@ null throughout a unit) are unified by name.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Sequence
@@ -18,9 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.schemas.commits import read_commits
 from pseudo3d.schemas.layout import INDEX_TABLES
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA
 from pseudo3d.storage import Storage
+
+log = logging.getLogger(__name__)
 
 PART_BATCH = 64
 """Parts fetched concurrently at a time."""
@@ -74,13 +78,23 @@ def read_parts(storage: Storage, paths: Sequence[str], table: str, columns: Sequ
 
 def read_table(storage: Storage, card: dict[str, Any], table: str, columns: Sequence[str] | None = None) -> pa.Table:
     """Index table ``table`` of the dataset at ``storage`` whose card is ``card``, as the card lists
-    it (:func:`table_files`). Raises :class:`Pseudo3DError` naming a file that is missing or not
-    Parquet."""
+    it (:func:`table_files`). Where a part the card lists is gone (a build running, or killed, after
+    ``--retry-failed`` committed a unit again), the parts the live commit markers name instead.
+    Raises :class:`Pseudo3DError` naming a file that is missing or not Parquet."""
     paths = table_files(card, table, storage.url_of("dataset.json"))
     try:
-        return read_parts(storage, paths, table, columns)
+        try:
+            return read_parts(storage, paths, table, columns)
+        except FileNotFoundError as exc:
+            if isinstance(card["files"][table], str):  # data contracts 2 and 3: one file, no parts
+                raise
+            log.warning("%s: the card lists a part that is gone (%s); reading the %s table from the commit markers, "
+                        "newer than the card (a build has committed since it was written)",
+                        storage.url, exc.filename, table)
+            return read_parts(storage, [path for commit in read_commits(storage) for path in commit.parts(table)],
+                              table, columns)
     except FileNotFoundError as exc:
-        raise Pseudo3DError(f"{exc.filename or storage.url}: the card lists it, but it cannot be read "
+        raise Pseudo3DError(f"{exc.filename or storage.url}: a file of the dataset's {table} table cannot be read "
                             "(a dataset copied in part?)") from None
     except pa.ArrowInvalid as exc:
         raise Pseudo3DError(f"{storage.url}: a file of the {table} table is not Parquet ({exc})") from None

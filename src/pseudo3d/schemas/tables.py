@@ -71,7 +71,8 @@ def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
     without a value has no such key)."""
     if not rows:
         return MANIFEST_BASE_SCHEMA.empty_table()
-    table = pa.Table.from_pylist(rows)
+    names = list(dict.fromkeys(name for row in rows for name in row))  # every row's columns, in order met
+    table = pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})
     columns = [table.column(field.name).cast(field.type) if field.name in table.column_names
                else pa.nulls(table.num_rows, field.type) for field in MANIFEST_BASE_SCHEMA]
     extra = [name for name in table.column_names if name not in MANIFEST_BASE_SCHEMA.names]
