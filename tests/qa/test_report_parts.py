@@ -45,7 +45,7 @@ def test_time_lost_is_never_counted_twice():
                             {"metric": "confidence_mean", "value": 0.31, "option": "min_confidence_mean",
                              "threshold": 0.5}])],
         clips=[("a", 0, 9.0)])
-    assert seconds_lost(dataset) == [0.5, 1.0, 7.0, None, 6.0]
+    np.testing.assert_array_equal(seconds_lost(dataset), [0.5, 1.0, 7.0, np.nan, 6.0])  # NaN: unknown
     steps = {step.key: step for step in funnel(dataset)}
     assert (steps["inputs"].count, steps["inputs"].seconds, steps["inputs"].n_unknown) == (4, 24.0, 1)
     assert (steps["probed"].count, steps["probed"].seconds) == (3, 24.0)

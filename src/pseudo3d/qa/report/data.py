@@ -3,9 +3,9 @@
 Everything here reads the card (``dataset.json``) and the index tables it lists (``sources``,
 ``failures``, ``manifest``: :mod:`pseudo3d.schemas.index`); the shards are read by :mod:`.gallery`. Durations
 are seconds throughout; "unknown" durations (a source whose probe failed) are counted, not
-guessed. The manifest, one row per kept clip and the largest table, stays an Arrow table read
-column by column; what several sections share (metric columns, time lost, failure groups, the
-summary) is computed once per loaded dataset.
+guessed. The three tables stay Arrow tables, computed on column by column (only the rows a table of
+the report shows become Python objects); what several sections share (metric columns, time lost,
+failure groups, the summary) is computed once per loaded dataset.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pseudo3d.errors import Pseudo3DError
 from pseudo3d.qa.filters import RULES
 from pseudo3d.schemas.index import read_table
 from pseudo3d.schemas.layout import INDEX_TABLES
+from pseudo3d.schemas.tables import FAILURES_SCHEMA, SOURCES_SCHEMA
 from pseudo3d.storage import Storage
 
 CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
@@ -32,29 +33,50 @@ CLIP_FAILURE_STAGES = ("track", "reconstruct", "qa")
 T = TypeVar("T")
 
 SOURCE_COLUMNS = ("source_id", "source", "status", "reason", "duration_s")
-"""The ``sources`` columns the report reads (a Python dict per source: only these)."""
+"""The ``sources`` columns the report reads."""
+SOURCE_FIELDS = [SOURCES_SCHEMA.field(name) for name in SOURCE_COLUMNS]
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's card and index: sources and failures as plain Python rows, the manifest as an
-    Arrow table."""
+    """A dataset's card and index tables, as Arrow tables (lists of row dicts, or a dict of
+    equal-length lists for the manifest, are converted)."""
 
     storage: Storage
     """Where the dataset is."""
     card: dict
     """``dataset.json``."""
-    sources: list[dict]
-    """``sources`` rows, in input order: the columns of :data:`SOURCE_COLUMNS` (read from
-    disk; rows given by a caller may hold more)."""
-    failures: list[dict]
-    """``failures`` rows (``duration_s`` is None where the dataset predates that column)."""
+    sources: pa.Table
+    """``sources``, one row per input, in input order: at least the columns of
+    :data:`SOURCE_COLUMNS`."""
+    failures: pa.Table
+    """``failures``, one row per failure: every column of the failures table (null where the
+    dataset predates one)."""
     manifest: pa.Table
-    """``manifest``, one row per kept clip (a dict of equal-length lists is converted)."""
+    """``manifest``, one row per kept clip."""
     _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.manifest, pa.Table):
             object.__setattr__(self, "manifest", pa.table(self.manifest))
+        object.__setattr__(self, "sources", _with_columns(self.sources, SOURCE_FIELDS))
+        object.__setattr__(self, "failures", _with_columns(self.failures, list(FAILURES_SCHEMA)))
+
+    @property
+    def n_sources(self) -> int:
+        return self.sources.num_rows
+
+    @property
+    def n_failures(self) -> int:
+        return self.failures.num_rows
+
+    def source_status(self) -> np.ndarray:
+        """(n_sources,) str: each source's status (``ok``, ``failed``; ``""`` where null)."""
+        return self.memo("source_status", lambda: _texts(self.sources["status"]))
+
+    def failure_text(self, name: str) -> np.ndarray:
+        """(n_failures,) str: the failure rows' column ``name`` (``stage``, ``error``, ``clip``...),
+        ``""`` where null; shared by every caller."""
+        return self.memo(("failure_text", name), lambda: _texts(self.failures[name]))
 
     def memo(self, key: Any, compute: Callable[[], T]) -> T:
         """``compute()``, once per dataset and ``key`` (the dataset is not changed once loaded)."""
@@ -102,6 +124,35 @@ class Dataset:
         return self.has_column(name) and bool(np.isfinite(self.column(name)).any())
 
 
+def _with_columns(rows: pa.Table | list[dict], fields: list[pa.Field]) -> pa.Table:
+    """``rows`` as a table with at least ``fields`` (a missing one is null throughout)."""
+    table = rows if isinstance(rows, pa.Table) else (
+        pa.Table.from_pylist(rows) if rows else pa.schema(fields).empty_table())
+    for wanted in fields:
+        if wanted.name not in table.column_names:
+            table = table.append_column(wanted, pa.nulls(table.num_rows, wanted.type))
+    return table
+
+
+def _texts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """(n,) object array of a string column, ``""`` where null."""
+    return np.asarray(pc.fill_null(column.cast(pa.string()), "").to_pylist() if len(column) else [], dtype=object)
+
+
+def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """(n,) float64 of a numeric column, NaN where null."""
+    values = pc.fill_null(column.cast(pa.float64()), float("nan"))
+    return np.asarray(values.to_numpy() if len(values) else np.zeros(0), np.float64)
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """(n,) int64: the same number for equal values of a string column (null is a value of its own)."""
+    if not len(column):
+        return np.zeros(0, np.int64)
+    encoded = pc.dictionary_encode(column.cast(pa.string()), null_encoding="encode").combine_chunks()
+    return encoded.indices.to_numpy().astype(np.int64)
+
+
 def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
     """Read a dataset (a directory, a URL or a :class:`~pseudo3d.storage.Storage`; one already
     read is returned as it is); raises :class:`Pseudo3DError` naming a missing or unreadable file."""
@@ -118,10 +169,7 @@ def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
         raise Pseudo3DError(f"{storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
     tables = {name: read_table(storage, card, name, SOURCE_COLUMNS if name == "sources" else None)
               for name in INDEX_TABLES}
-    failures = tables["failures"].to_pylist()
-    for row in failures:
-        row.setdefault("duration_s", None)
-    return Dataset(storage=storage, card=card, sources=tables["sources"].to_pylist(), failures=failures,
+    return Dataset(storage=storage, card=card, sources=tables["sources"], failures=tables["failures"],
                    manifest=tables["manifest"])
 
 
@@ -139,18 +187,16 @@ def clips_of(dataset: Dataset, source_ids: list[str]) -> dict[str, list[int]]:
 
 # --- time accounting ---------------------------------------------------------------------------
 
-def _seconds(value) -> float | None:
-    return None if value is None or not math.isfinite(float(value)) else float(value)
+def clip_failures(dataset: Dataset) -> np.ndarray:
+    """(n_failures,) bool: the failure rows about one found clip (a dropped short track, a backend
+    or QA rejection)."""
+    return dataset.memo("clip_failures", lambda: (dataset.failure_text("clip") != "")
+                        & np.isin(dataset.failure_text("stage"), CLIP_FAILURE_STAGES))
 
 
-def is_clip_failure(row: dict) -> bool:
-    """A failure row about one found clip (a dropped short track, a backend or QA rejection)."""
-    return bool(row.get("clip")) and row.get("stage") in CLIP_FAILURE_STAGES
-
-
-def seconds_lost(dataset: Dataset) -> list[float | None]:
-    """Per failure row (same order as ``dataset.failures``), the seconds of video it cost, or None
-    where that is unknown.
+def seconds_lost(dataset: Dataset) -> np.ndarray:
+    """(n_failures,) float64: per failure row (in ``dataset.failures`` order), the seconds of video
+    it cost, NaN where that is unknown.
 
     A clip-level row costs its clip's ``duration_s``. The first source-level row of a failed
     source costs the source's probed duration minus its clip-level rows (so nothing is counted
@@ -160,26 +206,27 @@ def seconds_lost(dataset: Dataset) -> list[float | None]:
     return dataset.memo("seconds_lost", lambda: _seconds_lost(dataset))
 
 
-def _seconds_lost(dataset: Dataset) -> list[float | None]:
-    sources = {row["source_id"]: row for row in dataset.sources}
-    clip_seconds: dict[str, float] = {}
-    for row in dataset.failures:
-        if row.get("clip"):
-            clip_seconds[row["source_id"]] = clip_seconds.get(row["source_id"], 0.0) + (_seconds(row["duration_s"]) or 0.0)
-    charged: set[str] = set()
-    lost: list[float | None] = []
-    for row in dataset.failures:
-        source = sources.get(row["source_id"], {})
-        if row.get("clip"):
-            lost.append(_seconds(row["duration_s"]))
-        elif source.get("status") != "failed":
-            lost.append(None)
-        elif row["source_id"] in charged:
-            lost.append(0.0)
-        else:
-            charged.add(row["source_id"])
-            duration = _seconds(source.get("duration_s"))
-            lost.append(None if duration is None else max(0.0, duration - clip_seconds.get(row["source_id"], 0.0)))
+def _seconds_lost(dataset: Dataset) -> np.ndarray:
+    failures, sources = dataset.failures, dataset.sources
+    lost = np.full(failures.num_rows, np.nan)
+    if not failures.num_rows:
+        return lost
+    is_clip = dataset.failure_text("clip") != ""
+    duration = _floats(failures["duration_s"])
+    where = pc.fill_null(pc.index_in(failures["source_id"].cast(pa.string()),
+                                     value_set=sources["source_id"].cast(pa.string())), -1)
+    where = np.asarray(where.to_numpy(), np.int64)
+    known = where >= 0
+    failed, source_duration = np.zeros(len(lost), bool), np.full(len(lost), np.nan)
+    failed[known] = dataset.source_status()[where[known]] == "failed"
+    source_duration[known] = _floats(sources["duration_s"])[where[known]]
+    codes = _codes(failures["source_id"])
+    clip_seconds = np.bincount(codes[is_clip], weights=np.nan_to_num(duration[is_clip]), minlength=codes.max() + 1)
+    lost[is_clip] = duration[is_clip]
+    level = np.flatnonzero(~is_clip & failed)  # source-level rows of failed sources: the first carries the cost
+    lost[level] = 0.0
+    first = level[np.unique(codes[level], return_index=True)[1]]
+    lost[first] = np.maximum(0.0, source_duration[first] - clip_seconds[codes[first]])  # NaN stays unknown
     return lost
 
 
@@ -197,20 +244,28 @@ class FunnelStep:
     """Items at this step whose duration is unknown (not in ``seconds``)."""
 
 
+def probe_failures(dataset: Dataset) -> np.ndarray:
+    """(n_failures,) bool: the source-level rows of the ``probe`` stage."""
+    return (dataset.failure_text("stage") == "probe") & (dataset.failure_text("clip") == "")
+
+
 def funnel(dataset: Dataset) -> list[FunnelStep]:
     """Inputs → probed inputs → clips found → clips kept, with counts and seconds."""
-    durations = [_seconds(row.get("duration_s")) for row in dataset.sources]
-    probe_failed = {row["source_id"] for row in dataset.failures if row.get("stage") == "probe" and not row.get("clip")}
-    probed = [d for row, d in zip(dataset.sources, durations) if row["source_id"] not in probe_failed]
+    durations = _floats(dataset.sources["duration_s"])
+    probe_failed = dataset.failures["source_id"].filter(pa.array(probe_failures(dataset)))
+    probed = durations[~np.asarray(pc.is_in(dataset.sources["source_id"], value_set=probe_failed.combine_chunks())
+                                   .to_numpy(zero_copy_only=False), bool)] if len(durations) else durations
     kept_seconds = float(np.nansum(dataset.column("duration_s"))) if dataset.n_clips else 0.0
-    dropped = [_seconds(row["duration_s"]) for row in dataset.failures if is_clip_failure(row)]
+    dropped = _floats(dataset.failures["duration_s"])[clip_failures(dataset)]
+
+    def known(values: np.ndarray) -> float:
+        return float(np.nansum(values)) if values.size else 0.0
+
     return [
-        FunnelStep("inputs", "Inputs", len(durations), "inputs", sum(d for d in durations if d is not None),
-                   sum(d is None for d in durations)),
-        FunnelStep("probed", "Probed", len(probed), "inputs", sum(d for d in probed if d is not None),
-                   sum(d is None for d in probed)),
+        FunnelStep("inputs", "Inputs", len(durations), "inputs", known(durations), int(np.isnan(durations).sum())),
+        FunnelStep("probed", "Probed", len(probed), "inputs", known(probed), int(np.isnan(probed).sum())),
         FunnelStep("clips", "Face clips found", dataset.n_clips + len(dropped), "clips",
-                   kept_seconds + sum(d for d in dropped if d is not None), sum(d is None for d in dropped)),
+                   kept_seconds + known(dropped), int(np.isnan(dropped).sum())),
         FunnelStep("kept", "Clips kept", dataset.n_clips, "clips", kept_seconds, 0),
     ]
 
@@ -233,15 +288,23 @@ def failure_groups(dataset: Dataset, by: tuple[str, ...] = ("stage", "error")) -
 
 
 def _failure_groups(dataset: Dataset, by: tuple[str, ...]) -> list[FailureGroup]:
-    groups: dict[tuple, list] = {}
-    for row, lost in zip(dataset.failures, seconds_lost(dataset)):
-        key = tuple(row[field] if field in by else "" for field in ("stage", "error"))
-        entry = groups.setdefault(key, [0, 0.0, 0])
-        entry[0] += 1
-        entry[1] += lost or 0.0
-        entry[2] += lost is None
-    ordered = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
-    return [FailureGroup(stage, error, n, seconds, unknown) for (stage, error), (n, seconds, unknown) in ordered]
+    if not dataset.n_failures:
+        return []
+    lost = seconds_lost(dataset)
+    keys = [pa.array(dataset.failure_text(name) if name in by else np.full(dataset.n_failures, ""), pa.string())
+            for name in ("stage", "error")]
+    grouped = pa.table({"stage": keys[0], "error": keys[1], "seconds": np.nan_to_num(lost),
+                        "unknown": np.isnan(lost).astype(np.int64)}).group_by(["stage", "error"]).aggregate(
+        [("seconds", "count"), ("seconds", "sum"), ("unknown", "sum")])
+    groups = [FailureGroup(row["stage"], row["error"], row["seconds_count"], row["seconds_sum"], row["unknown_sum"])
+              for row in grouped.to_pylist()]
+    return sorted(groups, key=lambda group: (-group.count, group.stage, group.error))
+
+
+def error_counts(dataset: Dataset, rows: np.ndarray) -> list[tuple[str, int]]:
+    """(error, count) of the failure rows ``rows`` ((n_failures,) bool), largest count first."""
+    errors, counts = np.unique(dataset.failure_text("error")[rows].astype(str), return_counts=True)
+    return sorted(zip(errors.tolist(), counts.tolist()), key=lambda item: (-item[1], item[0]))
 
 
 # --- metrics and thresholds --------------------------------------------------------------------
@@ -317,16 +380,17 @@ def breaks(threshold: Threshold, values: np.ndarray) -> np.ndarray:
 def filtered_values(dataset: Dataset) -> dict[str, list[float]]:
     """Metric → values of the clips QA rejected, from the ``rejections`` of the ``qa`` failure
     rows (every broken rule of a clip is there). Values of ``max_abs`` rules are absolute values."""
+    qa = dataset.failures.filter(pa.array(dataset.failure_text("stage") == "qa"))
+    rejections = pc.list_flatten(qa["rejections"]) if qa.num_rows else pa.array([])
+    if not len(rejections):
+        return {}
+    metrics, options = _texts(pc.struct_field(rejections, "metric")), _texts(pc.struct_field(rejections, "option"))
+    values = _floats(pc.struct_field(rejections, "value"))
+    values = np.where(np.char.startswith(options.astype(str), "max_abs"), np.abs(values), values)
     found: dict[str, list[float]] = {}
-    for row in dataset.failures:
-        if row.get("stage") != "qa":
-            continue
-        for rejection in row.get("rejections") or ():
-            value = float(rejection["value"])
-            if rejection["option"].startswith("max_abs"):
-                value = abs(value)
-            if math.isfinite(value):
-                found.setdefault(rejection["metric"], []).append(value)
+    for metric, value in zip(metrics.tolist(), values.tolist()):
+        if math.isfinite(value):
+            found.setdefault(metric, []).append(value)
     return found
 
 

@@ -70,7 +70,7 @@ def choose_clips(dataset: Dataset, count: int) -> list[int]:
     # a null source id is a source of its own, unlisted
     encoded = pc.dictionary_encode(dataset.manifest["source_id"].cast(pa.string()), null_encoding="encode").combine_chunks()
     ids, codes = encoded.dictionary, encoded.indices.to_numpy()
-    listed = pa.array([row["source_id"] for row in dataset.sources], pa.string())
+    listed = dataset.sources["source_id"].cast(pa.string()).combine_chunks()
     rank = pc.fill_null(pc.index_in(ids, value_set=listed), len(listed))
     order = pc.sort_indices(pa.table({"rank": rank, "id": ids}), sort_keys=[("rank", "ascending"), ("id", "ascending")])
     place = np.empty(len(ids), np.int64)  # each source's place: input order, then id

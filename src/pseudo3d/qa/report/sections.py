@@ -11,9 +11,12 @@ import html
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pseudo3d.qa.report import fmt
-from pseudo3d.qa.report.data import clips_of, Dataset, FunnelStep, failure_groups, is_clip_failure, seconds_lost
+from pseudo3d.qa.report.data import (Dataset, FunnelStep, clip_failures, clips_of, error_counts, failure_groups,
+                                     probe_failures, seconds_lost)
 
 MAX_TABLE_ROWS = 2000
 """Rows shown in a per-row table; the rest are counted and left to the Parquet file."""
@@ -79,30 +82,31 @@ def summary_section(dataset: Dataset, summary: dict) -> str:
                    banner + f'<div class="stats">{stats}</div>')
 
 
-def _errors_text(rows: list[dict]) -> str:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["error"]] = counts.get(row["error"], 0) + 1
-    return ", ".join(f"{esc(error)} {n}" for error, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+def _errors_text(dataset: Dataset, rows: np.ndarray) -> str:
+    """The errors of the failure rows ``rows`` ((n_failures,) bool) and their counts, as HTML."""
+    return ", ".join(f"{esc(error)} {n}" for error, n in error_counts(dataset, rows))
 
 
 def _drops(dataset: Dataset, steps: list[FunnelStep]) -> list[str]:
     """What was lost between consecutive funnel steps, as HTML."""
     failures = dataset.failures
-    probe = [r for r in failures if r["stage"] == "probe" and not r.get("clip")]
-    status = {source["source_id"]: source["status"] for source in dataset.sources}
-    no_clips = [r for r in failures if r["stage"] != "probe" and not r.get("clip") and status.get(r["source_id"]) == "failed"]
-    dropped = [r for r in failures if is_clip_failure(r)]
+    probe = probe_failures(dataset)
+    failed = dataset.sources["source_id"].filter(pa.array(dataset.source_status() == "failed"))
+    of_failed = np.asarray(pc.is_in(failures["source_id"], value_set=failed.combine_chunks())
+                           .to_numpy(zero_copy_only=False), bool) if dataset.n_failures else np.zeros(0, bool)
+    no_clips = (dataset.failure_text("clip") == "") & ~probe & of_failed
+    dropped = clip_failures(dataset)
     untracked = steps[1].seconds - steps[2].seconds
     notes = []
-    notes.append(f"− {fmt.plural(len(probe), 'input')} failed the probe ({_errors_text(probe)})" if probe
-                 else "every input passed the probe")
+    notes.append(f"− {fmt.plural(int(probe.sum()), 'input')} failed the probe ({_errors_text(dataset, probe)})"
+                 if probe.any() else "every input passed the probe")
     text = f"− {esc(fmt.duration(max(untracked, 0.0)))} with no usable face track"
-    if no_clips:
-        text += f"; {fmt.plural(len({r['source_id'] for r in no_clips}), 'input')} produced no clip ({_errors_text(no_clips)})"
-    notes.append(text if untracked > 0.05 or no_clips else "every probed input yielded face clips")
-    notes.append(f"− {fmt.plural(len(dropped), 'clip')}, {esc(fmt.duration(steps[2].seconds - steps[3].seconds))}, "
-                 f"dropped ({_errors_text(dropped)})" if dropped else "no clip was dropped")
+    if no_clips.any():
+        inputs = pc.count_distinct(failures["source_id"].filter(pa.array(no_clips))).as_py()
+        text += f"; {fmt.plural(inputs, 'input')} produced no clip ({_errors_text(dataset, no_clips)})"
+    notes.append(text if untracked > 0.05 or no_clips.any() else "every probed input yielded face clips")
+    notes.append(f"− {fmt.plural(int(dropped.sum()), 'clip')}, {esc(fmt.duration(steps[2].seconds - steps[3].seconds))}, "
+                 f"dropped ({_errors_text(dataset, dropped)})" if dropped.any() else "no clip was dropped")
     return notes
 
 
@@ -138,7 +142,7 @@ def _lost_text(seconds: float, unknown: int) -> str:
 def failures_section(dataset: Dataset) -> str:
     lead = ("Every failure row of the build: inputs that failed entirely, short face tracks that were dropped, "
             "and clips the QA filters rejected (their error names the metric).")
-    if not dataset.failures:
+    if not dataset.n_failures:
         return section("failures", "Failures", lead, '<p class="empty">No failures: every input produced clips and every clip was kept.</p>')
     groups = failure_groups(dataset)
     total = sum(g.count for g in groups)
@@ -147,24 +151,27 @@ def failures_section(dataset: Dataset) -> str:
                     for g in groups]
     by_reason = table([("Stage", ""), ("Error", ""), ("Rows", "num"), ("Share", "num"), ("Time lost", "num")], summary_rows)
     rows = []
-    for row, lost in list(zip(dataset.failures, seconds_lost(dataset)))[:MAX_TABLE_ROWS]:
+    shown = dataset.failures.slice(0, MAX_TABLE_ROWS).to_pylist()
+    for row, lost in zip(shown, seconds_lost(dataset)[:MAX_TABLE_ROWS].tolist()):
         rows.append([(esc(fmt.file_name(row["source"])), "file"), (f'<span class="mono">{esc(row.get("clip") or "whole input")}</span>', ""),
                      (f'<span class="tag">{esc(row["stage"])}</span>', ""), (f"<code>{esc(row['error'])}</code>", ""),
-                     (esc(row.get("message")), "msg"), (esc(fmt.duration(lost)) if lost is not None else "—", "num")])
+                     (esc(row.get("message")), "msg"), (esc(fmt.duration(lost)) if math.isfinite(lost) else "—", "num")])
     every = table([("Input file", ""), ("Clip", ""), ("Stage", ""), ("Error", ""), ("Message", ""), ("Time lost", "num")], rows)
-    every += _more(len(dataset.failures) - len(rows), "failure row", "the failures table (failures/)")
+    every += _more(dataset.n_failures - len(rows), "failure row", "the failures table (failures/)")
     return section("failures", "Failures", lead, f"<h3>By reason</h3>{by_reason}"
-                   + _collapsible(f"Every failure row ({len(dataset.failures)})", every, len(rows)))
+                   + _collapsible(f"Every failure row ({dataset.n_failures})", every, len(rows)))
 
 
 def sources_section(dataset: Dataset) -> str:
     durations, frames = dataset.column("duration_s"), dataset.column("n_frames")
     confidence, offsets = dataset.column("confidence_mean"), dataset.column("av_offset_s")
     # Failed sources first when the table has to be cut, then the rest, each in input order.
-    shown = sorted(range(len(dataset.sources)), key=lambda i: dataset.sources[i]["status"] != "failed")[:MAX_TABLE_ROWS]
-    index_of = clips_of(dataset, [dataset.sources[i]["source_id"] for i in shown])
+    failed = dataset.source_status() == "failed"
+    shown = np.sort(np.r_[np.flatnonzero(failed), np.flatnonzero(~failed)][:MAX_TABLE_ROWS])
+    listed = dataset.sources.take(pa.array(shown, pa.int64())).to_pylist()
+    index_of = clips_of(dataset, [source["source_id"] for source in listed])
     rows = []
-    for source in (dataset.sources[i] for i in sorted(shown)):
+    for source in listed:
         clips = index_of.get(source["source_id"], [])
         kept = float(durations[clips].sum()) if clips else 0.0
         weights = frames[clips]
@@ -188,5 +195,5 @@ def sources_section(dataset: Dataset) -> str:
             "Mean confidence is frame-weighted over the source's kept clips; the AV offset is their median.")
     body = table([("File", ""), ("Status", ""), ("Clips", "num"), ("Kept / input", "num"), ("Mean conf.", "num"),
                   ("AV offset", "num"), ("Reason", "")], rows)
-    body += _more(len(dataset.sources) - len(rows), "source", "the sources table (sources/; every failed source is listed)")
-    return section("sources", "Sources", lead, _collapsible(f"Every source ({len(dataset.sources)})", body, len(rows)))
+    body += _more(dataset.n_sources - len(rows), "source", "the sources table (sources/; every failed source is listed)")
+    return section("sources", "Sources", lead, _collapsible(f"Every source ({dataset.n_sources})", body, len(rows)))

@@ -44,7 +44,7 @@ def _quantiles(values: np.ndarray) -> dict:
 
 def verdict(dataset: Dataset, kept_s: float, input_s: float) -> dict:
     """``{"level": "good"|"review"|"poor", "text": one sentence}`` from the yield and failures."""
-    inputs, failed = len(dataset.sources), sum(row["status"] == "failed" for row in dataset.sources)
+    inputs, failed = dataset.n_sources, int((dataset.source_status() == "failed").sum())
     if not dataset.n_clips:
         return {"level": "poor", "text": f"No clips were kept from {fmt.plural(inputs, 'input')}; every input failed (see the failure rows)."}
     kept_share = kept_s / input_s if input_s > 0 else 1.0
@@ -120,15 +120,15 @@ def _summarize(dataset: Dataset) -> dict:
         "fps": _finite(dataset.fps),
         "built_at": dataset.card.get("built_at"),
         "counts": {
-            "inputs": len(dataset.sources),
-            "ok": sum(row["status"] == "ok" for row in dataset.sources),
-            "failed": sum(row["status"] == "failed" for row in dataset.sources),
+            "inputs": dataset.n_sources,
+            "ok": int((dataset.source_status() == "ok").sum()),
+            "failed": int((dataset.source_status() == "failed").sum()),
             "probed": steps["probed"].count,
             "clips_found": steps["clips"].count,
             "clips": dataset.n_clips,
             "frames": int(np.nansum(dataset.column("n_frames"))) if dataset.n_clips else 0,
             "shards": counts.get("shards"),
-            "failures": len(dataset.failures),
+            "failures": dataset.n_failures,
         },
         "hours": {"input": input_s / 3600.0, "probed": steps["probed"].seconds / 3600.0,
                   "clips": steps["clips"].seconds / 3600.0, "kept": kept_s / 3600.0},
@@ -223,13 +223,13 @@ def describe_dataset(dataset: str | Path | Storage, failures_shown: int = 20, so
     sources by id."""
     loaded = load_dataset(dataset)
     lines = [format_summary(summarize(loaded))]
-    if loaded.failures:
+    if loaded.n_failures:
         lines.append("failure rows:")
-        for row in loaded.failures[:failures_shown]:
+        for row in loaded.failures.slice(0, failures_shown).to_pylist():
             clip = f" [{row['clip']}]" if row["clip"] else ""
             lines.append(f"  - {PurePosixPath(row['source']).name}{clip}: {row['stage']}/{row['error']}: {row['message']}")
-        if len(loaded.failures) > failures_shown:
-            lines.append(f"  ... and {len(loaded.failures) - failures_shown} more (the failures table, failures/)")
+        if loaded.n_failures > failures_shown:
+            lines.append(f"  ... and {loaded.n_failures - failures_shown} more (the failures table, failures/)")
     if loaded.n_clips:
         lines.append("clips by source:")
         by_source = (loaded.manifest.group_by("source_id").aggregate([("key", "count"), ("duration_s", "sum")])
