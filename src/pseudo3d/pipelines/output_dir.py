@@ -19,12 +19,12 @@ import pyarrow as pa
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.lease import BuildLease
-from pseudo3d.pipelines.plan import Unit, UnitBase, plan_units, unit_digest
+from pseudo3d.pipelines.plan import Unit, UnitBase, plan_units, remove_plan, unit_digest
 from pseudo3d.pipelines.shard_writer import remove_broken, remove_uncommitted, split_broken
 from pseudo3d.pipelines.spool import remove_spool
 from pseudo3d.schemas.commits import Commit, MarkerName, list_markers, live_markers, read_commits
 from pseudo3d.schemas.index import PART_BATCH, parts_table
-from pseudo3d.schemas.layout import INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, legacy_table_file
+from pseudo3d.schemas.layout import INDEX_TABLES, LEGACY_SHARD, PLAN_DIR, SHARD_DIR, legacy_table_file
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DATASET_FILES = (*(legacy_table_file(table) for table in INDEX_TABLES), "dataset.json")
 """Files a build writes (or, before data contract 4, wrote) at a dataset's root."""
-DATASET_DIRS = ("_commits", "shards", *INDEX_TABLES, "qa", "logs")
+DATASET_DIRS = ("_commits", "shards", *INDEX_TABLES, PLAN_DIR, "qa", "logs")
 """Folders a build writes into; the commit markers' first."""
 
 
@@ -207,6 +207,7 @@ def prepare_output(storage: Storage, config: BuildConfig, lease: BuildLease, ove
     _check_versions(storage, read_commits(storage, markers[:1]))  # before the clean-up, which knows this version only
     if storage.is_local:
         remove_spool(storage.local_path())  # samples an interrupted build had not written yet
+    remove_plan(storage)  # a killed build's
     removed = remove_uncommitted(storage, markers)
     if removed:
         log.info("removed %d uncommitted file(s) left by an interrupted build", len(removed))

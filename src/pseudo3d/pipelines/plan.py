@@ -10,17 +10,27 @@ committed ones from a listing of the markers alone.
 ``--retry-failed`` commits a committed unit again: a unit whose :class:`UnitBase` is the committed
 version, which builds only the sources to retry and keeps the rest of that version (its shards,
 manifest parts and the other sources' rows) as they are.
+
+A runner whose workers should not receive the sources from its driver (Beam: a pipeline's graph
+must stay small however many the inputs) writes the plan into the dataset as Parquet parts
+(:func:`write_plan`), which its workers read (:func:`read_plan_part`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pseudo3d.schemas.commits import MarkerName, ShardFile
+from pseudo3d.schemas.layout import PLAN_DIR
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
+from pseudo3d.storage import Storage, parquet_bytes
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,45 @@ def plan_units(sources: list[Source], max_sources: int, fingerprint: str, first:
         digest = unit_digest(((source.source_id, source.attempt) for source in members), fingerprint)
         units.append(Unit(first + len(units), members, digest))
     return units
+
+
+PLAN_PART_SOURCES = 10_000
+"""Sources per part of a written plan."""
+
+
+def write_plan(storage: Storage, units: list[Unit], name: str) -> list[str]:
+    """Write the sources of ``units`` into the dataset at ``storage`` as Parquet parts of at most
+    :data:`PLAN_PART_SOURCES` rows, ``_plan/NAME/part-NNNNNN.parquet``: per source its unit, its
+    position in the unit and its fields (list-file metadata as a struct, with its keys' order).
+    Returns the parts' paths relative to the dataset root. The parts hold the inputs' local paths:
+    the runner deletes them when the build ends (:func:`remove_plan`)."""
+    rows = [{"unit": unit.index, "position": position, "uri": source.uri, "identity": source.identity,
+             "source_id": source.source_id, "reference": source.reference, "attempt": source.attempt,
+             "metadata_keys": list(source.metadata), "metadata": dict(source.metadata)}
+            for unit in units for position, source in enumerate(unit.sources)]
+    paths = []
+    for start in range(0, len(rows), PLAN_PART_SOURCES):
+        table = pa.Table.from_pylist(rows[start:start + PLAN_PART_SOURCES])
+        if not table.schema.field("metadata").type.num_fields:  # no list-file columns: Parquet has no empty struct
+            table = table.drop_columns(["metadata"])
+        path = posixpath.join(PLAN_DIR, name, f"part-{start // PLAN_PART_SOURCES:06d}.parquet")
+        storage.write_bytes(path, parquet_bytes(table))
+        paths.append(path)
+    return paths
+
+
+def read_plan_part(storage: Storage, path: str) -> Iterator[tuple[int, int, Source]]:
+    """(unit, position, source) of each source in the plan part ``path`` of the dataset at
+    ``storage`` (:func:`write_plan`), equal to the sources written."""
+    for row in pq.read_table(pa.BufferReader(storage.read_bytes(path))).to_pylist():
+        values = row.get("metadata") or {}
+        metadata = {key: values[key] for key in row["metadata_keys"]}
+        yield row["unit"], row["position"], Source(uri=row["uri"], identity=row["identity"],
+                                                   source_id=row["source_id"], metadata=metadata,
+                                                   attempt=row["attempt"], reference=row["reference"])
+
+
+def remove_plan(storage: Storage) -> None:
+    """Delete every plan written into the dataset at ``storage`` (a build's own when it ends, or a
+    killed build's)."""
+    storage.delete_tree(PLAN_DIR)

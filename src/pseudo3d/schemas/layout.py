@@ -20,6 +20,8 @@ SHARD_DIR = "shards"
 """The shards' folder."""
 COMMIT_DIR = "_commits"
 """The commit markers' folder."""
+PLAN_DIR = "_plan"
+"""Where a build that reads its plan from files (the Beam runner) keeps it while it runs."""
 SHARD_PREFIX = "shard-"
 INDEX_TABLES = ("manifest", "sources", "failures")
 """The index's tables: since data contract 4 each is a folder of Parquet parts of that name."""

@@ -1,8 +1,11 @@
 """The Beam runner: the same build as a portable Apache Beam pipeline (Direct, Flink, Spark, Dataflow).
 
-    sources ─► Track (ParDo) ─┬─► Reconstruct (RunInference) ─┬─► count ─► group by unit ─► write and commit
-                              └─ failed: dead letter ─────────┴─────────────┘
+    plan parts ─► sources ─► Track (ParDo) ─┬─► Reconstruct (RunInference) ─┬─► count ─► group by unit ─► write and commit
+                                            └─ failed: dead letter ─────────┴─────────────┘
 
+* **Plan**: the driver writes the units' sources into the dataset (``_plan/``,
+  :func:`~pseudo3d.pipelines.plan.write_plan`); the pipeline starts from the parts' names and its
+  workers read the sources, so the pipeline's graph does not grow with the inputs.
 * **Track** probes, decodes and tracks each source in an isolated process (the local runner's
   worker, with its watchdog): a source that fails, or whose worker dies, leaves through the
   ``failed`` dead-letter output as its failure outcome.
@@ -18,8 +21,8 @@
   under a new attempt and commits only where no earlier attempt did, so retries neither duplicate
   nor lose clips.
 
-The shards equal the local runner's byte for byte; the driver then writes the dataset-level files
-from the commits as every runner does. No stage imports apache_beam; only this module does.
+The shards equal the local runner's byte for byte; the driver then writes the card from the
+commits as every runner does. No stage imports apache_beam; only this module does.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.process import InFlight, SourcePipeline, fail_source
 from pseudo3d.pipelines.runners import local
 from pseudo3d.pipelines.output_dir import BuildPlan
-from pseudo3d.pipelines.plan import Unit, unit_digest
+from pseudo3d.pipelines.plan import Unit, read_plan_part, remove_plan, unit_digest, write_plan
 from pseudo3d.pipelines.runners.driver import BuildReport, UnitDone, build_log, finish_build, open_build
 from pseudo3d.pipelines.runners.isolation import IsolatedPool, TaskDied
-from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.pipelines.shard_writer import new_attempt, write_unit
 from pseudo3d.schemas.commits import list_markers, read_commits
 from pseudo3d.schemas.records import Source, SourceOutcome
 from pseudo3d.storage import Storage
@@ -139,12 +142,15 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
         if plan.units:
             with build_log(storage) as log_path:
                 pipeline = beam.Pipeline(options=beam_options)
-                _expand(pipeline, plan, config, storage.url, str(log_path))
+                _expand(pipeline, plan, write_plan(storage, plan.units, new_attempt()), config, storage.url,
+                        str(log_path))
                 try:
                     counters = _run(pipeline, len(plan.sources), progress)
                 except Exception as exc:
                     raise Pseudo3DError(f"the Beam pipeline failed ({type(exc).__name__}: {exc}); the units it "
                                         "committed stay, and running the same command again builds the rest") from exc
+                finally:
+                    remove_plan(storage)
             committed = set(list_markers(storage))
             missing = [unit.index for unit in plan.units if unit.marker not in committed]
             if missing:
@@ -157,10 +163,14 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
         return finish_build(report, config, qa_report=qa_report)
 
 
-def _expand(pipeline: beam.Pipeline, plan: BuildPlan, config: BuildConfig, dataset: str, log_path: str) -> None:
-    elements = [((unit.index, position, 0), source) for unit in plan.units for position, source in enumerate(unit.sources)]
+def _expand(pipeline: beam.Pipeline, plan: BuildPlan, parts: list[str], config: BuildConfig, dataset: str,
+            log_path: str) -> None:
+    """The pipeline of ``plan``, whose sources its workers read from the plan's ``parts`` (so the
+    pipeline's graph holds their names, not the sources), spread over the workers by a reshuffle."""
     tracked = (pipeline
-               | "Sources" >> beam.Create(elements)
+               | "Plan parts" >> beam.Create(parts)
+               | "Sources" >> beam.FlatMap(_plan_sources, dataset)
+               | "Spread" >> beam.Reshuffle()
                | "Track" >> beam.ParDo(_TrackFn(config, log_path)).with_outputs(FAILED, main="tracked"))
     finished, dead = (tracked.tracked
                       | "Reconstruct" >> RunInference(KeyedModelHandler(_ReconstructHandler(config)))
@@ -224,6 +234,11 @@ def _counters(result) -> dict[str, int]:
         value = counter.committed if counter.committed is not None else counter.attempted
         totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
     return totals
+
+
+def _plan_sources(part: str, dataset: str) -> Iterator[tuple[Position, Source]]:
+    for unit, position, source in read_plan_part(Storage(dataset), part):
+        yield (unit, position, 0), source
 
 
 class _TrackFn(beam.DoFn):
