@@ -210,7 +210,7 @@ class UnitWriter:
         for sample in outcome.samples:
             self._open.add(sample)  # type: ignore[union-attr]  # opened above for a source with samples
         where = self._open.name if n_samples and self._open is not None else None
-        row = {**outcome.source_row(), "shard": where}
+        row = {**outcome.source_row(), "shard": where, "unit": self.unit.index}
         if outcome.source.chunk is None:
             self.sources.append(row)
         else:
@@ -218,7 +218,7 @@ class UnitWriter:
             if outcome.source.completes:
                 self.sources.append(merge_chunk_rows(self._chunks))
                 self._chunks = []
-        self.failures.extend(failure.to_row() for failure in outcome.failures)
+        self.failures.extend({**failure.to_row(), "unit": self.unit.index} for failure in outcome.failures)
         self.assets.update(outcome.assets)
 
     def commit(self) -> Commit | None:
@@ -311,7 +311,7 @@ class UnitWriter:
         shard, self._open = self._open, None
         if shard is not None:
             self.shards.append(shard.finish())
-            self.clips.extend(shard.rows)
+            self.clips.extend({**row, "unit": self.unit.index} for row in shard.rows)
 
     def _delete_written(self) -> None:
         for path in self.written:

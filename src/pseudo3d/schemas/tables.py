@@ -1,5 +1,5 @@
 """Arrow schemas of the index tables (``manifest``, ``sources``, ``failures``), and table builders
-that keep them even when there are no rows."""
+that keep them even when there are no rows. Every row carries the ``unit`` that committed it."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ FAILURES_SCHEMA = pa.schema([
     ("duration_s", pa.float64()),
     ("rejections", pa.list_(pa.struct([("metric", pa.string()), ("value", pa.float64()),
                                        ("option", pa.string()), ("threshold", pa.float64())]))),
+    ("unit", pa.int64()),
 ])
 
 SOURCES_SCHEMA = pa.schema([
@@ -39,11 +40,13 @@ SOURCES_SCHEMA = pa.schema([
     ("size_bytes", pa.int64()),
     ("clip_seconds", pa.float64()),
     ("shard", pa.string()),
+    ("unit", pa.int64()),
 ])
 
 MANIFEST_BASE_SCHEMA = pa.schema([
     ("key", pa.string()),
     ("shard", pa.string()),
+    ("unit", pa.int64()),
     ("source_id", pa.string()),
     ("source", pa.string()),
     ("identity", pa.string()),
