@@ -266,6 +266,15 @@ def test_a_unit_that_lost_a_part_is_built_again_by_a_retry(tmp_path):
     assert list_markers(Storage(tmp_path)) == []
 
 
+def test_a_marker_of_another_data_contract_among_the_units_is_refused_not_removed(tmp_path):
+    _commit(tmp_path, [_source(name) for name in "abc"], CONFIG)  # units 0 and 1
+    later = sorted((tmp_path / "_commits").iterdir())[1]
+    later.write_text(json.dumps({**json.loads(later.read_text()), "schema_version": 3}))
+    with pytest.raises(Pseudo3DError, match=f"{later.name} is a commit marker of data contract version 3.*--overwrite"):
+        write_dataset_files(Storage(tmp_path), CONFIG)
+    assert later.exists() and len(list((tmp_path / "sources").iterdir())) == 2
+
+
 def test_a_marker_that_is_not_one_is_named(tmp_path):
     _commit(tmp_path, [_source("a")], CONFIG)
     [marker] = (tmp_path / "_commits").iterdir()

@@ -50,7 +50,7 @@ def test_csv_list_with_metadata_and_ids(corpus, tmp_path):
     sources = resolve_sources([str(listing)])
     by_identity = {s.identity: s for s in sources}
     assert set(by_identity) == {"talk-a", "corpus/c.mkv"}
-    assert by_identity["talk-a"].metadata == {"speaker": 7, "licence": "cc-by"}
+    assert by_identity["talk-a"].metadata == {"speaker": "7", "licence": "cc-by"}  # text, whatever the column's type
     assert by_identity["talk-a"].uri == str(corpus / "spk1" / "a.mp4")
 
 
@@ -154,3 +154,19 @@ def test_existing_paths_with_glob_characters_are_taken_literally(tmp_path):
     assert [s.identity for s in resolve_sources([str(takes / "day?" / "*.mp4")])] == ["day?/b.mp4"]
     # a pattern that names no existing file still globs: [1] is the character class {1}
     assert [s.identity for s in resolve_sources([str(takes / "clip[12].mp4")])] == ["takes [2020]/clip1.mp4"]
+
+
+def test_list_file_values_become_text_so_one_column_has_one_type(corpus, tmp_path):
+    """Two list files that type the same column differently (7 in one, a name in the other) give
+    one text column: each index part of a dataset must type a column alike."""
+    import datetime as dt
+
+    from pseudo3d.pipelines.sources import metadata_text
+
+    (tmp_path / "one.csv").write_text("path,speaker,kept\ncorpus/spk1/a.mp4,7,true\n")
+    (tmp_path / "two.csv").write_text("path,speaker,kept\ncorpus/c.mkv,anna,false\n")
+    sources = resolve_sources([str(tmp_path / "one.csv"), str(tmp_path / "two.csv")])
+    assert {source.identity: dict(source.metadata) for source in sources} == {
+        "corpus/spk1/a.mp4": {"speaker": "7", "kept": "true"}, "corpus/c.mkv": {"speaker": "anna", "kept": "false"}}
+    assert metadata_text(dt.datetime(2020, 5, 1, 12, 30)) == "2020-05-01T12:30:00" and metadata_text(1.5) == "1.5"
+    assert metadata_text([1, "a"]) == '[1, "a"]'

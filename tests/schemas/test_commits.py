@@ -145,3 +145,35 @@ def test_inspect_says_when_it_cannot_tell_whether_a_shard_is_committed(tmp_path)
     assert "committed yes" in describe_shard(Storage(tmp_path / "ds" / "shards"), f"{shard.name}.tar")
     assert "committed unknown (no commit markers beside it" in \
         describe_shard(Storage(tmp_path / "flat" / "shards"), f"{shard.name}.tar")
+
+
+def test_a_marker_or_card_naming_files_outside_its_unit_or_table_is_refused(tmp_path):
+    """Nothing is ever read or deleted on a damaged marker's or card's word outside its own files."""
+    import pytest
+
+    from pseudo3d.errors import Pseudo3DError
+
+    _dataset(tmp_path)
+    storage = Storage(tmp_path)
+    first = read_commits(storage)[0]
+    for damage in ({"parts": {"sources": ["../outside.parquet"]}}, {"parts": {"sources": ["sources/part-000001-0badf00d.parquet"]}},
+                   {"parts": None}, {"counts": "x"}):
+        (tmp_path / first.path).write_text(json.dumps({**first.stats, **damage}))
+        with pytest.raises(Pseudo3DError, match=f"{first.path.split('/')[1]} is not a commit marker .*delete it"):
+            read_commits(storage)
+    card = json.loads((tmp_path / "dataset.json").read_text())
+    (tmp_path / "dataset.json").write_text(json.dumps({**card, "files": {**card["files"], "sources": ["../outside.parquet"]}}))
+    with pytest.raises(Pseudo3DError, match="dataset.json lists '../outside.parquet' as a file of the sources table"):
+        load_dataset(tmp_path)
+
+
+def test_a_corrupt_index_part_is_named(tmp_path):
+    import pytest
+
+    from pseudo3d.errors import Pseudo3DError
+
+    _dataset(tmp_path)
+    part = sorted((tmp_path / "manifest").iterdir())[1]
+    part.write_bytes(part.read_bytes()[:100])
+    with pytest.raises(Pseudo3DError, match=f"{part.name} is not a readable Parquet file .*delete the commit marker"):
+        load_dataset(tmp_path)

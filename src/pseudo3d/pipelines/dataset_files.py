@@ -43,6 +43,10 @@ def _read_units(storage: Storage, fingerprint: str) -> tuple[list[Commit], list[
     commits: list[Commit] = []
     for start in range(0, len(markers), MARKER_BATCH):
         commits += read_commits(storage, markers[start:start + MARKER_BATCH])
+    older = [commit for commit in commits if commit.schema_version != SCHEMA_VERSION]
+    if older:
+        raise Pseudo3DError(f"{storage.url_of(older[0].path)} is a commit marker of data contract version "
+                            f"{older[0].schema_version}, in a dataset of version {SCHEMA_VERSION}: rebuild it with --overwrite")
     foreign = [commit.path for commit in commits if commit.stats.get("config_fingerprint") != fingerprint]
     if foreign:
         raise Pseudo3DError(f"{storage.url_of(foreign[0])} (and {len(foreign) - 1} more) comes from a build with another "

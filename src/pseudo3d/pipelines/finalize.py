@@ -22,6 +22,7 @@ def finalize_dataset(storage: Storage, config: BuildConfig, *, report: bool = Tr
 
     try:
         return card, write_report(storage, flame_model=config.reconstruct.flame_model)
-    except Exception:  # noqa: BLE001 - the dataset is complete; the report can be redrawn with `pseudo3d qa`
-        log.exception("the QA report could not be written; run `pseudo3d qa %s` to retry", storage.url)
+    except Exception as exc:  # noqa: BLE001 - the dataset is complete; the report can be redrawn with `pseudo3d qa`
+        log.error("the QA report could not be written (%s: %s); run `pseudo3d qa %s` to retry", type(exc).__name__,
+                  exc, storage.url, exc_info=log.isEnabledFor(logging.DEBUG))
         return card, None

@@ -122,7 +122,8 @@ def _read_each(storage: Storage, commits: list[Commit], table: str) -> list[pa.T
     """Each commit's parts of index table ``table``, as one table per commit, fetched together."""
     paths = [path for commit in commits for path in commit.parts(table)]
     fetched = dict(zip(paths, storage.read_many(paths)))
-    return [parts_table((fetched[path] for path in commit.parts(table)), table) for commit in commits]
+    return [parts_table(((storage.url_of(path), fetched[path]) for path in commit.parts(table)), table)
+            for commit in commits]
 
 
 def _retry_unit(commit: Commit, rows: pa.Table, failed: set[str], failures: list[dict], inputs: dict[str, Source],

@@ -5,7 +5,8 @@ Rules, in the order they are tried for each INPUT:
 * a list file (``.csv``, ``.tsv``, ``.parquet``, ``.txt``): one source per row. CSV/TSV/Parquet
   need a ``path`` column; relative paths are resolved against the list file's folder; an ``id``
   column, if present, names the source (keys then survive moving the corpus); every other
-  column is carried into the manifest as metadata. A ``.txt`` list holds one path per line.
+  column is carried into the manifest as metadata, as text (:func:`metadata_text`). A ``.txt``
+  list holds one path per line.
 * a directory: every video file below it (by extension, see :data:`VIDEO_EXTENSIONS`), recursively;
 * a glob pattern: the matching video files;
 * any other existing file: taken as a source as it is (a file that is not a video becomes a
@@ -28,8 +29,10 @@ are an error naming both: they would share sample keys and a resume would skip o
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import hashlib
+import json
 import logging
 import os
 import posixpath
@@ -204,11 +207,27 @@ def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, str
             # a local file relative to the list file, however it was written; a remote one by its URL
             reference = uri if _is_url(uri) else posixpath.relpath(local, folder)
         identity = str(explicit_id) if explicit_id not in (None, "") else written
-        metadata = {str(k): v for k, v in row.items() if v is not None}
+        metadata = {str(k): metadata_text(v) for k, v in row.items() if v is not None}
         entries.append((uri, identity, reference, metadata))
     if not entries:
         raise Pseudo3DError(f"list file {raw} holds no paths")
     return entries
+
+
+def metadata_text(value: Any) -> str:
+    """A list-file value as the text a dataset keeps: a string as it is, a boolean as
+    ``true``/``false``, a number as Python writes it, a date or time in ISO 8601, anything else as
+    JSON. Text whatever the list file's column types, so one column keeps one type in every unit
+    of a dataset, also when two list files (or two builds) infer different types for it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        return value.isoformat()
+    return json.dumps(value, default=str, sort_keys=True)
 
 
 def _read_table_rows(fs, path: str, suffix: str, raw: str) -> list[dict[str, Any]]:

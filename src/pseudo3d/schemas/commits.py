@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, marker_name,
-                                     parse_marker_name, parse_shard_name)
+                                     parse_marker_name, parse_part_name, parse_shard_name)
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.storage import Storage
 
@@ -152,10 +152,40 @@ def read_commits(storage: Storage, markers: list[MarkerName] | None = None) -> l
             stats = json.loads(data)
             commits.append(Commit(marker.path, marker.unit, stats,
                                   tuple(ShardFile.of(shard) for shard in stats["shards"])))
-        except (ValueError, KeyError, TypeError) as exc:
+            _check_marker(commits[-1])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise Pseudo3DError(f"{storage.url_of(marker.path)} is not a commit marker ({type(exc).__name__}: "
                                 f"{exc}); delete it, and a build rebuilds its unit") from None
     return commits
+
+
+COUNTS = ("sources", "ok", "failed", "failures", "failures_by_stage", "failures_by_error", "input_seconds")
+"""What a data contract 4 marker counts."""
+
+
+def _check_marker(commit: Commit) -> None:
+    """Raise ``ValueError`` where a marker is not one this data contract wrote as it should be:
+    every file it names a shard or index part of its own unit (so that nothing outside the
+    dataset, or another unit's, is ever read or deleted on its word), its counts all there."""
+    for shard in commit.shards:
+        parsed = parse_shard_name(shard.name) if int(commit.schema_version or 0) >= 3 else (commit.unit, 0, "")
+        if parsed is None or parsed[0] != commit.unit:
+            raise ValueError(f"it names shard {shard.name!r}, not one of unit {commit.unit}'s")
+    if int(commit.schema_version or 0) < 4:
+        return
+    parts = commit.stats["parts"]
+    if not isinstance(parts, dict) or set(parts) - set(INDEX_TABLES):
+        raise ValueError(f"its parts are not a mapping of {', '.join(INDEX_TABLES)}")
+    for table, paths in parts.items():
+        for path in paths:
+            folder, _, name = str(path).partition("/")
+            part = parse_part_name(name)
+            if folder != table or part is None or part[0] != commit.unit:
+                raise ValueError(f"it names {path!r}, not a {table} part of unit {commit.unit}")
+    counts = commit.stats["counts"]
+    missing = [name for name in COUNTS if name not in counts]
+    if missing:
+        raise ValueError(f"its counts lack {', '.join(missing)}")
 
 
 def legacy_commits(storage: Storage) -> list[Commit]:

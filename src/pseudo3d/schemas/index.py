@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.schemas.commits import read_commits
-from pseudo3d.schemas.layout import INDEX_TABLES
+from pseudo3d.schemas.layout import INDEX_TABLES, legacy_table_file, parse_part_name
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA
 from pseudo3d.storage import Storage
 
@@ -42,22 +42,34 @@ def table_files(card: dict[str, Any], table: str, where: str = "dataset.json") -
     :class:`Pseudo3DError` naming the card, ``where``, when it lists none (not a pseudo3d card)."""
     if table not in INDEX_TABLES:
         raise ValueError(f"no index table {table!r}; the tables are {', '.join(INDEX_TABLES)}")
-    listed = card.get("files", {}).get(table)
+    listed = card.get("files", {}).get(table) if isinstance(card.get("files"), dict) else None
     if listed is None:
         raise Pseudo3DError(f"{where} lists no files of the {table} table (not a pseudo3d card, or a build "
                             "that never finished)")
-    return [listed] if isinstance(listed, str) else list(listed)
+    paths = [listed] if isinstance(listed, str) else list(listed)
+    for path in paths:  # only the table's own files: a card never makes pseudo3d read outside its dataset
+        folder, _, name = str(path).partition("/")
+        if path != legacy_table_file(table) and (folder != table or parse_part_name(name) is None):
+            raise Pseudo3DError(f"{where} lists {path!r} as a file of the {table} table; its files are "
+                                f"{table}/part-UUUUUU-ATTEMPT.parquet (or {legacy_table_file(table)} before data contract 4)")
+    return paths
 
 
-def parts_table(parts: Iterable[bytes], table: str, columns: Sequence[str] | None = None) -> pa.Table:
-    """Parquet files' bytes ``parts`` (parts of index table ``table``) as one table, in their
-    order; with ``columns``, only those of them the parts have. No parts: the table's empty schema
-    (:data:`EMPTY`). Parts are decoded on :data:`DECODE_THREADS` threads. Raises
-    ``pyarrow.ArrowInvalid`` for bytes that are not Parquet."""
-    def decode(data: bytes) -> pa.Table:
-        part = pq.ParquetFile(pa.BufferReader(data))
-        wanted = None if columns is None else [name for name in columns if name in part.schema_arrow.names]
-        return part.read(columns=wanted, use_threads=False)
+def parts_table(parts: Iterable[tuple[str, bytes]], table: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Parquet files ``parts`` ((name for messages, bytes) pairs: parts of index table ``table``) as
+    one table, in their order; with ``columns``, only those of them the parts have. No parts: the
+    table's empty schema (:data:`EMPTY`). Parts are decoded on :data:`DECODE_THREADS` threads.
+    Raises :class:`Pseudo3DError` naming a part that is not Parquet."""
+    def decode(part: tuple[str, bytes]) -> pa.Table:
+        name, data = part
+        try:
+            file = pq.ParquetFile(pa.BufferReader(data))
+            wanted = None if columns is None else [column for column in columns if column in file.schema_arrow.names]
+            return file.read(columns=wanted, use_threads=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise Pseudo3DError(f"{name} is not a readable Parquet file ({exc}); delete the commit marker of its unit "
+                                "(_commits/unit-UUUUUU-*.json, UUUUUU as in its name) and build again to rebuild "
+                                "the unit") from None
 
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         tables = list(pool.map(decode, parts))
@@ -65,15 +77,20 @@ def parts_table(parts: Iterable[bytes], table: str, columns: Sequence[str] | Non
         empty = EMPTY[table]
         return empty.empty_table() if columns is None else pa.schema(
             [field for field in empty if field.name in columns]).empty_table()
-    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        raise Pseudo3DError(f"the {table} table's parts do not agree on their columns ({exc})") from None
 
 
 def read_parts(storage: Storage, paths: Sequence[str], table: str, columns: Sequence[str] | None = None) -> pa.Table:
     """The parts ``paths`` of index table ``table`` in ``storage`` as one table
     (:func:`parts_table`), fetched :data:`PART_BATCH` at a time. Raises ``FileNotFoundError``
     naming a missing part."""
-    batches = (storage.read_many(paths[start:start + PART_BATCH]) for start in range(0, len(paths), PART_BATCH))
-    return parts_table((data for batch in batches for data in batch), table, columns)
+    batches = ((paths[start:start + PART_BATCH], storage.read_many(paths[start:start + PART_BATCH]))
+               for start in range(0, len(paths), PART_BATCH))
+    return parts_table(((storage.url_of(path), data) for names, batch in batches for path, data in zip(names, batch)),
+                       table, columns)
 
 
 def read_table(storage: Storage, card: dict[str, Any], table: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -96,5 +113,3 @@ def read_table(storage: Storage, card: dict[str, Any], table: str, columns: Sequ
     except FileNotFoundError as exc:
         raise Pseudo3DError(f"{exc.filename or storage.url}: a file of the dataset's {table} table cannot be read "
                             "(a dataset copied in part?)") from None
-    except pa.ArrowInvalid as exc:
-        raise Pseudo3DError(f"{storage.url}: a file of the {table} table is not Parquet ({exc})") from None
