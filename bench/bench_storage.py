@@ -5,8 +5,8 @@ Writes ``--shards`` units of one source and one shard of ``--samples`` synthetic
 and once into a bucket, and prints MB/s of committed shards and the bucket's figure as a ratio of
 the local one. Then commits ``--resume-shards`` tiny units to each and times what a resume with
 the same inputs does before it builds anything (:func:`pseudo3d.pipelines.output_dir.plan_build`:
-one listing of ``_commits/`` and one marker read), against reading every marker (what the
-dataset files are still made from at the end of a build, and what a resume read before units).
+one listing of ``_commits/`` and one marker read), against reading every marker (what the card
+is made from at the end of a build, and what a resume read before units).
 
 The server is moto's S3 service on 127.0.0.1 (``tests/storage/s3_server.py``, in memory, one
 request at a time) unless ``--endpoint`` names another (a MinIO or SeaweedFS one, say), with
@@ -54,7 +54,8 @@ def outcomes(n_sources: int, samples: int, sample_bytes: int, seed: int = 0) -> 
             members = {"x.npy": rng.bytes(sample_bytes), "meta.json": b'{"fps": 25.0}'}
             clips.append(EncodedSample(key, members, {"key": key, "source_id": source.source_id, "n_frames": 25,
                                                       "duration_s": 1.0, "fps": 25.0, "clip_index": clip}))
-        made.append(SourceOutcome(source, "ok", samples=clips))
+        made.append(SourceOutcome(source, "ok", samples=clips,  # what a build records, so a resume reads one marker
+                                  numerics={"reconstruct": {"device": "cpu", "precision": "fp32"}}))
     return made
 
 
