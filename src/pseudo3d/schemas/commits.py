@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, marker_name,
-                                     parse_marker_name, parse_part_name, parse_shard_name)
+                                     parse_marker_name, parse_part_path, parse_shard_name)
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.storage import Storage
 
@@ -178,9 +178,8 @@ def _check_marker(commit: Commit) -> None:
         raise ValueError(f"its parts are not a mapping of {', '.join(INDEX_TABLES)}")
     for table, paths in parts.items():
         for path in paths:
-            folder, _, name = str(path).partition("/")
-            part = parse_part_name(name)
-            if folder != table or part is None or part[0] != commit.unit:
+            part = parse_part_path(path)
+            if part is None or part[:2] != (table, commit.unit):
                 raise ValueError(f"it names {path!r}, not a {table} part of unit {commit.unit}")
     counts = commit.stats["counts"]
     missing = [name for name in COUNTS if name not in counts]

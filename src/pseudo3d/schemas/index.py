@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.schemas.commits import read_commits
-from pseudo3d.schemas.layout import INDEX_TABLES, legacy_table_file, parse_part_name
+from pseudo3d.schemas.layout import INDEX_TABLES, legacy_table_file, parse_part_path
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA
 from pseudo3d.storage import Storage
 
@@ -48,8 +48,8 @@ def table_files(card: dict[str, Any], table: str, where: str = "dataset.json") -
                             "that never finished)")
     paths = [listed] if isinstance(listed, str) else list(listed)
     for path in paths:  # only the table's own files: a card never makes pseudo3d read outside its dataset
-        folder, _, name = str(path).partition("/")
-        if path != legacy_table_file(table) and (folder != table or parse_part_name(name) is None):
+        part = parse_part_path(path)
+        if path != legacy_table_file(table) and (part is None or part[0] != table):
             raise Pseudo3DError(f"{where} lists {path!r} as a file of the {table} table; its files are "
                                 f"{table}/part-UUUUUU-ATTEMPT.parquet (or {legacy_table_file(table)} before data contract 4)")
     return paths

@@ -69,6 +69,15 @@ def parse_part_name(name: str) -> tuple[int, str] | None:
     return (int(found.group(1)), found.group(2)) if found else None
 
 
+def parse_part_path(path: str) -> tuple[str, int, str] | None:
+    """(table, unit, attempt) of an index part's path relative to the dataset root,
+    ``TABLE/part-UUUUUU-ATTEMPT.parquet``, or None for any other path (one outside the table's
+    folder included)."""
+    table, _, name = str(path).partition("/")
+    parsed = parse_part_name(name)
+    return (table, *parsed) if table in INDEX_TABLES and parsed is not None else None
+
+
 def legacy_table_file(table: str) -> str:
     """Where data contracts 2 and 3 kept index table ``table``: ``TABLE.parquet`` at the root."""
     return f"{table}.parquet"

@@ -32,7 +32,6 @@ from pseudo3d.pipelines.shard_writer import UnitWriter, remove_uncommitted
 from pseudo3d.pipelines.spool import release as release_spool
 from pseudo3d.reconstruction import BACKENDS
 from pseudo3d.schemas.commits import Commit
-from pseudo3d.schemas.layout import parse_shard_name
 from pseudo3d.schemas.records import Source, SourceOutcome
 from pseudo3d.storage import Storage
 
@@ -94,9 +93,8 @@ class UnitDone:
         """These counts, with ``commit`` (None: another writer committed the unit first); the
         shards are those its writer wrote."""
         self.committed = commit is not None
-        attempt = commit.stats["attempt"] if commit else None
         self.shards = tuple(shard.name for shard in commit.shards
-                            if (parse_shard_name(shard.name) or ("", "", ""))[2] == attempt) if commit else ()
+                            if shard.name.endswith(f"-{commit.stats['attempt']}")) if commit else ()
         return self
 
 

@@ -111,11 +111,7 @@ class Dataset:
         """(n_clips,) float64 manifest column, NaN where null; all-NaN if the column is absent.
         A read-only array, shared by every caller."""
         def convert() -> np.ndarray:
-            if not self.has_column(name):
-                values = np.full(self.n_clips, np.nan)
-            else:
-                column = pc.fill_null(self.manifest[name].cast(pa.float64()), float("nan"))
-                values = column.to_numpy() if column.num_chunks else np.zeros(0)
+            values = _floats(self.manifest[name]) if self.has_column(name) else np.full(self.n_clips, np.nan)
             values.flags.writeable = False
             return values
         return self.memo(("column", name), convert)
@@ -206,20 +202,37 @@ def seconds_lost(dataset: Dataset) -> np.ndarray:
     return dataset.memo("seconds_lost", lambda: _seconds_lost(dataset))
 
 
+def source_of_failures(dataset: Dataset) -> np.ndarray:
+    """(n_failures,) int64: each failure row's source's row in ``dataset.sources``, -1 where the
+    source is not there. Computed once per dataset."""
+    def compute() -> np.ndarray:
+        if not dataset.n_failures:
+            return np.zeros(0, np.int64)
+        where = pc.index_in(dataset.failures["source_id"].cast(pa.string()),
+                            value_set=dataset.sources["source_id"].cast(pa.string()).combine_chunks())
+        return np.asarray(pc.fill_null(where, -1).to_numpy(), np.int64)
+    return dataset.memo("source_of_failures", compute)
+
+
+def of_failed_sources(dataset: Dataset) -> np.ndarray:
+    """(n_failures,) bool: the failure rows whose source failed."""
+    where = source_of_failures(dataset)
+    failed = np.zeros(len(where), bool)
+    failed[where >= 0] = dataset.source_status()[where[where >= 0]] == "failed"
+    return failed
+
+
 def _seconds_lost(dataset: Dataset) -> np.ndarray:
-    failures, sources = dataset.failures, dataset.sources
+    failures = dataset.failures
     lost = np.full(failures.num_rows, np.nan)
     if not failures.num_rows:
         return lost
     is_clip = dataset.failure_text("clip") != ""
     duration = _floats(failures["duration_s"])
-    where = pc.fill_null(pc.index_in(failures["source_id"].cast(pa.string()),
-                                     value_set=sources["source_id"].cast(pa.string())), -1)
-    where = np.asarray(where.to_numpy(), np.int64)
+    where = source_of_failures(dataset)
     known = where >= 0
-    failed, source_duration = np.zeros(len(lost), bool), np.full(len(lost), np.nan)
-    failed[known] = dataset.source_status()[where[known]] == "failed"
-    source_duration[known] = _floats(sources["duration_s"])[where[known]]
+    failed, source_duration = of_failed_sources(dataset), np.full(len(lost), np.nan)
+    source_duration[known] = _floats(dataset.sources["duration_s"])[where[known]]
     codes = _codes(failures["source_id"])
     clip_seconds = np.bincount(codes[is_clip], weights=np.nan_to_num(duration[is_clip]), minlength=codes.max() + 1)
     lost[is_clip] = duration[is_clip]

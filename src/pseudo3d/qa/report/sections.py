@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from pseudo3d.qa.report import fmt
 from pseudo3d.qa.report.data import (Dataset, FunnelStep, clip_failures, clips_of, error_counts, failure_groups,
-                                     probe_failures, seconds_lost)
+                                     of_failed_sources, probe_failures, seconds_lost)
 
 MAX_TABLE_ROWS = 2000
 """Rows shown in a per-row table; the rest are counted and left to the Parquet file."""
@@ -91,10 +91,7 @@ def _drops(dataset: Dataset, steps: list[FunnelStep]) -> list[str]:
     """What was lost between consecutive funnel steps, as HTML."""
     failures = dataset.failures
     probe = probe_failures(dataset)
-    failed = dataset.sources["source_id"].filter(pa.array(dataset.source_status() == "failed"))
-    of_failed = np.asarray(pc.is_in(failures["source_id"], value_set=failed.combine_chunks())
-                           .to_numpy(zero_copy_only=False), bool) if dataset.n_failures else np.zeros(0, bool)
-    no_clips = (dataset.failure_text("clip") == "") & ~probe & of_failed
+    no_clips = (dataset.failure_text("clip") == "") & ~probe & of_failed_sources(dataset)
     dropped = clip_failures(dataset)
     untracked = steps[1].seconds - steps[2].seconds
     notes = []
