@@ -9,7 +9,11 @@ Then it measures, in this process as a driver would run them:
 * **resume**: planning a resume with the same inputs once every unit is committed
   (:func:`pseudo3d.pipelines.output_dir.plan_build`: one listing of ``_commits/``, one marker read);
 * **card**: writing ``dataset.json`` from every marker (what every build ends with; the index
-  tables are the units' own Parquet parts, written by their workers).
+  tables are the units' own Parquet parts, written by their workers);
+* **compact**: ``pseudo3d compact`` (:func:`pseudo3d.pipelines.compact.compact_dataset`) merging
+  every unit's parts, then the card and the resume again on the compacted dataset, and the seconds
+  pyarrow takes to read ``manifest/`` whole before and after (``pq.read_table`` of the folder, as a
+  user's reader would).
 
 For each: seconds, and the peak of Python's allocations during it (``tracemalloc``), per source.
 Workers' bytes never pass through this process: the units are committed by ``write_unit`` here
@@ -27,7 +31,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Callable
 
+import pyarrow.parquet as pq
+
 from pseudo3d.config import BuildConfig
+from pseudo3d.pipelines.compact import compact_dataset
 from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.output_dir import plan_build
 from pseudo3d.pipelines.plan import plan_units
@@ -80,13 +87,25 @@ def main() -> None:
         plan, resume_s, resume_mb = measured(lambda: plan_build(storage, inputs, config))
         assert not plan.units  # type: ignore[attr-defined]
         card, files_s, files_mb = measured(lambda: write_dataset_files(storage, config))
+        manifest = Path(folder) / "ds" / "manifest"
+        _, read_before_s, _ = measured(lambda: pq.read_table(manifest))
+        report, compact_s, compact_mb = measured(lambda: compact_dataset(storage))
+        _, read_after_s, _ = measured(lambda: pq.read_table(manifest))
+        _, card_after_s, card_after_mb = measured(lambda: write_dataset_files(storage, config))
+        _, resume_after_s, resume_after_mb = measured(lambda: plan_build(storage, inputs, config))
     n_units = len(units)  # type: ignore[arg-type]
     print(f"{args.sources} sources in {n_units} units of {args.unit_sources}; committing them took {commit_s:.1f} s")
-    print(f"{'':16}{'seconds':>9}{'peak MB':>9}{'kB/source':>11}{'ms/1000 units':>15}")
+    print(f"{'':18}{'seconds':>9}{'peak MB':>9}{'kB/source':>11}{'ms/1000 units':>15}")
     for name, seconds, peak in (("plan", plan_s, plan_mb), ("resume", resume_s, resume_mb),
-                                ("card", files_s, files_mb)):
-        print(f"{name:16}{seconds:9.2f}{peak:9.1f}{peak * 1e3 / args.sources:11.2f}"
+                                ("card", files_s, files_mb), ("compact", compact_s, compact_mb),
+                                ("card, compacted", card_after_s, card_after_mb),
+                                ("resume, compacted", resume_after_s, resume_after_mb)):
+        print(f"{name:18}{seconds:9.2f}{peak:9.1f}{peak * 1e3 / args.sources:11.2f}"
               f"{seconds * 1e3 * 1000 / n_units:15.0f}")
+    parts = ", ".join(f"{table} {report.parts_before[table]} -> {report.parts_after[table]}"  # type: ignore[attr-defined]
+                      for table in report.parts_before)  # type: ignore[attr-defined]
+    print(f"compact: parts {parts}; pq.read_table of manifest/ {read_before_s:.2f} s before, {read_after_s:.2f} s "
+          f"after ({read_before_s / read_after_s:.0f}x)")
     print(f"the card counts {card['counts']['inputs']} inputs and {card['counts']['clips']} clips")  # type: ignore[index]
 
 

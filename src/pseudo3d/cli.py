@@ -215,6 +215,20 @@ def cmd_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from pseudo3d.pipelines.compact import compact_dataset
+
+    _storage_options(args, args.dataset)
+    report = compact_dataset(args.dataset, max_rows=args.max_rows)
+    tables = ", ".join(f"{table} {report.parts_before[table]} -> {report.parts_after[table]}"
+                       for table in report.parts_before)
+    done = (f"merged {report.written} run(s) of units" if report.written else
+            "nothing to merge (already compacted)")
+    print(f"compacted {report.url} ({report.units} units) in {report.seconds:.1f} s: {done}")
+    print(f"  parts: {tables}")
+    return 0
+
+
 def _check_writable(target: str, option: str) -> None:
     """Refuse, before any work, an output file whose folder does not exist or cannot be reached."""
     from pseudo3d.storage import Storage, is_local
@@ -277,6 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def make_parser() -> argparse.ArgumentParser:
     import pseudo3d
     from pseudo3d.config import PRECISIONS
+    from pseudo3d.pipelines.compact import MAX_ROWS
     from pseudo3d.pipelines.output_dir import RETRY_FAILED
     from pseudo3d.reconstruction import BACKENDS
 
@@ -350,6 +365,13 @@ def make_parser() -> argparse.ArgumentParser:
                     help="FLAME model to draw the gallery's meshes of a deca or flame-fit dataset with (the card "
                          "records the model's SHA-256, not its path)")
     qa.set_defaults(func=cmd_qa, inputs=("dataset",))
+
+    compact = commands.add_parser("compact", help="merge the index parts of DATASET (one per unit) into a few large ones")
+    compact.add_argument("dataset", metavar="DATASET", help="dataset directory or URL")
+    _add_storage_option(compact)
+    compact.add_argument("--max-rows", type=_positive_int, default=MAX_ROWS,
+                         help=f"rows of each table in one merged part (default {MAX_ROWS:,})")
+    compact.set_defaults(func=cmd_compact, inputs=("dataset",))
 
     from pseudo3d.training.cli import add_commands as add_training_commands
 

@@ -4,14 +4,14 @@ Since data contract 4 the index tables (``manifest/``, ``sources/``, ``failures/
 own Parquet parts, written by their writers; what is left for the end of a build is the card: the
 live markers are read a batch at a time and summed (their counts, shards and parts), so finishing
 costs a read of each marker, never of the index or the shards, and the driver holds a few hundred
-bytes per unit.
+bytes per unit. Where ``--retry-failed`` committed again a unit whose rows a compaction held, that
+stretch is compacted again first (:func:`pseudo3d.pipelines.compact.refresh`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
-import json
 import logging
 import platform
 from collections import Counter
@@ -20,29 +20,25 @@ from typing import Any
 import pseudo3d
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.shard_writer import remove_broken, split_broken
-from pseudo3d.schemas.commits import Commit, live_markers, read_commits
-from pseudo3d.schemas.layout import INDEX_TABLES
-from pseudo3d.schemas.sample import to_jsonable
+from pseudo3d.pipelines.compact import refresh
+from pseudo3d.pipelines.shard_writer import remove_broken
+from pseudo3d.schemas.commits import Commit
+from pseudo3d.schemas.compactions import IndexLayout, present_files, read_layout
+from pseudo3d.schemas.index import index_files, write_card
 from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
-MARKER_BATCH = 64
-"""Commit markers read concurrently at a time."""
-
-
-def _read_units(storage: Storage, fingerprint: str) -> tuple[list[Commit], list[Commit]]:
-    """The dataset's live commits, checked, as (sound ones, broken ones). Raises
-    :class:`Pseudo3DError` where a commit comes from another configuration (two builds wrote into
-    the dataset). A commit that lost a file is broken (:func:`split_broken`): the caller removes it,
-    so that the next build rebuilds its unit."""
-    markers = live_markers(storage)
-    commits: list[Commit] = []
-    for start in range(0, len(markers), MARKER_BATCH):
-        commits += read_commits(storage, markers[start:start + MARKER_BATCH])
+def _read_units(storage: Storage, fingerprint: str) -> tuple[IndexLayout, list[Commit]]:
+    """The dataset's index layout (its live commits, checked, and compactions) without its broken
+    units, and those. Raises :class:`Pseudo3DError` where a commit comes from another
+    configuration (two builds wrote into the dataset). A unit that lost a file (or whose rows were
+    in a compacted part that is lost) is broken: it is removed here, so that the next build
+    rebuilds it."""
+    layout = read_layout(storage)
+    commits = layout.commits
     older = [commit for commit in commits if commit.schema_version != SCHEMA_VERSION]
     if older:
         raise Pseudo3DError(f"{storage.url_of(older[0].path)} is a commit marker of data contract version "
@@ -51,7 +47,12 @@ def _read_units(storage: Storage, fingerprint: str) -> tuple[list[Commit], list[
     if foreign:
         raise Pseudo3DError(f"{storage.url_of(foreign[0])} (and {len(foreign) - 1} more) comes from a build with another "
                             "configuration: two builds wrote into this dataset; rebuild it with --overwrite")
-    return split_broken(storage, commits)
+    sound, broken, lost = layout.split_lost(present_files(storage))
+    if not broken and not lost:
+        return layout, []
+    remove_broken(storage, broken, lost)
+    gone = {compaction.path for compaction in lost}
+    return IndexLayout(sound, [compaction for compaction in layout.compactions if compaction.path not in gone]), broken
 
 
 PACKAGES = ("numpy", "av", "mediapipe", "opencv-contrib-python", "pyarrow", "scipy", "soundfile")
@@ -72,18 +73,19 @@ def write_dataset_files(storage: Storage, config: BuildConfig) -> dict[str, Any]
     returns it as a dict. Raises :class:`Pseudo3DError` where the commits break the dataset's
     guarantees (:func:`_read_units`), and, after writing the card of the rest, where units had lost
     files (they are removed: running the build again rebuilds them)."""
-    units, broken = _read_units(storage, config.fingerprint())
-    remove_broken(storage, broken)
-    card = _card(config, units)
-    storage.write_bytes("dataset.json", (json.dumps(to_jsonable(card), indent=2, sort_keys=True) + "\n").encode())
+    layout, broken = _read_units(storage, config.fingerprint())
+    layout = refresh(storage, layout)
+    card = _card(config, layout)
+    write_card(storage, card)
     if broken:
         raise Pseudo3DError(f"{len(broken)} unit(s) of {storage.url} had lost files (unit {broken[0].unit} first); "
                             "they were removed from the dataset: run the same command again to rebuild them")
     return card
 
 
-def _card(config: BuildConfig, units: list[Commit]) -> dict[str, Any]:
-    """The card of a dataset whose live commits are ``units``."""
+def _card(config: BuildConfig, layout: IndexLayout) -> dict[str, Any]:
+    """The card of a dataset whose index layout (live commits and compactions) is ``layout``."""
+    units = layout.commits
     totals: Counter[str] = Counter()
     by_stage: Counter[str] = Counter()
     by_error: Counter[str] = Counter()
@@ -125,6 +127,6 @@ def _card(config: BuildConfig, units: list[Commit]) -> dict[str, Any]:
         },
         "files": {
             "shards": [shard.tar for shard in shards],
-            **{table: [path for unit in units for path in unit.parts(table)] for table in INDEX_TABLES},
+            **index_files(layout),
         },
     }

@@ -14,15 +14,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.plan import Unit, UnitBase, plan_units, remove_plan, unit_digest
-from pseudo3d.pipelines.shard_writer import remove_broken, remove_uncommitted, split_broken
+from pseudo3d.pipelines.shard_writer import remove_broken, remove_uncommitted
 from pseudo3d.pipelines.spool import remove_spool
 from pseudo3d.schemas.commits import Commit, MarkerName, list_markers, live_markers, read_commits
+from pseudo3d.schemas.compactions import IndexLayout, live_compactions, present_files
 from pseudo3d.schemas.index import PART_BATCH, parts_table
 from pseudo3d.schemas.layout import INDEX_TABLES, LEGACY_SHARD, PLAN_DIR, SHARD_DIR, legacy_table_file
 from pseudo3d.schemas.records import Source
@@ -85,16 +87,16 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     commits = read_commits(storage, [marker for marker in live_markers(storage, markers)
                                      if retry_failed or marker not in planned])
     _check_commits(storage, commits, fingerprint)
-    commits, broken = split_broken(storage, commits)
-    remove_broken(storage, broken)  # their sources are built again
+    layout = IndexLayout(commits, live_compactions(storage))
+    commits, broken, lost_compactions = layout.split_lost(present_files(storage))
+    remove_broken(storage, broken, lost_compactions)  # their sources are built again
     lost = {commit.path for commit in broken}
     done = {source.source_id for unit in units if unit.marker in committed and unit.marker.path not in lost
             for source in unit.sources}
     by_id = {source.source_id: source for source in sources}
     again: list[Unit] = []
-    for start in range(0, len(commits), PART_BATCH):
-        batch = commits[start:start + PART_BATCH]
-        rows = _read_each(storage, batch, "sources")
+    for batch in layout.batches(commits, PART_BATCH):
+        rows = _read_each(storage, layout, batch, "sources")
         for table in rows:
             done.update(table.column("source_id").to_pylist())
         if not retry_failed:
@@ -102,35 +104,54 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
         failed = [{source_id for source_id, status in zip(table.column("source_id").to_pylist(),
                                                           table.column("status").to_pylist())
                    if status == "failed" and source_id in by_id} for table in rows]
-        with_failed = [index for index, ids in enumerate(failed) if ids]
-        failures = _read_each(storage, [batch[index] for index in with_failed], "failures")
-        for index, failure_rows in zip(with_failed, failures):
-            unit = _retry_unit(batch[index], rows[index], failed[index], failure_rows.to_pylist(), by_id,
-                               retry_failed, fingerprint)
+        retried = [index for index, ids in enumerate(failed) if ids]
+        failures = _read_each(storage, layout, [batch[index] for index in retried], "failures")
+        manifests = _read_each(storage, layout, [batch[index] for index in retried], "manifest")
+        for index, failure_rows, manifest in zip(retried, failures, manifests):
+            unit = _retry_unit(batch[index], layout, rows[index], manifest, failed[index], failure_rows.to_pylist(),
+                               by_id, retry_failed, fingerprint)
             again += [unit] if unit is not None else []
     todo = [source for source in sources if source.source_id not in done]
-    retried = sum(len(unit.sources) for unit in again)
-    if retried:
-        log.info("building %d failed source(s) of %d unit(s) again (--retry-failed=%s)", retried, len(again),
+    retried_sources = sum(len(unit.sources) for unit in again)
+    if retried_sources:
+        log.info("building %d failed source(s) of %d unit(s) again (--retry-failed=%s)", retried_sources, len(again),
                  retry_failed)
     after = max((marker.unit for marker in markers), default=-1) + 1
     return BuildPlan(again + plan_units(todo, config.shards.max_sources, fingerprint, first=after),
-                     len(sources) - len(todo) - retried, numerics)
+                     len(sources) - len(todo) - retried_sources, numerics)
 
 
-def _read_each(storage: Storage, commits: list[Commit], table: str) -> list[pa.Table]:
-    """Each commit's parts of index table ``table``, as one table per commit, fetched together."""
-    paths = [path for commit in commits for path in commit.parts(table)]
-    fetched = dict(zip(paths, storage.read_many(paths)))
-    return [parts_table(((storage.url_of(path), fetched[path]) for path in commit.parts(table)), table)
-            for commit in commits]
+def _read_each(storage: Storage, layout: IndexLayout, commits: list[Commit], table: str) -> list[pa.Table]:
+    """Each commit's rows of index table ``table``, as one table per commit: the parts holding them
+    (:meth:`IndexLayout.unit_parts`) fetched and decoded once each, a compacted part split by unit."""
+    placed = [layout.unit_parts(commit, table) for commit in commits]
+    paths = list(dict.fromkeys(path for parts in placed for path, _ in parts))
+    decoded = {path: parts_table([(storage.url_of(path), data)], table)
+               for path, data in zip(paths, storage.read_many(paths))}
+    by_unit = {path: _split_by_unit(decoded[path]) for path in
+               dict.fromkeys(path for parts in placed for path, units in parts if units is not None)}
+    empty = parts_table([], table)
+    tables = []
+    for commit, parts in zip(commits, placed):
+        own = [decoded[path] if units is None else by_unit[path].get(commit.unit, empty) for path, units in parts]
+        tables.append(pa.concat_tables(own, promote_options="permissive") if len(own) > 1 else
+                      own[0] if own else empty)
+    return tables
 
 
-def _retry_unit(commit: Commit, rows: pa.Table, failed: set[str], failures: list[dict], inputs: dict[str, Source],
-                retry_failed: str, fingerprint: str) -> Unit | None:
-    """``commit``'s unit (``rows``: its source rows; ``failures``: its failure rows) committed again
-    with those of its ``failed`` sources (still among ``inputs``) that ``retry_failed`` retries, or
-    None where there are none."""
+def _split_by_unit(rows: pa.Table) -> dict[int, pa.Table]:
+    """``rows`` (with a ``unit`` column) as one table per unit, each in its rows' order."""
+    units = rows.column("unit").to_numpy()
+    order = np.argsort(units, kind="stable")
+    bounds = np.flatnonzero(np.diff(units[order])) + 1
+    return {int(units[group[0]]): rows.take(pa.array(group)) for group in np.split(order, bounds) if len(group)}
+
+
+def _retry_unit(commit: Commit, layout: IndexLayout, rows: pa.Table, manifest: pa.Table, failed: set[str],
+                failures: list[dict], inputs: dict[str, Source], retry_failed: str, fingerprint: str) -> Unit | None:
+    """``commit``'s unit (``rows``, ``manifest``, ``failures``: its source, manifest and failure
+    rows) committed again with those of its ``failed`` sources (still among ``inputs``) that
+    ``retry_failed`` retries, or None where there are none."""
     if retry_failed == "transient":
         failed = failed & {row["source_id"] for row in failures if row.get("kind") == "transient"}
     if not failed:
@@ -139,10 +160,11 @@ def _retry_unit(commit: Commit, rows: pa.Table, failed: set[str], failures: list
     attempts = [(row["source_id"], (row["attempt"] or 1) + (row["source_id"] in failed)) for row in source_rows]
     retried = tuple(dataclasses.replace(inputs[source_id], attempt=attempt) for source_id, attempt in attempts
                     if source_id in failed)
-    base = UnitBase(replaces=commit.path, shards=commit.shards, manifest=commit.parts("manifest"),
+    own = layout.covering(commit) is None  # else a compaction holds its rows, compacted again at the end of the build
+    base = UnitBase(replaces=commit.path, shards=commit.shards, manifest=manifest,
                     sources=tuple(source_rows),
                     failures=tuple(row for row in failures if row["source_id"] not in failed),
-                    dropped=(*commit.parts("sources"), *commit.parts("failures")),
+                    dropped=tuple(path for table in INDEX_TABLES for path in commit.parts(table)) if own else (),
                     assets=dict(commit.stats.get("assets", {})))
     return Unit(commit.unit, retried, unit_digest(attempts, fingerprint), base)
 

@@ -9,7 +9,7 @@ committed ones from a listing of the markers alone.
 
 ``--retry-failed`` commits a committed unit again: a unit whose :class:`UnitBase` is the committed
 version, which builds only the sources to retry and keeps the rest of that version (its shards,
-manifest parts and the other sources' rows) as they are.
+manifest rows and the other sources' rows) as they are.
 
 A runner whose workers should not receive the sources from its driver (Beam: a pipeline's graph
 must stay small however many the inputs) writes the plan into the dataset as Parquet parts
@@ -36,20 +36,21 @@ from pseudo3d.storage import Storage, parquet_bytes
 @dataclass(frozen=True)
 class UnitBase:
     """The committed version of a unit that ``--retry-failed`` commits again: what the new version
-    keeps of it. A failed source has no samples, so every shard and manifest part of the committed
+    keeps of it. A failed source has no samples, so every shard and manifest row of the committed
     version stays as it is."""
 
     replaces: str
     """The committed version's marker (a path relative to the dataset root)."""
     shards: tuple[ShardFile, ...]
-    manifest: tuple[str, ...]
-    """Its manifest parts."""
+    manifest: pa.Table
+    """Its manifest rows: the new version's manifest part holds them, then its new clips."""
     sources: tuple[dict[str, Any], ...]
     """All its source rows, in the unit's order; those of the sources built again are replaced."""
     failures: tuple[dict[str, Any], ...]
     """The failure rows of its sources that are not built again."""
     dropped: tuple[str, ...]
-    """Its files the new version does not name (its sources and failures parts)."""
+    """Its own index parts, which the new version does not name (none where a compaction holds its
+    rows)."""
     assets: dict[str, str] = field(default_factory=dict)
 
 

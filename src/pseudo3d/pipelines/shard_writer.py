@@ -11,9 +11,11 @@ files and carries the unit's counts. The marker is created only where none of th
 (atomically: ``link(2)``, S3's ``If-None-Match: *``, GCS's generation precondition), so when two
 writers build the same unit (a retried task, a speculative copy, two builds) exactly one commits;
 the other deletes its own files. A unit committed again by ``--retry-failed`` keeps its committed
-version's shards and manifest parts, names them with its own files in a marker of a new digest that
-*replaces* the old one, then deletes the old marker and the parts it no longer names. Anything that
-no live marker names is debris of a writer that died, removed by :func:`remove_uncommitted`.
+version's shards and manifest rows (rewritten into its own manifest part, with its new clips), names
+the shards with its own files in a marker of a new digest that *replaces* the old one, then deletes
+the old marker and the old version's own parts (where a compaction holds the old rows instead, the
+end of the build compacts that run again). Anything that no live marker names is debris of a
+writer that died, removed by :func:`remove_uncommitted`.
 
 Shards are *source-atomic*: all clips of a source go to one shard. A unit's shard closes before a
 source that would push it past ``max_samples`` or ``max_bytes`` (a shard holds at least one source
@@ -34,7 +36,7 @@ import logging
 import tarfile
 import uuid
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 
@@ -43,8 +45,9 @@ from pseudo3d.config import ShardConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.plan import Unit
 from pseudo3d.schemas.commits import Commit, MarkerName, ShardFile, list_markers, live_markers, read_commits
-from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, SHARD_DIR, parse_part_name, parse_shard_name, part_name,
-                                     shard_name)
+from pseudo3d.schemas.compactions import Compaction, live_compactions, replaced_compactions
+from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, SHARD_DIR, parse_compacted_part_path, parse_part_name,
+                                     parse_shard_name, part_name, shard_name)
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
 from pseudo3d.schemas.sample import encode_json
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, SOURCES_SCHEMA, manifest_table, table_from_rows
@@ -61,30 +64,46 @@ def new_attempt() -> str:
 
 def remove_uncommitted(storage: Storage, markers: list[MarkerName] | None = None) -> list[str]:
     """Delete the debris of writers that died or lost a commit race: temporary files, markers
-    another one replaces, and shards and index parts no live marker names. ``markers``: the
-    dataset's markers, if already listed. Markers are read only for the units with files of more
-    than one attempt. Returns the names removed. Assumes no other build writes into the dataset
-    meanwhile."""
-    markers = list_markers(storage) if markers is None else markers
+    another one replaces, shards and index parts no live marker names, the parts of units a live
+    compaction holds, and compacted parts no live compaction names. ``markers``: the dataset's
+    markers, if already listed. Unit markers are read only for the units with files of more than
+    one attempt (compaction markers, a few, are all read). Returns the names removed. Assumes no
+    other build writes into the dataset meanwhile."""
+    names = storage.list(COMMIT_DIR)
+    markers = list_markers(storage, names) if markers is None else markers
     live = live_markers(storage, markers)
+    compactions = live_compactions(storage, names)
     removed = []
-    for marker in sorted(set(markers) - set(live)):  # replaced: the new version committed, its writer died after
-        storage.delete(marker.path)
-        removed.append(marker.path)
+    # replaced: the new version committed, and its writer died before deleting the old one
+    for path in [*(marker.path for marker in sorted(set(markers) - set(live))),
+                 *replaced_compactions(storage, names, compactions)]:
+        storage.delete(path)
+        removed.append(path)
+    live_paths = {marker.path for marker in live}
+    compacted = {unit for compaction in compactions for unit, path in compaction.covers.items() if path in live_paths}
+    compacted_parts = {path for compaction in compactions for path in compaction.files()}
     committed_units = defaultdict(list)
     for marker in live:
         committed_units[marker.unit].append(marker)
     attempts: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for folder in (SHARD_DIR, *INDEX_TABLES, COMMIT_DIR):
-        for name in storage.list(folder):
+        for name in (names if folder == COMMIT_DIR else storage.list(folder)):
+            path = f"{folder}/{name}"
             if is_temporary(name):  # a file, or a runner's staging folder
-                storage.delete_tree(f"{folder}/{name}")
-                removed.append(f"{folder}/{name}")
+                storage.delete_tree(path)
+                removed.append(path)
+                continue
+            if folder in INDEX_TABLES and parse_compacted_part_path(path) and path not in compacted_parts:
+                storage.delete(path)  # of a compaction that did not commit, or was replaced
+                removed.append(path)
                 continue
             parsed = (parse_shard_name(name) if folder == SHARD_DIR else
                       parse_part_name(name) if folder in INDEX_TABLES else None)
-            if parsed is not None:
-                attempts[parsed[0]][parsed[-1]].append(f"{folder}/{name}")  # type: ignore[index]
+            if parsed is not None and folder in INDEX_TABLES and parsed[0] in compacted:
+                storage.delete(path)  # its rows are in a live compaction's part
+                removed.append(path)
+            elif parsed is not None:
+                attempts[parsed[0]][parsed[-1]].append(path)  # type: ignore[index]
     for unit, by_attempt in sorted(attempts.items()):
         if unit in committed_units and len(by_attempt) == 1:
             continue  # the committing writer's files, all named by its marker
@@ -237,7 +256,10 @@ class UnitWriter:
             failures = [*base.failures, *self.failures]
             if again:
                 raise RuntimeError(f"unit {self.unit.index}: {', '.join(again)} is not one of its sources")
-        parts = {"manifest": [*(base.manifest if base else ()), *self._write_part("manifest", manifest_table(self.clips))],
+        clips = manifest_table(self.clips)
+        if base is not None and base.manifest.num_rows:
+            clips = pa.concat_tables([base.manifest, clips], promote_options="permissive") if clips.num_rows else base.manifest
+        parts = {"manifest": self._write_part("manifest", clips),
                  "sources": self._write_part("sources", table_from_rows(sources, SOURCES_SCHEMA)),
                  "failures": self._write_part("failures", table_from_rows(failures, FAILURES_SCHEMA))}
         shards = [*(base.shards if base else ()), *self.shards]
@@ -332,25 +354,21 @@ def _delete_replaced(storage: Storage, marker: str, files: tuple[str, ...]) -> N
             return
 
 
-def split_broken(storage: Storage, commits: list[Commit]) -> tuple[list[Commit], list[Commit]]:
-    """``commits`` as (sound, broken): a broken one names a shard or index part that is gone (deleted
-    by hand, a lifecycle rule). One listing of each folder."""
-    present = {f"{folder}/{name}" for folder in (SHARD_DIR, *INDEX_TABLES) for name in storage.list(folder)}
-    sound: list[Commit] = []
-    broken: list[Commit] = []
-    for commit in commits:
-        (sound if all(path in present for path in commit.files()) else broken).append(commit)
-    return sound, broken
-
-
-def remove_broken(storage: Storage, broken: list[Commit]) -> None:
+def remove_broken(storage: Storage, broken: list[Commit], compactions: Sequence[Compaction] = ()) -> None:
     """Delete broken commits' markers (first) and their remaining files, so that the next build
-    builds their units again (from their first attempt)."""
+    builds their units again (from their first attempt); and the markers and parts of broken
+    ``compactions`` (:meth:`~pseudo3d.schemas.compactions.IndexLayout.split_lost`)."""
     for commit in broken:
         storage.delete(commit.path)
         for path in commit.files():
             storage.delete(path)
         log.warning("unit %d had lost a file; its marker was removed, so that a build builds it again", commit.unit)
+    for compaction in compactions:
+        storage.delete(compaction.path)
+        for path in compaction.files():
+            storage.delete(path)
+        log.warning("the compacted index parts of units %d..%d had lost a file; the compaction was removed",
+                    compaction.first, compaction.last)
 
 
 def merge_chunk_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -107,10 +107,10 @@ class MarkerName:
         return posixpath.join(COMMIT_DIR, marker_name(self.unit, self.digest))
 
 
-def list_markers(storage: Storage) -> list[MarkerName]:
+def list_markers(storage: Storage, names: list[str] | None = None) -> list[MarkerName]:
     """The commit markers of the dataset at ``storage`` (data contract 3), by unit: one listing,
-    no reads."""
-    found = (parse_marker_name(name) for name in storage.list(COMMIT_DIR))
+    no reads. ``names``: that listing of ``_commits/``, if done already."""
+    found = (parse_marker_name(name) for name in (storage.list(COMMIT_DIR) if names is None else names))
     return sorted(MarkerName(*parsed) for parsed in found if parsed is not None)
 
 

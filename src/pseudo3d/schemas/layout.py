@@ -10,6 +10,12 @@ Data contract 4 and later: the index is three Parquet datasets, ``manifest/``, `
 ``failures/`` (:data:`INDEX_TABLES`), with one part per unit writer, ``part-UUUUUU-ATTEMPT.parquet``,
 named by the unit's marker. Data contracts 2 and 3 wrote one file per table at the root
 (``manifest.parquet``, ...) and a ``.parquet`` sidecar beside each shard.
+
+``pseudo3d compact`` merges the parts of a run of units ``A``..``B`` into one part per table,
+``part-AAAAAA-BBBBBB-ATTEMPT.parquet``, named by the compaction's marker
+``_commits/compact-AAAAAA-BBBBBB-DIGEST.json`` (:mod:`pseudo3d.schemas.compactions`). Both kinds of
+part sort by their first unit, so a reader that takes a folder's parts in name order (pyarrow,
+pandas, DuckDB) reads the rows in unit order.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ INDEX_TABLES = ("manifest", "sources", "failures")
 """The index's tables: since data contract 4 each is a folder of Parquet parts of that name."""
 
 _PART = re.compile(r"part-(\d{6,})-([0-9a-f]{8})\.parquet")
+_COMPACTED_PART = re.compile(r"part-(\d{6,})-(\d{6,})-([0-9a-f]{8})\.parquet")
+_COMPACTION = re.compile(r"compact-(\d{6,})-(\d{6,})-([0-9a-f]{12})\.json")
 
 _MARKER = re.compile(r"unit-(\d{6,})-([0-9a-f]{12})\.json")
 _SHARD = re.compile(r"shard-(\d{6,})-(\d{2,})-([0-9a-f]{8})")
@@ -81,3 +89,31 @@ def parse_part_path(path: str) -> tuple[str, int, str] | None:
 def legacy_table_file(table: str) -> str:
     """Where data contracts 2 and 3 kept index table ``table``: ``TABLE.parquet`` at the root."""
     return f"{table}.parquet"
+
+
+def compaction_name(first: int, last: int, digest: str) -> str:
+    """``compact-AAAAAA-BBBBBB-DIGEST.json``: the file name (in ``_commits/``) of the marker of a
+    compaction of units ``first``..``last``."""
+    return f"compact-{first:06d}-{last:06d}-{digest}.json"
+
+
+def parse_compaction_name(name: str) -> tuple[int, int, str] | None:
+    """(first unit, last unit, digest) of a compaction marker's file name, or None for any other
+    name."""
+    found = _COMPACTION.fullmatch(name)
+    return (int(found.group(1)), int(found.group(2)), found.group(3)) if found else None
+
+
+def compacted_part_name(first: int, last: int, attempt: str) -> str:
+    """``part-AAAAAA-BBBBBB-ATTEMPT.parquet``: the file name of the part of an index table that
+    the compaction ``attempt`` of units ``first``..``last`` wrote."""
+    return f"part-{first:06d}-{last:06d}-{attempt}.parquet"
+
+
+def parse_compacted_part_path(path: str) -> tuple[str, int, int, str] | None:
+    """(table, first unit, last unit, attempt) of a compacted part's path relative to the dataset
+    root, ``TABLE/part-AAAAAA-BBBBBB-ATTEMPT.parquet``, or None for any other path."""
+    table, _, name = str(path).partition("/")
+    found = _COMPACTED_PART.fullmatch(name)
+    return ((table, int(found.group(1)), int(found.group(2)), found.group(3))
+            if table in INDEX_TABLES and found else None)
