@@ -31,6 +31,7 @@ def test_unknown_option_is_named(tmp_path):
     ("track:\n  min_clip_s: 5\n  max_clip_s: 2\n", "track.max_clip_s"),
     ("smoothing:\n  mesh: {window_s: -0.1}\n", "smoothing.mesh.window_s"),
     ("shards:\n  max_samples: many\n", "shards.max_samples"),
+    ("shards:\n  max_unit_bytes: 1000\n", "shards.max_unit_bytes"),
     ("backend: deca-v9\n", "backend"),
     ("decode:\n  require_audio: 1\n", "decode.require_audio"),
     ("reconstruct:\n  precision: fp16\n", "reconstruct.precision"),

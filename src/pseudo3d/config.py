@@ -288,6 +288,12 @@ class ShardConfig:
     """A unit, the consecutive inputs one worker builds, writes and commits together, holds at
     most this many sources; its clips go into one or more shards of its own. Smaller units spread
     a build over more workers and lose less work to a crash; larger ones make fewer shards."""
+    max_unit_bytes: int = 10_000_000_000
+    """A unit is closed before a source that would take its input files past this many bytes (a
+    source larger than this is a unit of its own), so a unit of long videos is not a hundred of
+    them: a crash loses at most about this much input's work (10 GB: some 10 hours of 720p
+    talking heads). Sizes come from the listing that found the inputs; a URL in a list file has
+    none and counts 0 (docs/data-contract.md, "Commit protocol")."""
     max_samples: int = 200
     """A shard is closed before it would hold more clips than this."""
     max_bytes: int = 1_000_000_000
@@ -298,6 +304,7 @@ class ShardConfig:
 
     def __post_init__(self):
         require(self.max_sources >= 1, f"max_sources must be >= 1, got {self.max_sources}")
+        require(self.max_unit_bytes >= 1_000_000, f"max_unit_bytes must be >= 1000000, got {self.max_unit_bytes}")
         require(self.max_samples >= 1, f"max_samples must be >= 1, got {self.max_samples}")
         require(self.max_bytes >= 1_000_000, f"max_bytes must be >= 1000000, got {self.max_bytes}")
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -45,6 +46,19 @@ def test_a_resume_with_the_same_inputs_skips_committed_units_from_a_listing_alon
     (tmp_path / "_commits" / later).write_text("not read")  # only the first marker is read (numerics)
     plan = plan_build(Storage(tmp_path), sources, CONFIG)
     assert [unit.index for unit in plan.units] == [2] and plan.sources == sources[4:] and plan.skipped == 4
+
+
+def test_units_are_cut_by_input_bytes_and_a_resume_plans_the_same_ones(tmp_path):
+    config = BuildConfig().with_overrides(shards={"max_sources": 4, "max_unit_bytes": 10_000_000})
+    sources = [dataclasses.replace(_source(name), size_bytes=4_000_000) for name in "abcde"]
+    plan = plan_build(Storage(tmp_path), sources, config)
+    assert [len(unit.sources) for unit in plan.units] == [2, 2, 1]
+    for unit in plan.units[:2]:
+        write_unit(Storage(tmp_path), unit, [_failed(source, {"reconstruct": {"device": "cpu"}}) for source in unit.sources],
+                   config.shards, config.fingerprint())
+    (tmp_path / "_commits" / Storage(tmp_path).list("_commits")[1]).write_text("not read")  # a listing alone
+    resumed = plan_build(Storage(tmp_path), sources, config)
+    assert [unit.index for unit in resumed.units] == [2] and resumed.sources == sources[4:] and resumed.skipped == 4
 
 
 def test_a_resume_with_other_inputs_reads_the_markers_it_did_not_plan(tmp_path):

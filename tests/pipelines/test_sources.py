@@ -81,6 +81,20 @@ def test_list_file_without_path_column(tmp_path):
         resolve_sources([str(tmp_path / "l.csv")])
 
 
+def test_sizes_come_from_the_listing(corpus, tmp_path):
+    """Directories, globs and single files from their listing; a list file's local entries from
+    ``stat``; a URL in a list file has none (a request per entry would cost more than the list)."""
+    (corpus / "spk1" / "a.mp4").write_bytes(bytes(1234))
+    expected = {"corpus/c.mkv": 1, "corpus/spk1/a.mp4": 1234, "corpus/spk1/b.MOV": 1}
+    assert {s.identity: s.size_bytes for s in resolve_sources([str(corpus)])} == expected
+    assert [s.size_bytes for s in resolve_sources([str(corpus / "spk1" / "*")])] == [1234, 1]
+    assert [s.size_bytes for s in resolve_sources([str(corpus / "spk1" / "a.mp4")])] == [1234]
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\ncorpus/spk1/a.mp4\ncorpus/gone.mp4\ns3://bucket/e.mp4\n")
+    assert {s.identity: s.size_bytes for s in resolve_sources([str(listing)])} == {
+        "corpus/spk1/a.mp4": 1234, "corpus/gone.mp4": None, "s3://bucket/e.mp4": None}
+
+
 def test_fsspec_memory_urls():
     import fsspec
 
@@ -89,6 +103,7 @@ def test_fsspec_memory_urls():
     fs.pipe("/bucket/videos/b.webm", b"x")
     sources = resolve_sources(["memory://bucket/videos"])
     assert [s.uri for s in sources] == ["memory:///bucket/videos/a.mp4", "memory:///bucket/videos/b.webm"]
+    assert [s.size_bytes for s in sources] == [1, 1]
 
 
 def test_source_id_is_readable_and_stable():

@@ -76,7 +76,7 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     contract."""
     fingerprint = config.fingerprint()
     markers = list_markers(storage) if markers is None else markers
-    units = plan_units(sources, config.shards.max_sources, fingerprint)
+    units = plan_units(sources, config.shards.max_sources, fingerprint, max_bytes=config.shards.max_unit_bytes)
     planned = {unit.marker for unit in units}
     committed = set(markers)
     numerics = _numerics(storage, markers)
@@ -117,7 +117,8 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
         log.info("building %d failed source(s) of %d unit(s) again (--retry-failed=%s)", retried_sources, len(again),
                  retry_failed)
     after = max((marker.unit for marker in markers), default=-1) + 1
-    return BuildPlan(again + plan_units(todo, config.shards.max_sources, fingerprint, first=after),
+    pending = plan_units(todo, config.shards.max_sources, fingerprint, first=after, max_bytes=config.shards.max_unit_bytes)
+    return BuildPlan(again + pending,
                      len(sources) - len(todo) - retried_sources, numerics)
 
 

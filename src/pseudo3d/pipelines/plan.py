@@ -1,7 +1,8 @@
 """The build plan: the pending sources cut into units, the pieces of work one worker builds and
 commits on its own (docs/data-contract.md, "Commit protocol").
 
-A unit is a run of at most ``shards.max_sources`` consecutive pending sources, in input order.
+A unit is a run of at most ``shards.max_sources`` consecutive pending sources, in input order,
+whose input files hold at most ``shards.max_unit_bytes`` bytes (a larger source alone).
 Its digest hashes the configuration fingerprint, the data contract version and its sources' ids
 and attempts, so the same unit contents always get the same commit marker name, whichever runner,
 worker or attempt builds them; a resume with the same inputs plans the same units and skips the
@@ -79,15 +80,24 @@ def unit_digest(sources: Iterable[tuple[str, int]], fingerprint: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def plan_units(sources: list[Source], max_sources: int, fingerprint: str, first: int = 0) -> list[Unit]:
-    """``sources`` in input order cut into units of at most ``max_sources``, numbered from
-    ``first``."""
-    units: list[Unit] = []
-    for start in range(0, len(sources), max_sources):
-        members = tuple(sources[start:start + max_sources])
-        digest = unit_digest(((source.source_id, source.attempt) for source in members), fingerprint)
-        units.append(Unit(first + len(units), members, digest))
-    return units
+def plan_units(sources: list[Source], max_sources: int, fingerprint: str, first: int = 0,
+               max_bytes: int | None = None) -> list[Unit]:
+    """``sources`` in input order cut into units numbered from ``first``: a unit is closed before
+    a source that would take it past ``max_sources`` sources or (where given) past ``max_bytes``
+    bytes of input files (:attr:`Source.size_bytes`; unknown counts 0); a unit holds at least one
+    source."""
+    groups: list[list[Source]] = []
+    held = 0
+    for source in sources:
+        size = source.size_bytes or 0
+        if not groups or len(groups[-1]) >= max_sources or (max_bytes is not None and held + size > max_bytes):
+            groups.append([])
+            held = 0
+        groups[-1].append(source)
+        held += size
+    return [Unit(first + index, tuple(members),
+                 unit_digest(((source.source_id, source.attempt) for source in members), fingerprint))
+            for index, members in enumerate(groups)]
 
 
 PLAN_PART_SOURCES = 10_000
@@ -102,6 +112,7 @@ def write_plan(storage: Storage, units: list[Unit], name: str) -> list[str]:
     the runner deletes them when the build ends (:func:`remove_plan`)."""
     rows = [{"unit": unit.index, "position": position, "uri": source.uri, "identity": source.identity,
              "source_id": source.source_id, "reference": source.reference, "attempt": source.attempt,
+             "size_bytes": source.size_bytes,
              "metadata_keys": list(source.metadata), "metadata": dict(source.metadata)}
             for unit in units for position, source in enumerate(unit.sources)]
     paths = []
@@ -123,7 +134,8 @@ def read_plan_part(storage: Storage, path: str) -> Iterator[tuple[int, int, Sour
         metadata = {key: values[key] for key in row["metadata_keys"]}
         yield row["unit"], row["position"], Source(uri=row["uri"], identity=row["identity"],
                                                    source_id=row["source_id"], metadata=metadata,
-                                                   attempt=row["attempt"], reference=row["reference"])
+                                                   attempt=row["attempt"], reference=row["reference"],
+                                                   size_bytes=row.get("size_bytes"))
 
 
 def remove_plan(storage: Storage) -> None:

@@ -38,7 +38,7 @@ import os
 import posixpath
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import fsspec
 
@@ -63,7 +63,7 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
     protocol is refused before anything is listed. URLs found inside list files are not checked
     here: they are untrusted data, and the probe stage turns a refused one into a failure row.
     """
-    entries: list[tuple[str, str, str, dict[str, Any]]] = []  # (uri, identity, reference, metadata)
+    entries: list[Entry] = []
     inputs = list(inputs)
     if not inputs:
         raise Pseudo3DError("no INPUT given: name a directory, glob, video file or list file")
@@ -75,17 +75,17 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
                                 f"({', '.join(allowed)}); add it there in the --config YAML to read from it")
         entries.extend(_expand(str(raw)))
 
-    by_uri: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    for uri, identity, reference, metadata in entries:
-        if uri in by_uri:
-            log.warning("input %s is named more than once; it is processed once", uri)
+    by_uri: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.uri in by_uri:
+            log.warning("input %s is named more than once; it is processed once", entry.uri)
             continue
-        by_uri[uri] = (identity, reference, metadata)
+        by_uri[entry.uri] = entry
 
     sources = []
     by_identity: dict[str, str] = {}
     by_id: dict[str, str] = {}
-    for uri, (identity, reference, metadata) in by_uri.items():
+    for uri, identity, reference, metadata, size in by_uri.values():
         if identity in by_identity:
             raise Pseudo3DError(
                 f"inputs {by_identity[identity]} and {uri} both have the identity {identity!r}, so their "
@@ -97,7 +97,7 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
                                 "list the videos in a CSV with an 'id' column to name them apart")
         by_identity[identity] = by_id[source_id] = uri
         sources.append(Source(uri=uri, identity=identity, source_id=source_id, metadata=metadata,
-                              reference=reference))
+                              reference=reference, size_bytes=size))
     sources.sort(key=lambda source: source.identity)
     return sources
 
@@ -120,8 +120,20 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def _expand(raw: str) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(uri, identity, portable reference, metadata) of each source ``raw`` names."""
+class Entry(NamedTuple):
+    """A source as an input names it, before its id is made."""
+
+    uri: str
+    identity: str
+    reference: str
+    """The portable reference (:attr:`Source.reference`)."""
+    metadata: dict[str, Any]
+    size: int | None
+    """Bytes, from the listing (None: not known)."""
+
+
+def _expand(raw: str) -> list[Entry]:
+    """The sources ``raw`` names, with their sizes where the listing gives them."""
     if _is_url(raw):
         protocol = protocol_of(raw)
         raw = protocol + raw[len(protocol):]  # S3://b/k is s3://b/k
@@ -134,29 +146,33 @@ def _expand(raw: str) -> list[tuple[str, str, str, dict[str, Any]]]:
     suffix = posixpath.splitext(path)[1].lower()
     if _GLOB_CHARS.search(path) and not fs.exists(path):
         base, pattern = _glob_base(fs, path)
-        matches = sorted(p for p in fs.glob(pattern) if fs.isfile(p) and _is_video(p))
+        found = fs.glob(pattern, detail=True)
+        matches = sorted(p for p, info in found.items() if info.get("type") == "file" and _is_video(p))
         if not matches:
             raise Pseudo3DError(f"input {raw!r}: the glob matched no video files")
         root_name = posixpath.basename(base.rstrip("/"))
-        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base))) for p in matches]
+        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base)), found[p].get("size"))
+                for p in matches]
     if not fs.exists(path):
         raise Pseudo3DError(f"input not found: {raw}")
     if fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if _is_video(p) and not _is_hidden(p, path))
+        found = fs.find(path, detail=True)
+        files = sorted(p for p in found if _is_video(p) and not _is_hidden(p, path))
         if not files:
             raise Pseudo3DError(f"input {raw!r}: no video files found below it "
                                 f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
         root_name = posixpath.basename(path.rstrip("/"))
-        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path))) for p in files]
+        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path)), found[p].get("size"))
+                for p in files]
     if suffix in LIST_EXTENSIONS:
         return _read_list_file(fs, path, to_uri, raw)
-    return [_entry(to_uri(path), posixpath.basename(path))]
+    return [_entry(to_uri(path), posixpath.basename(path), fs.size(path))]
 
 
-def _entry(uri: str, identity: str) -> tuple[str, str, str, dict[str, Any]]:
+def _entry(uri: str, identity: str, size: int | None) -> Entry:
     """A source found by listing: a remote one is referred to by its URL, a local one by its
     identity (its path below the input root, prefixed by the root's name)."""
-    return uri, identity, uri if _is_url(uri) else identity, {}
+    return Entry(uri, identity, uri if _is_url(uri) else identity, {}, size)
 
 
 def _is_video(path: str) -> bool:
@@ -183,7 +199,9 @@ def _glob_base(fs, pattern: str) -> tuple[str, str]:
     return base, posixpath.join(escaped, rest)
 
 
-def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+def _read_list_file(fs, path: str, to_uri, raw: str) -> list[Entry]:
+    """The sources a list file names; a local one's size from ``stat`` (a URL's is not known:
+    one request per entry would cost more than the listing)."""
     suffix = posixpath.splitext(path)[1].lower()
     folder = posixpath.dirname(path)
     if suffix == ".txt":
@@ -208,10 +226,19 @@ def _read_list_file(fs, path: str, to_uri, raw: str) -> list[tuple[str, str, str
             reference = uri if _is_url(uri) else posixpath.relpath(local, folder)
         identity = str(explicit_id) if explicit_id not in (None, "") else written
         metadata = {str(k): metadata_text(v) for k, v in row.items() if v is not None}
-        entries.append((uri, identity, reference, metadata))
+        entries.append(Entry(uri, identity, reference, metadata, _local_size(uri)))
     if not entries:
         raise Pseudo3DError(f"list file {raw} holds no paths")
     return entries
+
+
+def _local_size(uri: str) -> int | None:
+    """The size of a local file in bytes, or None (a URL, or no such file: the probe says so)."""
+    path = local_path(uri)
+    try:
+        return path.stat().st_size if path is not None else None
+    except OSError:
+        return None
 
 
 def metadata_text(value: Any) -> str:

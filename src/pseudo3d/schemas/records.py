@@ -77,6 +77,10 @@ class Source:
     input; for a local file its path relative to its input root prefixed by the root's name, or
     relative to its list file; never a local absolute path, so the same corpus at two paths gives
     the same bytes. Empty: the identity."""
+    size_bytes: int | None = None
+    """The input file's size when the inputs were listed, in bytes (None where the listing did not
+    give it: a URL in a list file). Only cuts units (``shards.max_unit_bytes``); never written to
+    a dataset."""
 
     chunk: Chunk | None = None
     """Set on the pieces a long source is built in (``decode.chunk_s``); None for a source built
