@@ -106,10 +106,9 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
                    if status == "failed" and source_id in by_id} for table in rows]
         retried = [index for index, ids in enumerate(failed) if ids]
         failures = _read_each(storage, layout, [batch[index] for index in retried], "failures")
-        manifests = _read_each(storage, layout, [batch[index] for index in retried], "manifest")
-        for index, failure_rows, manifest in zip(retried, failures, manifests):
-            unit = _retry_unit(batch[index], layout, rows[index], manifest, failed[index], failure_rows.to_pylist(),
-                               by_id, retry_failed, fingerprint)
+        for index, failure_rows in zip(retried, failures):
+            unit = _retry_unit(batch[index], layout, rows[index], failed[index], failure_rows.to_pylist(), by_id,
+                               retry_failed, fingerprint)
             again += [unit] if unit is not None else []
     todo = [source for source in sources if source.source_id not in done]
     retried_sources = sum(len(unit.sources) for unit in again)
@@ -148,11 +147,11 @@ def _split_by_unit(rows: pa.Table) -> dict[int, pa.Table]:
     return {int(units[group[0]]): rows.take(pa.array(group)) for group in np.split(order, bounds) if len(group)}
 
 
-def _retry_unit(commit: Commit, layout: IndexLayout, rows: pa.Table, manifest: pa.Table, failed: set[str],
-                failures: list[dict], inputs: dict[str, Source], retry_failed: str, fingerprint: str) -> Unit | None:
-    """``commit``'s unit (``rows``, ``manifest``, ``failures``: its source, manifest and failure
-    rows) committed again with those of its ``failed`` sources (still among ``inputs``) that
-    ``retry_failed`` retries, or None where there are none."""
+def _retry_unit(commit: Commit, layout: IndexLayout, rows: pa.Table, failed: set[str], failures: list[dict],
+                inputs: dict[str, Source], retry_failed: str, fingerprint: str) -> Unit | None:
+    """``commit``'s unit (``rows``, ``failures``: its source and failure rows) committed again
+    with those of its ``failed`` sources (still among ``inputs``) that ``retry_failed`` retries, or
+    None where there are none. Its manifest rows stay where they are until its writer reads them."""
     if retry_failed == "transient":
         failed = failed & {row["source_id"] for row in failures if row.get("kind") == "transient"}
     if not failed:
@@ -162,7 +161,7 @@ def _retry_unit(commit: Commit, layout: IndexLayout, rows: pa.Table, manifest: p
     retried = tuple(dataclasses.replace(inputs[source_id], attempt=attempt) for source_id, attempt in attempts
                     if source_id in failed)
     own = layout.covering(commit) is None  # else a compaction holds its rows, compacted again at the end of the build
-    base = UnitBase(replaces=commit.path, shards=commit.shards, manifest=manifest,
+    base = UnitBase(replaces=commit.path, shards=commit.shards, manifest=tuple(layout.unit_parts(commit, "manifest")),
                     sources=tuple(source_rows),
                     failures=tuple(row for row in failures if row["source_id"] not in failed),
                     dropped=tuple(path for table in INDEX_TABLES for path in commit.parts(table)) if own else (),

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pseudo3d.schemas.commits import MarkerName, ShardFile
+from pseudo3d.schemas.compactions import Part
 from pseudo3d.schemas.layout import PLAN_DIR
 from pseudo3d.schemas.records import Source
 from pseudo3d.schemas.version import SCHEMA_VERSION
@@ -43,8 +44,10 @@ class UnitBase:
     replaces: str
     """The committed version's marker (a path relative to the dataset root)."""
     shards: tuple[ShardFile, ...]
-    manifest: pa.Table
-    """Its manifest rows: the new version's manifest part holds them, then its new clips."""
+    manifest: tuple[Part, ...]
+    """The parts holding its manifest rows, each with the units to keep of it
+    (:meth:`~pseudo3d.schemas.compactions.IndexLayout.unit_parts`): the new version's writer reads
+    them into its own manifest part, then its new clips."""
     sources: tuple[dict[str, Any], ...]
     """All its source rows, in the unit's order; those of the sources built again are replaced."""
     failures: tuple[dict[str, Any], ...]

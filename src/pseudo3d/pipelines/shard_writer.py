@@ -46,6 +46,7 @@ from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.plan import Unit
 from pseudo3d.schemas.commits import Commit, MarkerName, ShardFile, list_markers, live_markers, read_commits
 from pseudo3d.schemas.compactions import Compaction, live_compactions, replaced_compactions
+from pseudo3d.schemas.index import read_parts
 from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, SHARD_DIR, parse_compacted_part_path, parse_part_name,
                                      parse_shard_name, part_name, shard_name)
 from pseudo3d.schemas.records import EncodedSample, SourceOutcome
@@ -257,8 +258,9 @@ class UnitWriter:
             if again:
                 raise RuntimeError(f"unit {self.unit.index}: {', '.join(again)} is not one of its sources")
         clips = manifest_table(self.clips)
-        if base is not None and base.manifest.num_rows:
-            clips = pa.concat_tables([base.manifest, clips], promote_options="permissive") if clips.num_rows else base.manifest
+        kept = read_parts(self.storage, base.manifest, "manifest") if base is not None and base.manifest else None
+        if kept is not None and kept.num_rows:
+            clips = pa.concat_tables([kept, clips], promote_options="permissive") if clips.num_rows else kept
         parts = {"manifest": self._write_part("manifest", clips),
                  "sources": self._write_part("sources", table_from_rows(sources, SOURCES_SCHEMA)),
                  "failures": self._write_part("failures", table_from_rows(failures, FAILURES_SCHEMA))}
