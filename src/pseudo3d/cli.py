@@ -23,25 +23,28 @@ from pseudo3d.errors import ConfigError, Pseudo3DError
 log = logging.getLogger("pseudo3d")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+def _number(text: str, kind: type, least: float, strict: bool = False):
+    """``text`` as a ``kind`` (int or float) of at least ``least`` (above it where ``strict``), or
+    an error argparse prints after the option's name."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number, got {text!r}") from None
+    if value < least or (strict and not value > least):
+        raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {least}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _number(text, int, 0)
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+    return _number(text, float, 0, strict=True)
 
 
 def _synthesise(out: Path, *, videos: int, seconds: float, seed: int, bad_inputs: bool, quiet: bool,
@@ -202,8 +205,6 @@ def cmd_qa(args: argparse.Namespace) -> int:
     dataset.check()
     if args.json:
         _check_writable(args.json, "--json")
-    if not dataset.is_file("dataset.json"):
-        raise Pseudo3DError(f"qa: {dataset.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
     loaded = load_dataset(dataset)  # once, for the page and the summary
     path = write_report(loaded, gallery_size=args.gallery, flame_model=_absolute(args.flame_model))
     summary = qa_summary(loaded)
@@ -223,7 +224,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     tables = ", ".join(f"{table} {report.parts_before[table]} -> {report.parts_after[table]}"
                        for table in report.parts_before)
     done = (f"merged {report.written} run(s) of units" if report.written else
-            "nothing to merge (already compacted)")
+            "nothing to merge (each run of units that fits in --max-rows is one part already)")
     print(f"compacted {report.url} ({report.units} units) in {report.seconds:.1f} s: {done}")
     print(f"  parts: {tables}")
     return 0

@@ -255,7 +255,7 @@ def test_a_compaction_marker_naming_files_outside_its_run_is_refused(runner_corp
     markers[0].write_text(json.dumps(stats))
     assert main(["compact", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"{markers[0]} is not a compaction marker" in err and "not a compacted manifest part" in err
+    assert f"{markers[0]} is not a compaction marker" in err and "not a manifest part of the compaction of units" in err
     assert err.count("\n") == 1
     with pytest.raises(Pseudo3DError, match="is not a compaction marker"):
         _build(runner_corpus, out)  # nothing is read or deleted on its word
@@ -273,13 +273,48 @@ def test_two_live_compactions_of_one_unit_are_refused(reference, tmp_path, capsy
 
 def test_compact_refuses_what_is_not_a_finished_dataset_of_contract_4(reference, tmp_path, capsys):
     assert main(["compact", str(tmp_path)]) == 2
-    assert f"{tmp_path} has no dataset.json (not a pseudo3d dataset, or its build never finished" in \
-        capsys.readouterr().err
+    assert f"{tmp_path} has no dataset.json: it is not a pseudo3d dataset" in capsys.readouterr().err
     out = _copy(reference, tmp_path)
+    listing = sorted(str(path) for path in out.rglob("*"))
+    card = (out / "dataset.json").read_text()
+
+    (out / "dataset.json").unlink()  # a first build running, or stopped before its card
+    assert main(["compact", str(out)]) == 2
+    assert "has no dataset.json yet: its first build is running, or stopped before it finished" in capsys.readouterr().err
+    for broken, reason in (("{", "Expecting property name"), ("[]", "not a JSON object with 'files'")):
+        (out / "dataset.json").write_text(broken)
+        assert main(["compact", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{out / 'dataset.json'} is not a pseudo3d card ({reason}" in err and err.count("\n") == 1
+    stopped = json.loads(card)  # the card of a build before the last one, stopped after it committed units
+    stopped["counts"]["units"] -= 1
+    stopped["files"]["shards"] = stopped["files"]["shards"][:-1]
+    (out / "dataset.json").write_text(json.dumps(stopped))
+    assert main(["compact", str(out)]) == 2
+    assert "is older than the dataset's commit markers (it counts 6 units, the markers 7): a build was stopped " \
+        "before it finished; run it again" in capsys.readouterr().err
+    (out / "dataset.json").write_text(card)
+    assert sorted(str(path) for path in out.rglob("*")) == listing  # refused before anything changed
+
     card = json.loads((out / "dataset.json").read_text())
     (out / "dataset.json").write_text(json.dumps({**card, "schema_version": 3}))
     assert main(["compact", str(out)]) == 2
     assert "is of data contract version 3, whose index is one file per table" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["compact", str(out), "--max-rows", "0"])
-    assert "argument --max-rows: must be >= 1, got 0" in capsys.readouterr().err
+    for value, message in (("0", "must be >= 1, got 0"), ("abc", "must be a whole number, got 'abc'")):
+        with pytest.raises(SystemExit):
+            main(["compact", str(out), "--max-rows", value])
+        assert f"argument --max-rows: {message}" in capsys.readouterr().err
+
+
+def test_a_compaction_marker_whose_contents_disagree_with_its_name_is_refused(reference, tmp_path, capsys):
+    out = _copy(reference, tmp_path)
+    compact_dataset(str(out), max_rows=3)
+    marker = sorted((out / "_commits").glob("compact-*.json"))[0]
+    stats = json.loads(marker.read_text())
+    for key, value, message in (("last", stats["last"] + 1, "it says it is a compaction of units"),
+                                ("schema_version", 99, "data contract version (99)"),
+                                ("rows", {"manifest": -1}, "its rows are not counts")):
+        marker.write_text(json.dumps({**stats, key: value}))
+        assert main(["compact", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{marker} is not a compaction marker" in err and message in err, err

@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.pipelines.lease import EXPIRE_S, LEASE, BuildLease
+from pseudo3d.pipelines.lease import EXPIRE_S, BuildLease
+from pseudo3d.schemas.layout import LEASE
 from pseudo3d.storage import Storage
 
 
@@ -26,7 +27,7 @@ def _held_by(storage, *, host, pid, renewed_s_ago):
 def test_a_second_build_is_refused_while_the_first_holds_the_lease(storage):
     with BuildLease(storage) as first:
         assert json.loads(storage.read_bytes(LEASE))["build"] == first.build
-        with pytest.raises(Pseudo3DError, match=f"another build is writing into this dataset .host {socket.gethostname()}"
+        with pytest.raises(Pseudo3DError, match=f"^{storage.url}: another build is writing into this dataset .host {socket.gethostname()}"
                                                 ".*one build at a time.*delete .*_lease.json"):
             BuildLease(storage).acquire()
     assert not storage.exists(LEASE)

@@ -36,7 +36,7 @@ from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.shard_writer import new_attempt, remove_uncommitted
 from pseudo3d.schemas.commits import Commit
 from pseudo3d.schemas.compactions import Compaction, IndexLayout, present_files, read_layout
-from pseudo3d.schemas.index import CARD, index_files, read_parts, write_card
+from pseudo3d.schemas.index import CARD, index_files, read_card, read_parts, write_card
 from pseudo3d.schemas.layout import COMMIT_DIR, INDEX_TABLES, compacted_part_name, compaction_name
 from pseudo3d.schemas.sample import encode_json
 from pseudo3d.schemas.version import SCHEMA_VERSION
@@ -188,6 +188,18 @@ def _merged_rows(storage: Storage, layout: IndexLayout, commits: list[Commit], t
     return rows.sort_by("unit") if rows.num_rows else rows  # Arrow's sort is stable
 
 
+def _check_finished(storage: Storage, card: dict[str, Any], layout: IndexLayout) -> None:
+    """Raise :class:`Pseudo3DError` unless the card counts the live units and lists their shards:
+    a card older than the markers (a build stopped after committing units) would list parts of
+    units whose shards and counts it has not."""
+    shards = {shard.tar for commit in layout.commits for shard in commit.shards}
+    counted = card.get("counts", {}).get("units") if isinstance(card.get("counts"), dict) else None
+    if counted != len(layout.commits) or set(card["files"].get("shards") or ()) != shards:
+        raise Pseudo3DError(f"{storage.url_of(CARD)} is older than the dataset's commit markers (it counts {counted} "
+                            f"units, the markers {len(layout.commits)}): a build was stopped before it finished; run "
+                            "it again to finish it, then compact")
+
+
 def _delete(storage: Storage, paths: list[str]) -> None:
     """Delete ``paths`` in order (markers first), best effort: what is left is debris that the next
     build or compaction removes."""
@@ -217,26 +229,27 @@ def refresh(storage: Storage, layout: IndexLayout) -> IndexLayout:
 def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS) -> CompactReport:
     """Merge the index parts of the dataset ``dataset`` (a path, URL or :class:`Storage`) into parts
     of at most ``max_rows`` rows of each table, then list them in its card. Takes the build lease
-    (no build may write into the dataset meanwhile). Raises :class:`Pseudo3DError` for a dataset
-    that has no card (a build never finished) or is of a data contract before 4 (one file per
-    table: nothing to compact)."""
+    (no build may write into the dataset meanwhile). Raises :class:`Pseudo3DError`, before it
+    changes anything, for a dataset without a card (:func:`read_card`), of a data contract before 4
+    (one file per table: nothing to compact), whose card is older than its commit markers (a build
+    was stopped before it finished), or whose units lost files."""
     started = time.perf_counter()
     storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
     storage.check()
-    if not storage.is_file(CARD):
-        raise Pseudo3DError(f"{storage.url} has no {CARD} (not a pseudo3d dataset, or its build never finished: "
-                            "run the build again first)")
-    card = json.loads(storage.read_bytes(CARD))
+    card = read_card(storage)
     if int(card.get("schema_version") or 0) < 4:
         raise Pseudo3DError(f"{storage.url} is of data contract version {card.get('schema_version')}, whose index is "
                             "one file per table: there is nothing to compact")
     with BuildLease(storage):
-        remove_uncommitted(storage)
+        card = read_card(storage)  # the card as of the lease: a build may have finished meanwhile
         layout = read_layout(storage)
+        _check_finished(storage, card, layout)
         _, broken, lost = layout.split_lost(present_files(storage))
         if broken or lost:
             raise Pseudo3DError(f"{len(broken)} unit(s) of {storage.url} lost files (unit {broken[0].unit if broken else lost[0].first} "
-                                "first): run the build again to rebuild them, then compact")
+                                "first): run the build again, which removes them and says so, then once more to "
+                                "rebuild them; then compact")
+        remove_uncommitted(storage)
         before = {table: len(paths) for table, paths in index_files(layout).items()}
         runs = plan_runs(layout, max_rows)
         for done, run in enumerate(runs, 1):

@@ -21,11 +21,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.schemas.layout import LEASE
 from pseudo3d.storage import Storage
 
 log = logging.getLogger(__name__)
 
-LEASE = "_lease.json"
 RENEW_S = 30.0
 EXPIRE_S = 180.0
 """A lease not renewed for this long belongs to a build that stopped."""
@@ -57,14 +57,14 @@ class BuildLease:
             holder = self._holder()
             if holder is not None and not _stale(holder):
                 raise Pseudo3DError(
-                    f"--out {self.storage.url}: another build is writing into this dataset (host "
+                    f"{self.storage.url}: another build is writing into this dataset (host "
                     f"{holder.get('host')}, process {holder.get('pid')}, since {holder.get('started')}); one build "
                     f"at a time may write into a dataset. If that build has stopped, its lease expires "
                     f"{EXPIRE_S:.0f} s after {holder.get('renewed')}; or delete {self.storage.url_of(LEASE)}")
             log.info("taking over the lease of a build that stopped (%s)", holder)
             self.storage.delete(LEASE)
         else:
-            raise Pseudo3DError(f"--out {self.storage.url}: another build took the dataset's lease at the same time")
+            raise Pseudo3DError(f"{self.storage.url}: another build took the dataset's lease at the same time")
         self.held = True
         self._thread = threading.Thread(target=self._renew, name="pseudo3d-lease", daemon=True)
         self._thread.start()

@@ -20,7 +20,7 @@ import json
 import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, LEGACY_SHARD, SHARD_DIR, marker_name,
                                      parse_marker_name, parse_part_path, parse_shard_name)
@@ -107,6 +107,17 @@ class MarkerName:
         return posixpath.join(COMMIT_DIR, marker_name(self.unit, self.digest))
 
 
+def check_parts(parts: Any, named: Callable[[str, str], bool], owner: str) -> None:
+    """Raise ``ValueError`` unless a marker's ``parts`` maps index tables to lists of paths that
+    ``named(table, path)`` accepts as that table's parts of ``owner`` (words for messages)."""
+    if not isinstance(parts, dict) or set(parts) - set(INDEX_TABLES):
+        raise ValueError(f"its parts are not a mapping of {', '.join(INDEX_TABLES)}")
+    for table, paths in parts.items():
+        for path in paths:
+            if not named(table, path):
+                raise ValueError(f"it names {path!r}, not a {table} part of {owner}")
+
+
 def list_markers(storage: Storage, names: list[str] | None = None) -> list[MarkerName]:
     """The commit markers of the dataset at ``storage`` (data contract 3), by unit: one listing,
     no reads. ``names``: that listing of ``_commits/``, if done already."""
@@ -173,14 +184,8 @@ def _check_marker(commit: Commit) -> None:
             raise ValueError(f"it names shard {shard.name!r}, not one of unit {commit.unit}'s")
     if int(commit.schema_version or 0) < 4:
         return
-    parts = commit.stats["parts"]
-    if not isinstance(parts, dict) or set(parts) - set(INDEX_TABLES):
-        raise ValueError(f"its parts are not a mapping of {', '.join(INDEX_TABLES)}")
-    for table, paths in parts.items():
-        for path in paths:
-            part = parse_part_path(path)
-            if part is None or part[:2] != (table, commit.unit):
-                raise ValueError(f"it names {path!r}, not a {table} part of unit {commit.unit}")
+    check_parts(commit.stats["parts"], lambda table, path: (parse_part_path(path) or ())[:2] == (table, commit.unit),
+                f"unit {commit.unit}")
     counts = commit.stats["counts"]
     missing = [name for name in COUNTS if name not in counts]
     if missing:

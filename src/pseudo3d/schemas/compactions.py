@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.schemas.commits import Commit, list_markers, live_markers, read_commits
+from pseudo3d.schemas.commits import Commit, check_parts, list_markers, live_markers, read_commits
 from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, SHARD_DIR, parse_compacted_part_path,
                                      parse_compaction_name, parse_marker_name)
+from pseudo3d.schemas.version import SCHEMA_VERSION
 from pseudo3d.storage import Storage
 
 
@@ -80,9 +81,8 @@ def read_compactions(storage: Storage, paths: list[str]) -> list[Compaction]:
             _check_compaction(compactions[-1])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise Pseudo3DError(f"{storage.url_of(path)} is not a compaction marker ({type(exc).__name__}: {exc}); "
-                                "delete it and the dataset's compacted parts (*/part-AAAAAA-BBBBBB-*.parquet) are removed "
-                                "by the next build, which cannot bring back the parts the compaction replaced: "
-                                "rebuild with --overwrite") from None
+                                "delete it, then run the build twice: the first removes the units whose index "
+                                "rows it held (and says so), the second builds them again") from None
     return compactions
 
 
@@ -114,29 +114,28 @@ def _check_compaction(compaction: Compaction) -> None:
     """Raise ``ValueError`` where a compaction marker is not one this data contract wrote: every
     file it names (parts, covered and replaced markers) one of its own run of units, so that
     nothing outside it is ever read or deleted on its word."""
-    if compaction.last < compaction.first or int(compaction.stats["schema_version"]) < 4:
-        raise ValueError("its name or data contract version is not a compaction's")
+    stats = compaction.stats
+    if compaction.last < compaction.first or not 4 <= int(stats["schema_version"]) <= SCHEMA_VERSION:
+        raise ValueError(f"its name or data contract version ({stats['schema_version']}) is not a compaction's")
+    if (stats["kind"], stats["first"], stats["last"]) != ("compaction", compaction.first, compaction.last):
+        raise ValueError(f"it says it is a {stats['kind']} of units {stats['first']}..{stats['last']}, its name "
+                         f"units {compaction.first}..{compaction.last}")
     for unit, path in compaction.covers.items():
         parsed = parse_marker_name(posixpath.basename(path))
         if (posixpath.dirname(path) != COMMIT_DIR or parsed is None or parsed[0] != unit
                 or not compaction.first <= unit <= compaction.last):
             raise ValueError(f"it covers {path!r} as unit {unit}, not a marker of one of units "
                              f"{compaction.first}..{compaction.last}")
-    parts = compaction.stats["parts"]
-    if not isinstance(parts, dict) or set(parts) - set(INDEX_TABLES):
-        raise ValueError(f"its parts are not a mapping of {', '.join(INDEX_TABLES)}")
-    for table, paths in parts.items():
-        for path in paths:
-            part = parse_compacted_part_path(path)
-            if part is None or part[:3] != (table, compaction.first, compaction.last):
-                raise ValueError(f"it names {path!r}, not a compacted {table} part of units "
-                                 f"{compaction.first}..{compaction.last}")
+    span = (compaction.first, compaction.last)
+    check_parts(compaction.stats["parts"], lambda table, path: (parse_compacted_part_path(path) or ())[:3] == (table, *span),
+                f"the compaction of units {compaction.first}..{compaction.last}")
     for path in compaction.replaces:
         run = parse_compaction_name(posixpath.basename(path))
         if (posixpath.dirname(path) != COMMIT_DIR or run is None
                 or not compaction.first <= run[0] <= run[1] <= compaction.last):
             raise ValueError(f"it replaces {path!r}, not a compaction within units {compaction.first}..{compaction.last}")
-    if set(compaction.stats["rows"]) - set(INDEX_TABLES):
+    rows = compaction.stats["rows"]
+    if set(rows) - set(INDEX_TABLES) or not all(isinstance(n, int) and n >= 0 for n in rows.values()):
         raise ValueError(f"its rows are not counts of {', '.join(INDEX_TABLES)}")
 
 

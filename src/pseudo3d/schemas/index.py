@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.schemas.compactions import IndexLayout, Part, read_layout
 from pseudo3d.schemas.sample import to_jsonable
-from pseudo3d.schemas.layout import INDEX_TABLES, legacy_table_file, parse_compacted_part_path, parse_part_path
+from pseudo3d.schemas.layout import (COMMIT_DIR, INDEX_TABLES, LEASE, legacy_table_file, parse_compacted_part_path,
+                                     parse_part_path)
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, MANIFEST_BASE_SCHEMA, SOURCES_SCHEMA
 from pseudo3d.storage import Storage
 
@@ -42,6 +43,24 @@ EMPTY = {"manifest": MANIFEST_BASE_SCHEMA, "sources": SOURCES_SCHEMA, "failures"
 
 CARD = "dataset.json"
 """The dataset's card, at its root."""
+
+
+def read_card(storage: Storage) -> dict[str, Any]:
+    """The card of the dataset at ``storage``. Raises :class:`Pseudo3DError` where there is none
+    (saying whether a first build is unfinished or this is not a dataset) or it is not a card."""
+    if not storage.is_file(CARD):
+        if storage.is_file(LEASE) or storage.list(COMMIT_DIR):
+            raise Pseudo3DError(f"{storage.url} has no {CARD} yet: its first build is running, or stopped before it "
+                                "finished (run the same build command again to finish it)")
+        raise Pseudo3DError(f"{storage.url} has no {CARD}: it is not a pseudo3d dataset")
+    try:
+        card = json.loads(storage.read_bytes(CARD))
+        if not isinstance(card, dict) or not isinstance(card.get("files"), dict):
+            raise ValueError("not a JSON object with 'files'")
+    except ValueError as exc:  # JSONDecodeError is one
+        raise Pseudo3DError(f"{storage.url_of(CARD)} is not a pseudo3d card ({exc}); run the build again to "
+                            "write it from the commit markers") from None
+    return card
 
 
 def write_card(storage: Storage, card: dict[str, Any]) -> None:
@@ -141,7 +160,7 @@ def read_table(storage: Storage, card: dict[str, Any], table: str, columns: Sequ
             if isinstance(card["files"][table], str):  # data contracts 2 and 3: one file, no parts
                 raise
             log.warning("%s: the card lists a part that is gone (%s); reading the %s table from the commit markers, "
-                        "newer than the card (a build has committed since it was written)",
+                        "newer than the card (a build or `pseudo3d compact` changed the index since it was written)",
                         storage.url, exc.filename, table)
             return read_parts(storage, read_layout(storage).parts(table), table, columns)
     except FileNotFoundError as exc:

@@ -10,7 +10,6 @@ failure groups, the summary) is computed once per loaded dataset.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow.compute as pc
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.qa.filters import RULES
-from pseudo3d.schemas.index import read_table
+from pseudo3d.schemas.index import read_card, read_table
 from pseudo3d.schemas.layout import INDEX_TABLES
 from pseudo3d.schemas.tables import FAILURES_SCHEMA, SOURCES_SCHEMA
 from pseudo3d.storage import Storage
@@ -157,12 +156,7 @@ def load_dataset(dataset: str | Path | Storage | Dataset) -> Dataset:
     storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
     if storage.is_local and not storage.local_path().is_dir():
         raise Pseudo3DError(f"{storage.url} is not a directory")
-    if not storage.is_file("dataset.json"):
-        raise Pseudo3DError(f"{storage.url} has no dataset.json (not a pseudo3d dataset, or its build never finished)")
-    try:
-        card = json.loads(storage.read_bytes("dataset.json"))
-    except json.JSONDecodeError as exc:
-        raise Pseudo3DError(f"{storage.url_of('dataset.json')} is not valid JSON ({exc})") from None
+    card = read_card(storage)
     tables = {name: read_table(storage, card, name, SOURCE_COLUMNS if name == "sources" else None)
               for name in INDEX_TABLES}
     return Dataset(storage=storage, card=card, sources=tables["sources"], failures=tables["failures"],
