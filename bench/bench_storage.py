@@ -6,7 +6,9 @@ and once into a bucket, and prints MB/s of committed shards and the bucket's fig
 the local one. Then commits ``--resume-shards`` tiny units to each and times what a resume with
 the same inputs does before it builds anything (:func:`pseudo3d.pipelines.output_dir.plan_build`:
 one listing of ``_commits/`` and one marker read), against reading every marker (what the card
-is made from at the end of a build, and what a resume read before units).
+is made from at the end of a build, and what a resume read before units). Last it writes that
+dataset's card, reads its manifest through the card (one part per unit), runs ``pseudo3d compact``
+on it and reads the manifest again (one part).
 
 The server is moto's S3 service on 127.0.0.1 (``tests/storage/s3_server.py``, in memory, one
 request at a time) unless ``--endpoint`` names another (a MinIO or SeaweedFS one, say), with
@@ -32,10 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from pseudo3d.config import BuildConfig
+from pseudo3d.pipelines.compact import compact_dataset
+from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.output_dir import plan_build
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.shard_writer import write_unit
 from pseudo3d.schemas.commits import committed_shards, read_commits
+from pseudo3d.schemas.index import read_card, read_table
 from pseudo3d.schemas.records import EncodedSample, Source, SourceOutcome
 from pseudo3d.storage import Storage
 
@@ -80,6 +85,14 @@ def resume_cost(storage: Storage, made: list[SourceOutcome], repeats: int = 3) -
     planning = min(_timed(lambda: plan_build(storage, sources, config(1))) for _ in range(repeats))
     reading = min(_timed(lambda: read_commits(storage)) for _ in range(repeats))
     return planning, reading
+
+
+def compaction_cost(storage: Storage) -> tuple[float, float, float]:
+    """(seconds to read the manifest through the card, to compact, to read it again)."""
+    write_dataset_files(storage, config(1))
+    before = _timed(lambda: read_table(storage, read_card(storage), "manifest"))
+    compacting = _timed(lambda: compact_dataset(storage))
+    return before, compacting, _timed(lambda: read_table(storage, read_card(storage), "manifest"))
 
 
 def _timed(call) -> float:
@@ -127,12 +140,15 @@ def main() -> None:
                 resumed = Storage(f"{root}-resume")
                 commit(resumed, tiny, 1)
                 assert plan_build(resumed, [outcome.source for outcome in tiny], config(1)).units == []
-                figures[name] = (size / seconds / 1e6, *resume_cost(resumed, tiny))
+                figures[name] = (size / seconds / 1e6, *resume_cost(resumed, tiny), *compaction_cost(resumed))
         print(f"commit: {args.shards} units of {args.samples} × {args.sample_kib} KiB samples; "
               f"resume: {args.resume_shards} committed units; S3 server {endpoint}")
         print(f"{'':8}{'commit MB/s':>12}{'plan a resume s':>17}{'read every marker s':>22}")
-        for name, (rate, planning, reading) in figures.items():
+        for name, (rate, planning, reading, *_) in figures.items():
             print(f"{name:8}{rate:12.1f}{planning:17.3f}{reading:22.3f}")
+        print(f"{'':8}{'read manifest s':>16}{'compact s':>11}{'read it compacted s':>21}")
+        for name, (*_, before, compacting, after) in figures.items():
+            print(f"{name:8}{before:16.3f}{compacting:11.2f}{after:21.3f}")
         print(f"s3/local: commit throughput {figures['s3'][0] / figures['local'][0]:.2f}; on s3, planning a "
               f"resume costs {figures['s3'][1] / figures['s3'][2]:.2f} of reading every marker")
     finally:

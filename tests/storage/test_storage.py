@@ -69,6 +69,12 @@ def test_listing_deleting_and_moving(storage):
     storage.delete_tree("shards/sub")
     storage.delete_tree("shards/missing")
     assert storage.list("shards") == ["d.tar"]
+    for index in range(5):
+        storage.write_bytes(f"parts/{index}.parquet", b"x")
+    storage.delete_many(["parts/0.parquet", "parts/missing.parquet", "parts/3.parquet", "parts/4.parquet"])
+    assert storage.list("parts") == ["1.parquet", "2.parquet"]
+    storage.delete_many(["parts/missing.parquet", "parts/gone.parquet"])
+    assert storage.list("parts") == ["1.parquet", "2.parquet"]
 
 
 def test_racing_creators_have_exactly_one_winner(storage):

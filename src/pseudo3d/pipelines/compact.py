@@ -201,15 +201,13 @@ def _check_finished(storage: Storage, card: dict[str, Any], layout: IndexLayout)
 
 
 def _delete(storage: Storage, paths: list[str]) -> None:
-    """Delete ``paths`` in order (markers first), best effort: what is left is debris that the next
-    build or compaction removes."""
-    for path in paths:
-        try:
-            storage.delete(path)
-        except Exception as exc:  # noqa: BLE001 - the compaction stands; the clean-up finishes this
-            log.warning("could not delete %s, which a compaction replaced (%s); the next build or compaction "
-                        "removes it", storage.url_of(path), exc)
-            return
+    """Delete ``paths`` (together: in no set order, as nothing names them any more), best effort:
+    what is left is debris that the next build or compaction removes."""
+    try:
+        storage.delete_many(paths)
+    except Exception as exc:  # noqa: BLE001 - the compaction stands; the clean-up finishes this
+        log.warning("could not delete the %d files a compaction replaced (%s); the next build or compaction "
+                    "removes them", len(paths), exc)
 
 
 def refresh(storage: Storage, layout: IndexLayout) -> IndexLayout:
@@ -252,10 +250,15 @@ def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS) -> Compact
         remove_uncommitted(storage)
         before = {table: len(paths) for table, paths in index_files(layout).items()}
         runs = plan_runs(layout, max_rows)
+        written = []
         for done, run in enumerate(runs, 1):
-            write_compaction(storage, layout, run)
+            written.append(write_compaction(storage, layout, run))
             log.info("compacted units %d..%d (%d of %d runs)", run.first, run.last, done, len(runs))
-        layout = read_layout(storage) if runs else layout
+        replaced = {compaction.path for run in runs for compaction in run.compactions}
+        layout = IndexLayout(layout.commits, sorted([*(compaction for compaction in layout.compactions
+                                                       if compaction.path not in replaced),
+                                                     *(compaction for compaction in written if compaction)],
+                                                    key=lambda compaction: compaction.first))
         card["files"].update(index_files(layout))
         write_card(storage, card)
     after = {table: len(paths) for table, paths in index_files(layout).items()}
