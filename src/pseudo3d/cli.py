@@ -217,10 +217,23 @@ def cmd_qa(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from pseudo3d.pipelines.compact import compact_dataset
 
     _storage_options(args, args.dataset)
-    report = compact_dataset(args.dataset, max_rows=args.max_rows)
+    bars: list[tqdm] = []  # drawn from the first run merged: a refusal stays one line
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="unit", desc="compact", disable=args.quiet))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        report = compact_dataset(args.dataset, max_rows=args.max_rows, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     tables = ", ".join(f"{table} {report.parts_before[table]} -> {report.parts_after[table]}"
                        for table in report.parts_before)
     done = (f"merged {report.written} run(s) of units" if report.written else
@@ -372,6 +385,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_storage_option(compact)
     compact.add_argument("--max-rows", type=_positive_int, default=MAX_ROWS,
                          help=f"rows of each table in one merged part (default {MAX_ROWS:,})")
+    compact.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     compact.set_defaults(func=cmd_compact, inputs=("dataset",))
 
     from pseudo3d.training.cli import add_commands as add_training_commands

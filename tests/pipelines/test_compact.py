@@ -238,7 +238,8 @@ def test_compaction_on_an_s3_compatible_server(reference, s3_bucket, capsys):
             storage.write_bytes(str(path.relative_to(reference)), path.read_bytes())
     assert main(["compact", out]) == 0
     counts = ", ".join(f"{table} {len(_files(reference, table))} -> 1" for table in INDEX_TABLES)
-    assert f"parts: {counts}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"parts: {counts}" in printed.out and "compact: 100%" in printed.err and "7/7" in printed.err  # units merged
     card = json.loads(storage.read_bytes("dataset.json"))
     for table in INDEX_TABLES:
         assert storage.list(table) == [card["files"][table][0].split("/")[1]]

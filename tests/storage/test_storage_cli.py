@@ -37,7 +37,7 @@ def test_a_url_without_a_dataset_is_named(s3_bucket, capsys, command):
 
 def test_storage_options_reach_the_filesystem(s3_bucket, s3_endpoint, capsys, monkeypatch):
     """The endpoint given as an option rather than through AWS_ENDPOINT_URL: the card is read from
-    the server, and the first file missing is named."""
+    the server, and what is wrong with it is named."""
     import fsspec
 
     from pseudo3d.storage import Storage
@@ -48,7 +48,8 @@ def test_storage_options_reach_the_filesystem(s3_bucket, s3_endpoint, capsys, mo
     monkeypatch.setenv("FSSPEC_S3", "{}")
     code = main(["qa", f"{s3_bucket}/half", "--storage-option", f"endpoint_url={s3_endpoint}",
                  "--storage-option", "skip_instance_cache=true"])
-    assert code == 2 and f"{s3_bucket}/half/dataset.json lists no files of the manifest table" in capsys.readouterr().err
+    assert code == 2 and f"{s3_bucket}/half/dataset.json is not a pseudo3d card (not a JSON object with 'files')" in \
+        capsys.readouterr().err
 
 
 def test_a_dataset_that_would_vanish_or_an_object_are_refused_as_out(s3_bucket, tmp_path, capsys, make_video):

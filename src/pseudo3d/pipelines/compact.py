@@ -26,7 +26,7 @@ import posixpath
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -224,13 +224,15 @@ def refresh(storage: Storage, layout: IndexLayout) -> IndexLayout:
     return read_layout(storage)
 
 
-def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS) -> CompactReport:
+def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS,
+                    progress: Callable[[int, int], None] | None = None) -> CompactReport:
     """Merge the index parts of the dataset ``dataset`` (a path, URL or :class:`Storage`) into parts
     of at most ``max_rows`` rows of each table, then list them in its card. Takes the build lease
     (no build may write into the dataset meanwhile). Raises :class:`Pseudo3DError`, before it
     changes anything, for a dataset without a card (:func:`read_card`), of a data contract before 4
     (one file per table: nothing to compact), whose card is older than its commit markers (a build
-    was stopped before it finished), or whose units lost files."""
+    was stopped before it finished), or whose units lost files. ``progress(done, total)``: called
+    with the units merged so far, of all the runs' units, as each run is committed."""
     started = time.perf_counter()
     storage = dataset if isinstance(dataset, Storage) else Storage(dataset, option="DATASET")
     storage.check()
@@ -251,9 +253,13 @@ def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS) -> Compact
         before = {table: len(paths) for table, paths in index_files(layout).items()}
         runs = plan_runs(layout, max_rows)
         written = []
+        total, merged = sum(len(run.commits) for run in runs), 0
         for done, run in enumerate(runs, 1):
             written.append(write_compaction(storage, layout, run))
+            merged += len(run.commits)
             log.info("compacted units %d..%d (%d of %d runs)", run.first, run.last, done, len(runs))
+            if progress is not None:
+                progress(merged, total)
         replaced = {compaction.path for run in runs for compaction in run.compactions}
         layout = IndexLayout(layout.commits, sorted([*(compaction for compaction in layout.compactions
                                                        if compaction.path not in replaced),
