@@ -218,10 +218,17 @@ def refresh(storage: Storage, layout: IndexLayout) -> IndexLayout:
     if not stale:
         return layout
     paths = {compaction.path for compaction in stale}
-    for run in _pieces(layout):
-        if run.compactions and run.compactions[0].path in paths:
-            write_compaction(storage, layout, run)
-    return read_layout(storage)
+    runs = [run for run in _pieces(layout) if run.compactions and run.compactions[0].path in paths]
+    return _layout_after(layout, runs, [write_compaction(storage, layout, run) for run in runs])
+
+
+def _layout_after(layout: IndexLayout, runs: list[Run], written: list[Compaction | None]) -> IndexLayout:
+    """``layout`` once ``runs`` were compacted into ``written`` (None: a run without live units),
+    without reading the markers again."""
+    replaced = {compaction.path for run in runs for compaction in run.compactions}
+    kept = [compaction for compaction in layout.compactions if compaction.path not in replaced]
+    return IndexLayout(layout.commits, sorted([*kept, *(compaction for compaction in written if compaction)],
+                                              key=lambda compaction: compaction.first))
 
 
 def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS,
@@ -252,7 +259,7 @@ def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS,
         remove_uncommitted(storage)
         before = {table: len(paths) for table, paths in index_files(layout).items()}
         runs = plan_runs(layout, max_rows)
-        written = []
+        written: list[Compaction | None] = []
         total, merged = sum(len(run.commits) for run in runs), 0
         for done, run in enumerate(runs, 1):
             written.append(write_compaction(storage, layout, run))
@@ -260,11 +267,7 @@ def compact_dataset(dataset: str | Storage, max_rows: int = MAX_ROWS,
             log.info("compacted units %d..%d (%d of %d runs)", run.first, run.last, done, len(runs))
             if progress is not None:
                 progress(merged, total)
-        replaced = {compaction.path for run in runs for compaction in run.compactions}
-        layout = IndexLayout(layout.commits, sorted([*(compaction for compaction in layout.compactions
-                                                       if compaction.path not in replaced),
-                                                     *(compaction for compaction in written if compaction)],
-                                                    key=lambda compaction: compaction.first))
+        layout = _layout_after(layout, runs, written)
         card["files"].update(index_files(layout))
         write_card(storage, card)
     after = {table: len(paths) for table, paths in index_files(layout).items()}
