@@ -104,7 +104,8 @@ def _build_config(args: argparse.Namespace):
         overrides["qa"] = {"sync_model": _absolute(args.sync_model)}
     reconstruct = {name: value for name, value in (
         ("flame_model", _absolute(args.flame_model)), ("landmark_embedding", _absolute(args.landmark_embedding)),
-        ("deca_checkpoint", _absolute(args.deca_checkpoint)), ("device", args.device), ("batch_size", args.batch_size),
+        ("deca_checkpoint", _absolute(args.deca_checkpoint)),
+        ("spectre_checkpoint", _absolute(args.spectre_checkpoint)), ("device", args.device), ("batch_size", args.batch_size),
         ("precision", args.precision),
     ) if value is not None}
     if reconstruct:
@@ -344,7 +345,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="Beam pipeline option, repeatable, e.g. runner=FlinkRunner "
                             "(default: the DirectRunner on this machine; KEY alone for a switch)")
     build.add_argument("--backend", choices=sorted(BACKENDS), default=None,
-                       help="reconstruction backend (default mediapipe; deca and flame-fit need FLAME assets)")
+                       help="reconstruction backend (default mediapipe; deca, spectre and flame-fit need FLAME assets)")
     build.add_argument("--config", metavar="YAML", help="build configuration file (see configs/build.yaml)")
     build.add_argument("--workers", type=_non_negative_int, default=0,
                        help="worker processes, Ray CPU actors or DirectRunner workers (default: all cores)")
@@ -355,6 +356,7 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--landmark-embedding", metavar="FILE",
                        help="FLAME landmark embedding (mediapipe_landmark_embedding.npz, or DECA's landmark_embedding.npy)")
     build.add_argument("--deca-checkpoint", metavar="TAR", help="DECA's deca_model.tar")
+    build.add_argument("--spectre-checkpoint", metavar="TAR", help="SPECTRE's spectre_model.tar (backend spectre)")
     build.add_argument("--sync-model", metavar="FILE",
                        help="SyncNet weights (VGG's syncnet_v2.model): also score every clip's lip sync as LSE-D/LSE-C "
                             "and filter on them (sets qa.sync_model; see docs/qa.md)")

@@ -343,18 +343,21 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass(frozen=True)
 class ReconstructConfig:
-    """Assets and settings of the FLAME backends (``deca``, ``flame-fit``). The ``mediapipe``
-    backend uses none of them."""
+    """Assets and settings of the FLAME backends (``deca``, ``spectre``, ``flame-fit``). The
+    ``mediapipe`` backend uses none of them."""
 
     flame_model: Optional[str] = field(default=None, metadata=_ASSET)
     """FLAME model pickle: FLAME 2020 ``generic_model.pkl`` or FLAME 2023 Open
-    ``flame2023_Open.pkl`` (CC-BY-4.0). Needed by ``deca`` and ``flame-fit``."""
+    ``flame2023_Open.pkl`` (CC-BY-4.0). Needed by ``deca``, ``spectre`` and ``flame-fit``."""
     landmark_embedding: Optional[str] = field(default=None, metadata=_ASSET)
     """FLAME landmark embedding: MediaPipe layout (``mediapipe_landmark_embedding.npz``), needed by
-    ``flame-fit`` and used by ``deca`` for the reprojection error; or DECA's 68-point
+    ``flame-fit`` and used by ``deca`` and ``spectre`` for the reprojection error; or DECA's 68-point
     ``landmark_embedding.npy``."""
     deca_checkpoint: Optional[str] = field(default=None, metadata=_ASSET)
     """DECA's ``deca_model.tar`` (only its coarse encoder ``E_flame`` is used). Needed by ``deca``."""
+    spectre_checkpoint: Optional[str] = field(default=None, metadata=_ASSET)
+    """SPECTRE's ``spectre_model.tar`` (its ``E_flame``, DECA's coarse encoder, and ``E_expression``).
+    Needed by ``spectre``."""
     n_shape: int = 100
     """FLAME identity-shape components kept (FLAME files hold 300)."""
     n_expression: int = 50
@@ -362,7 +365,7 @@ class ReconstructConfig:
     device: str = field(default="auto", metadata=_RUNTIME)
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     precision: str = field(default="fp32", metadata=_RUNTIME)
-    """``deca`` on CUDA: ``fp32`` (IEEE float32, deterministic cuDNN algorithms: the reference's
+    """``deca`` and ``spectre`` on CUDA: ``fp32`` (IEEE float32, deterministic cuDNN algorithms: the reference's
     arithmetic, and the same bytes again on the same GPU model) or ``bf16`` (bfloat16 autocast:
     faster, not bit-reproducible; see docs/reconstruction.md for both figures). The CPU always
     runs fp32."""
@@ -382,11 +385,12 @@ class ReconstructConfig:
 
 
 # Which reconstruct options each backend needs, with the command-line flag that sets each.
-BACKEND_NAMES = ("mediapipe", "deca", "flame-fit")
+BACKEND_NAMES = ("mediapipe", "deca", "spectre", "flame-fit")
 """The values of ``backend`` (:data:`pseudo3d.reconstruction.BACKENDS` holds what each one is)."""
 
 _BACKEND_NEEDS = {
     "deca": (("flame_model", "--flame-model"), ("deca_checkpoint", "--deca-checkpoint")),
+    "spectre": (("flame_model", "--flame-model"), ("spectre_checkpoint", "--spectre-checkpoint")),
     "flame-fit": (("flame_model", "--flame-model"), ("landmark_embedding", "--landmark-embedding")),
 }
 
@@ -411,6 +415,18 @@ class BuildConfig:
         for option, flag in _BACKEND_NEEDS.get(self.backend, ()):
             require(getattr(self.reconstruct, option) is not None,
                    f"backend {self.backend} needs reconstruct.{option} ({flag} PATH)")
+        if self.backend in ("deca", "spectre"):  # the encoders' fixed input and outputs
+            require(self.track.crop_size == 224,
+                   f"backend {self.backend} needs track.crop_size: 224 (its encoder's input); got {self.track.crop_size}")
+            require((self.reconstruct.n_shape, self.reconstruct.n_expression) == (100, 50),
+                   f"backend {self.backend} predicts 100 shape and 50 expression components; reconstruct.n_shape "
+                   f"and reconstruct.n_expression must be 100 and 50, got {self.reconstruct.n_shape} and "
+                   f"{self.reconstruct.n_expression}")
+        if self.backend == "spectre":
+            require(self.track.crop_scale == TrackConfig.crop_scale,
+                   f"track.crop_scale is DECA's crop scale; backend spectre crops as SPECTRE was trained "
+                   f"(1.6 x the 68-landmark box): leave track.crop_scale at {TrackConfig.crop_scale:g}, got "
+                   f"{self.track.crop_scale:g}")
         require(self.decode.chunk_s >= self.track.max_clip_s,
                f"decode.chunk_s ({self.decode.chunk_s:g}) must be >= track.max_clip_s ({self.track.max_clip_s:g})")
         if 1.5 * self.decode.chunk_s <= self.limits.max_duration_s:  # sources may be cut: a chunk's clips fit its keys

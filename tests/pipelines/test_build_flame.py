@@ -75,6 +75,36 @@ def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_pat
                                                  "cuda": "", "cudnn": "", "threads": threads, "batch_size": "256"}}]
 
 
+def test_spectre_build_follows_the_contract_with_spectres_crops(synthetic_corpus, flame_assets, tmp_path, capsys):
+    from pseudo3d.pipelines.crops import SPECTRE_SCALE, crop_square, crop_transform
+    from pseudo3d.testing.spectre_assets import write_synthetic_spectre_checkpoint
+
+    checkpoint = write_synthetic_spectre_checkpoint(tmp_path / "spectre_model.tar")
+    out = tmp_path / "spectre"
+    config = tmp_path / "build.yaml"
+    config.write_text("qa:\n  enabled: false\nshards:\n  write_crops: true\n")  # random weights: QA off, as for deca
+    code = main(["build", str(synthetic_corpus / "00_talk_25fps.mp4"), "--out", str(out), "-q", "--config", str(config),
+                 "--backend", "spectre", "--fps", "5", "--workers", "1",
+                 "--flame-model", str(flame_assets["flame_model"]),
+                 "--landmark-embedding", str(flame_assets["mediapipe_embedding"]),
+                 "--spectre-checkpoint", str(checkpoint)])
+    assert code == 0, capsys.readouterr().err
+    samples = _check_contract(out, 50)
+    for sample in samples:
+        meta = sample["meta.json"]
+        assert meta["backend"] == "spectre"
+        assert meta["crop"] == {"size": 224, "scale": SPECTRE_SCALE, "convention": "spectre"}
+        assert meta["assets"]["spectre_checkpoint"] == file_sha256(checkpoint)
+        assert sample["crops.npy"].shape == (meta["n_frames"], 224, 224, 3)
+        # The crops are SPECTRE's: 1.6 x the box of the 68 points mapped from the tracked mesh.
+        landmarks = sample["landmarks_2d_raw.npy"]
+        for frame in (0, meta["n_frames"] - 1):
+            expected = crop_transform(*crop_square(landmarks[frame], "spectre", 1.25), size=224)
+            np.testing.assert_allclose(sample["crop_transform.npy"][frame], expected, rtol=1e-5, atol=1e-3)
+    card = json.loads((out / "dataset.json").read_text())
+    assert card["counts"]["ok"] == 1 and card["config"]["backend"] == "spectre"
+
+
 def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_assets, tmp_path):
     from pseudo3d.config import BuildConfig
     from pseudo3d.pipelines.runners.local import build_local

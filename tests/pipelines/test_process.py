@@ -113,11 +113,11 @@ class OutOfMemoryAbove:
     def __init__(self, encoder, limit):
         self.encoder, self.limit, self.sizes = encoder, limit, []
 
-    def __call__(self, images):
+    def raw_codes(self, images):
         self.sizes.append(images.shape[0])
         if images.shape[0] > self.limit:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.encoder(images)
+        return self.encoder.raw_codes(images)
 
     def __getattr__(self, name):
         return getattr(self.encoder, name)

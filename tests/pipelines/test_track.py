@@ -36,7 +36,7 @@ def test_crops_follow_the_face_and_are_written_on_request(synthetic_corpus):
     # A crop shows a face, not background: its centre is brighter and more varied than a flat backdrop.
     assert crops[:, 80:150, 80:150].std() > 20
     meta = sample["meta.json"]
-    assert meta["crop"] == {"size": 224, "scale": 1.25}
+    assert meta["crop"] == {"size": 224, "scale": 1.25, "convention": "deca"}
 
 
 # --- framings real footage comes in (issue 13): tight crops, medium shots, untagged rotations ---

@@ -211,8 +211,8 @@ def test_shot_cut_changes_the_picture_at_the_recorded_frame(corpus):
             continue
         [cut] = truth["cuts"]
         assert 0.3 * truth["n_frames"] < cut < 0.7 * truth["n_frames"]
-        frames = np.array(_decode_video(path), dtype=np.float32)
-        changes = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+        frames = _decode_video(path)
+        changes = np.array([np.abs(after.astype(np.int16) - before).mean() for before, after in zip(frames, frames[1:])])
         assert int(np.argmax(changes)) + 1 == cut
         others = np.delete(changes, cut - 1)
         assert changes[cut - 1] > 5.0 * others.max()
@@ -250,9 +250,9 @@ def test_face_leaves_the_frame_once_in_the_middle(corpus):
 
 @pytest.mark.slow
 def test_same_seed_reproduces_the_corpus_and_another_seed_does_not(tmp_path):
-    first = make_corpus(tmp_path / "a", n_videos=2, seconds=3.0, seed=11)
-    again = make_corpus(tmp_path / "b", n_videos=2, seconds=3.0, seed=11, workers=2)  # rendered side by side
-    other = make_corpus(tmp_path / "c", n_videos=1, seconds=3.0, seed=12)
+    first = make_corpus(tmp_path / "a", n_videos=2, seconds=1.0, seed=11)
+    again = make_corpus(tmp_path / "b", n_videos=2, seconds=1.0, seed=11, workers=2)  # rendered side by side
+    other = make_corpus(tmp_path / "c", n_videos=1, seconds=1.0, seed=12)
     assert len(first) == len(again) == 2
     for a, b, c in zip(first, again, other):
         truth_a = a.with_name(a.stem + ".truth.json").read_text()

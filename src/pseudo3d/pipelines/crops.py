@@ -1,10 +1,16 @@
-"""Face crops by a similarity transform from the landmarks, following DECA's convention.
+"""Face crops by a similarity transform from the landmarks, in the convention of the encoder that
+reads them (:data:`CROP_CONVENTIONS`; a backend names its own, ``BackendSpec.crop``).
 
-DECA crops a square around the 68-point landmark box: side = mean of box width and height
-× 1.1, scaled by 1.25, centred on the box, mapped onto a ``S × S`` image (corner to corner,
-``S - 1`` pixels). MediaPipe's mesh reaches above the brows, so the box here spans the
-landmarks from the eyebrows down to the chin, which is what the 68-point layout covers.
-The transform is axis-aligned (no rotation), as in DECA.
+* ``deca``: DECA crops a square around the 68-point landmark box: side = mean of box width and
+  height × 1.1, scaled by ``track.crop_scale`` (1.25, DECA's), centred on the box, mapped onto a
+  ``S × S`` image (corner to corner, ``S - 1`` pixels). MediaPipe's mesh reaches above the brows,
+  so the box here spans the landmarks from the eyebrows down to the chin, which is what the
+  68-point layout covers.
+* ``spectre``: SPECTRE's demo (github.com/filby89/spectre ``demo.py`` ``crop_face``): the box of
+  the 68 landmarks, taken from the tracked mesh by :data:`MEDIAPIPE_TO_68`; side = ``int(mean of
+  box width and height × 1.6)`` pixels, centred on the box.
+
+Both transforms are axis-aligned (no rotation), as in DECA and SPECTRE.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from pseudo3d.config import TrackConfig
 
 
 @lru_cache(maxsize=1)
@@ -45,10 +53,49 @@ def face_box(landmarks: np.ndarray) -> tuple[float, float, float]:
     return float((left + right) / 2.0), float((top_y + bottom) / 2.0), float(side)
 
 
-def crop_transform(centre_x: float, centre_y: float, side: float, scale: float, size: int) -> np.ndarray:
-    """(2, 3) float64 matrix mapping image pixels to crop pixels: a square of ``side * scale``
-    pixels centred at the given point onto ``size × size``."""
-    extent = side * scale
+CROP_CONVENTIONS = ("deca", "spectre")
+"""How a backend's encoder was trained to see a face (module docstring)."""
+SPECTRE_SCALE = 1.6
+"""SPECTRE's crop side relative to the mean side of the 68-landmark box."""
+MEDIAPIPE_TO_68 = (
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,  # 0-16 jaw line
+    71, 63, 105, 66, 107, 336, 296, 334, 293, 301,  # 17-26 brows
+    168, 197, 5, 4, 75, 97, 2, 326, 305,  # 27-35 nose
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # 36-47 eyes
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # 48-59 outer lips
+    78, 82, 13, 312, 308, 317, 14, 87,  # 60-67 inner lips
+)
+"""MediaPipe Face Mesh vertex for each of the 68 iBUG-300W landmarks (the mapping LatentSync and
+many MediaPipe-to-dlib tools use). Its jaw line starts and ends at the temples (162, 389), where
+the 68-point contour starts, so the box it spans is the 68-point box."""
+
+
+def crop_square(landmarks: np.ndarray, convention: str, scale: float) -> tuple[float, float, float]:
+    """(centre x, centre y, side) of the square to crop, image pixels, from ``landmarks``
+    (478, 2+) pixels, in ``convention`` (:data:`CROP_CONVENTIONS`); ``scale`` is
+    ``track.crop_scale``, which only ``deca`` takes. Raises ValueError for another convention."""
+    if convention == "deca":
+        centre_x, centre_y, side = face_box(landmarks)
+        return centre_x, centre_y, side * scale
+    if convention == "spectre":
+        points = landmarks[list(MEDIAPIPE_TO_68), :2]
+        left, top = points.min(axis=0)
+        right, bottom = points.max(axis=0)
+        side = float(int(((right - left) + (bottom - top)) / 2.0 * SPECTRE_SCALE))
+        return float(right - (right - left) / 2.0), float(bottom - (bottom - top) / 2.0), side
+    raise ValueError(f"crop convention must be one of {', '.join(CROP_CONVENTIONS)}, got {convention!r}")
+
+
+def crop_meta(track: TrackConfig, convention: str) -> dict[str, object]:
+    """How a sample's crops were cut, as ``meta.json`` records it: ``size`` (pixels),
+    ``convention`` and ``scale`` (crop side relative to the convention's box)."""
+    scale = track.crop_scale if convention == "deca" else SPECTRE_SCALE
+    return {"size": track.crop_size, "scale": scale, "convention": convention}
+
+
+def crop_transform(centre_x: float, centre_y: float, extent: float, size: int) -> np.ndarray:
+    """(2, 3) float64 matrix mapping image pixels to crop pixels: a square of ``extent`` pixels
+    centred at the given point onto ``size × size``."""
     factor = (size - 1) / extent
     return np.array([[factor, 0.0, (extent / 2.0 - centre_x) * factor],
                      [0.0, factor, (extent / 2.0 - centre_y) * factor]])

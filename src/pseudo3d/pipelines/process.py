@@ -21,6 +21,7 @@ import numpy as np
 
 from pseudo3d.config import BuildConfig, DecodeConfig
 from pseudo3d.errors import StageError
+from pseudo3d.pipelines.crops import crop_meta
 from pseudo3d.pipelines.encode import encode_clip
 from pseudo3d.pipelines.probe import Prober
 from pseudo3d.pipelines.smooth import Smooth
@@ -100,7 +101,8 @@ class SourcePipeline:
         self.decode_track = DecodeTrack(config.decode, config.track,
                                         want_crops=spec.needs_crops or config.shards.write_crops,
                                         want_sync_crops=config.qa.sync_model is not None,
-                                        max_duration_s=config.limits.max_duration_s, progress=self._progress) if track else None
+                                        max_duration_s=config.limits.max_duration_s, progress=self._progress,
+                                        crop=spec.crop) if track else None
         self.syncnet = _load_syncnet(config) if reconstruct else None
         self.smooth = (Smooth(config.smoothing, {**TRACKING_SMOOTHED, **self.backend.smoothed})
                        if self.backend is not None else None)  # (None exactly when not reconstruct)
@@ -307,7 +309,7 @@ class SourcePipeline:
             "backend": backend.name,
             "assets": self.asset_hashes(),
             "smoothing": _part(self.smooth, "reconstruct").describe(clip.fps),
-            "crop": {"size": self.config.track.crop_size, "scale": self.config.track.crop_scale},
+            "crop": crop_meta(self.config.track, BACKENDS[self.config.backend].crop),
             "per_clip_arrays": sorted(backend.per_clip),
             "has_audio": clip.has_audio,
         }

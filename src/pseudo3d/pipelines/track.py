@@ -16,7 +16,7 @@ import numpy as np
 
 from pseudo3d.config import DecodeConfig, TrackConfig
 from pseudo3d.errors import StageError
-from pseudo3d.pipelines.crops import crop_transform, face_box, warp_crop
+from pseudo3d.pipelines.crops import crop_square, crop_transform, warp_crop
 from pseudo3d.pipelines.cuts import ShotCutDetector
 from pseudo3d.pipelines.decode import FrameDecoder, SourceAudio, frame_samples
 from pseudo3d.pipelines.face_tracker import FaceTracker
@@ -66,9 +66,11 @@ class DecodeTrack:
 
     def __init__(self, decode: DecodeConfig, track: TrackConfig, want_crops: bool = False,
                  want_sync_crops: bool = False, max_duration_s: float = float("inf"),
-                 progress: Callable[[], None] = lambda: None):
+                 progress: Callable[[], None] = lambda: None, crop: str = "deca"):
         self.decode = decode
         self.track = track
+        self.crop = crop
+        """The crop convention (:data:`~pseudo3d.pipelines.crops.CROP_CONVENTIONS`): the backend's."""
         self.max_frames = math.floor(max_duration_s * decode.fps) if math.isfinite(max_duration_s) else None
         """Decoding stops with ``decode``/``too_long`` past this many output frames (``limits.max_duration_s``),
         which bounds an input whose duration was not declared (the probe could not refuse it)."""
@@ -151,14 +153,14 @@ class DecodeTrack:
                     misoriented += observation.rejected == "orientation"
                     if points is not None:
                         faces += 1
-                        box = face_box(points)
+                        box = crop_square(points, self.crop, self.track.crop_scale)
                         if thumbnails.wants(frame.index):
                             thumbnails.offer(frame.index, frame.image, points, frame.scale, (probe.width, probe.height))
                 if box is None:
                     transform = np.full((2, 3), np.nan, np.float32)
                     crop = np.zeros((size, size, 3), np.uint8) if self.want_crops else None
                 else:
-                    transform = crop_transform(*box, scale=self.track.crop_scale, size=size)
+                    transform = crop_transform(*box, size=size)
                     crop = None
                     if self.want_crops:
                         working = transform.copy()

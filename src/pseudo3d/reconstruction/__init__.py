@@ -29,6 +29,10 @@ class BackendSpec:
     gpu_capable: bool
     check_assets: Callable[["BuildConfig"], None] = _no_assets
     """Loads and checks the backend's asset files (raising AssetError), once, before a build."""
+    crop: str = "deca"
+    """How its encoder was trained to see a face: the crop convention
+    (:data:`pseudo3d.pipelines.crops.CROP_CONVENTIONS`) of the crops it reads (and of those
+    ``shards.write_crops`` stores)."""
 
 
 def _mediapipe(config: "BuildConfig") -> "Reconstructor":
@@ -49,6 +53,18 @@ def _check_deca(config: "BuildConfig") -> None:
     check_deca(config)
 
 
+def _spectre(config: "BuildConfig") -> "Reconstructor":
+    from pseudo3d.reconstruction.spectre_backend import SpectreBackend
+
+    return SpectreBackend(config)
+
+
+def _check_spectre(config: "BuildConfig") -> None:
+    from pseudo3d.reconstruction.asset_checks import check_spectre
+
+    check_spectre(config)
+
+
 def _flame_fit(config: "BuildConfig") -> "Reconstructor":
     from pseudo3d.reconstruction.flame_fit import FlameFitBackend
 
@@ -64,6 +80,7 @@ def _check_flame_fit(config: "BuildConfig") -> None:
 _SPECS = {
     "mediapipe": BackendSpec(_mediapipe, needs_crops=False, gpu_capable=False),
     "deca": BackendSpec(_deca, needs_crops=True, gpu_capable=True, check_assets=_check_deca),
+    "spectre": BackendSpec(_spectre, needs_crops=True, gpu_capable=True, check_assets=_check_spectre, crop="spectre"),
     "flame-fit": BackendSpec(_flame_fit, needs_crops=False, gpu_capable=True, check_assets=_check_flame_fit),
 }
 BACKENDS: dict[str, BackendSpec] = {name: _SPECS[name] for name in BACKEND_NAMES}

@@ -40,5 +40,12 @@ def check_deca(config: "BuildConfig") -> None:
     load_deca_state_dict(asset_option(config.reconstruct.deca_checkpoint, "deca_checkpoint"))
 
 
+def check_spectre(config: "BuildConfig") -> None:
+    from pseudo3d.reconstruction.spectre import load_spectre_state_dicts
+
+    check_flame_assets(config, 100, 50, need_mediapipe=False)
+    load_spectre_state_dicts(asset_option(config.reconstruct.spectre_checkpoint, "spectre_checkpoint"))
+
+
 def check_flame_fit(config: "BuildConfig") -> None:
     check_flame_assets(config, config.reconstruct.n_shape, config.reconstruct.n_expression, need_mediapipe=True)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from pseudo3d.config import BuildConfig
-from pseudo3d.errors import ConfigError, StageError
+from pseudo3d.errors import StageError
 from pseudo3d.reconstruction.asset_files import asset_option
 from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, project_to_crop, reprojection_error
-from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder
+from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder, split_codes
 from pseudo3d.reconstruction.device import (CropUploader, batch_pieces, concatenate_clips, inference_context,
                                             inference_precision, iter_batches, numerics, resolve_device, split_like)
 from pseudo3d.reconstruction.flame import FlameModel
@@ -48,27 +48,36 @@ class DecaBackend(Reconstructor):
 
     def __init__(self, config: BuildConfig):
         options = config.reconstruct
-        n_shape, n_expression = CODE_SHAPES["shape"][-1], CODE_SHAPES["exp"][-1]
-        if (options.n_shape, options.n_expression) != (n_shape, n_expression):
-            raise ConfigError(f"backend deca predicts {n_shape} shape and {n_expression} expression components; "
-                              f"reconstruct.n_shape and reconstruct.n_expression must be {n_shape} and {n_expression}")
         self.device = resolve_device(options.device)
         self.batch_size = options.batch_size
         self.precision = options.precision
-        self.crop_size = config.track.crop_size
-        if self.crop_size != 224:
-            raise ConfigError(f"backend deca needs 224-pixel crops; track.crop_size is {self.crop_size}")
-        self.encoder = DecaEncoder.from_checkpoint(asset_option(options.deca_checkpoint, "deca_checkpoint"),
-                                                   self.device)
-        self.flame = FlameModel.from_file(asset_option(options.flame_model, "flame_model"), n_shape=n_shape,
-                                          n_expression=n_expression,
+        self.crop_size = config.track.crop_size  # 224: BuildConfig checks it for this backend
+        self.encoder = self._load_encoder(config)
+        self.flame = FlameModel.from_file(asset_option(options.flame_model, "flame_model"),
+                                          n_shape=CODE_SHAPES["shape"][-1], n_expression=CODE_SHAPES["exp"][-1],
                                           landmark_embedding=options.landmark_embedding).to(self.device)
         self.mediapipe_indices = (self.flame.landmark_indices.cpu().numpy()  # a MediaPipe embedding's, only
                                   if self.flame.landmark_indices is not None else None)
         self.upload = CropUploader(self.device, self.batch_size, self.crop_size)
 
+    def _load_encoder(self, config: BuildConfig) -> torch.nn.Module:
+        return DecaEncoder.from_checkpoint(asset_option(config.reconstruct.deca_checkpoint, "deca_checkpoint"),
+                                           self.device)
+
+    def _encode_frames(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A batch of crops (N, 3, 224, 224) in [0, 1] → per-frame tensors (N, ...) on the device:
+        here DECA's raw codes."""
+        return {"raw": cast(DecaEncoder, self.encoder).raw_codes(images)}
+
+    def _codes(self, frames: dict[str, torch.Tensor], lengths: list[int]) -> dict[str, torch.Tensor]:
+        """Every frame's :meth:`_encode_frames` tensors, clip after clip (``lengths`` frames each)
+        → float32 DECA codes of every frame (``shape`` (N, 100), ``exp`` (N, 50), ``pose`` (N, 6),
+        ...). DECA's frames are independent."""
+        return split_codes(frames["raw"].float())
+
     def asset_hashes(self) -> dict[str, str]:
-        return {**self.encoder.asset_hashes, **self.flame.asset_hashes}
+        encoder_hashes = cast("dict[str, str]", self.encoder.asset_hashes)  # DecaEncoder's, SpectreEncoder's
+        return {**encoder_hashes, **self.flame.asset_hashes}
 
     def numerics(self) -> dict[str, str]:
         """Also the frames per batch: a convolution's result depends on its batch's size, so the
@@ -96,17 +105,20 @@ class DecaBackend(Reconstructor):
                 # the pipeline cuts crops for a backend that needs_crops, so every clip here has them
                 parts = [cast(np.ndarray, clips[index].crops)[start:stop]
                          for index, start, stop in batch_pieces(lengths, batch)]
-                codes = self.encoder(self.upload(parts))
-                error = (self._reprojection(codes, transforms[batch], tracked[batch]) if tracked is not None
-                         else torch.full((batch.stop - batch.start,), float("nan"), device=self.device))
-                pieces.append({
-                    "flame_expression": codes["exp"], "flame_jaw_pose": codes["pose"][:, 3:],
-                    "flame_global_pose": codes["pose"][:, :3], "flame_camera": codes["cam"],
-                    "flame_shape": codes["shape"], "deca_tex": codes["tex"], "deca_light": codes["light"],
-                    "reprojection_error": error,
-                })
+                pieces.append(self._encode_frames(self.upload(parts)))
                 self.progress()
-            merged = {name: torch.cat([piece[name] for piece in pieces]).float().cpu().numpy() for name in pieces[0]}
+            codes = self._codes({name: torch.cat([piece[name] for piece in pieces]) for name in pieces[0]}, lengths)
+            errors = [self._reprojection({name: code[batch] for name, code in codes.items()}, transforms[batch],
+                                         tracked[batch]) if tracked is not None
+                      else torch.full((batch.stop - batch.start,), float("nan"), device=self.device)
+                      for batch in iter_batches(sum(lengths), self.batch_size)]
+            outputs = {
+                "flame_expression": codes["exp"], "flame_jaw_pose": codes["pose"][:, 3:],
+                "flame_global_pose": codes["pose"][:, :3], "flame_camera": codes["cam"],
+                "flame_shape": codes["shape"], "deca_tex": codes["tex"], "deca_light": codes["light"],
+                "reprojection_error": torch.cat(errors),
+            }
+            merged = {name: value.float().cpu().numpy() for name, value in outputs.items()}
         results = split_like(merged, lengths)
         for arrays in results:
             arrays["flame_shape_clip"] = np.median(arrays["flame_shape"], axis=0).astype(np.float32)

@@ -49,21 +49,28 @@ def write_synthetic_deca_checkpoint(path: str | Path, seed: int = 0) -> Path:
     untouched.
     """
     path = Path(path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = DecaEncoder()
-        features = _calibrate_batch_norm(encoder, _calibration_images(CALIBRATION_IMAGES))
-        _scale_code_head(encoder, features)
-        detail_placeholder = {"layers.2.weight": torch.zeros(128, 1024), "layers.2.bias": torch.zeros(128)}
+    encoder = synthetic_deca_encoder(seed)
+    detail_placeholder = {"layers.2.weight": torch.zeros(128, 1024), "layers.2.bias": torch.zeros(128)}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"E_flame": encoder.state_dict(), "E_detail": detail_placeholder}, path)
     return path
 
 
-def _calibration_images(n: int) -> torch.Tensor:
-    """(n, 3, 224, 224) in [0, 1], a mix of kinds so that real crops fall inside their range:
-    smooth random colour fields (8×8 upsampled), the same with fine noise, per-pixel noise,
-    and flat colours, in turn."""
+def synthetic_deca_encoder(seed: int = 0) -> DecaEncoder:
+    """The coarse encoder :func:`write_synthetic_deca_checkpoint` saves (the global RNG state is
+    untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = DecaEncoder()
+        features = calibrate_batch_norm(encoder.encoder, calibration_images())
+        _scale_code_head(encoder, features)
+    return encoder.eval()
+
+
+def calibration_images(n: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """(n, 3, 224, 224) in [0, 1], the images synthetic encoders are calibrated on: a mix of
+    kinds so that real crops fall inside their range: smooth random colour fields (8×8
+    upsampled), the same with fine noise, per-pixel noise, and flat colours, in turn."""
     size = (IMAGE_SIZE, IMAGE_SIZE)
     smooth = F.interpolate(torch.rand(n, 3, 8, 8), size=size, mode="bilinear", align_corners=False)
     noise = torch.rand(n, 3, *size)
@@ -73,19 +80,19 @@ def _calibration_images(n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _calibrate_batch_norm(encoder: DecaEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Set every batch norm's running statistics to the batch statistics of ``images`` (one
-    train-mode pass), and return the eval-mode backbone features of ``images`` (N, 2048)."""
-    batch_norms = [module for module in encoder.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+def calibrate_batch_norm(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Set every batch norm's running statistics in ``backbone`` to the batch statistics of
+    ``images`` (one train-mode pass), and return its eval-mode output for ``images``."""
+    batch_norms = [module for module in backbone.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
     for module in batch_norms:
         module.reset_running_stats()
         module.momentum = None  # cumulative average: one pass gives exactly the batch statistics
-    encoder.train()
-    encoder.encoder(images)
-    encoder.eval()
+    backbone.train()
+    backbone(images)
+    backbone.eval()
     for module in batch_norms:
         module.momentum = 0.1  # PyTorch's default, as in a freshly built encoder
-    return encoder.encoder(images)
+    return backbone(images)
 
 
 @torch.no_grad()

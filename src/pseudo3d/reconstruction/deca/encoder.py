@@ -21,7 +21,7 @@ from pseudo3d.files import file_sha256
 from pseudo3d.reconstruction.deca.checkpoint import load_deca_state_dict
 from pseudo3d.reconstruction.deca.codes import N_CODES, split_codes
 from pseudo3d.reconstruction.deca.resnet import FEATURE_SIZE, ResNet50
-from pseudo3d.reconstruction.device import resolve_device
+from pseudo3d.reconstruction.device import place_module
 from pseudo3d.reconstruction.torch_checkpoint import module_with_state
 
 IMAGE_SIZE = 224
@@ -60,12 +60,7 @@ class DecaEncoder(nn.Module):
         """
         encoder = module_with_state(cls, load_deca_state_dict(path))
         encoder.asset_hashes = {"deca_checkpoint": file_sha256(path)}
-        target = resolve_device("auto" if device is None else str(device))
-        encoder = encoder.to(target).eval()
-        if target.type == "cuda":
-            # Module.to takes memory_format (documented) but torch's overloads leave it out
-            encoder = encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        return encoder
+        return place_module(encoder, device)
 
     def raw_codes(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, 224, 224) in [0, 1] → the raw code vector (B, 236), in the dtype the
