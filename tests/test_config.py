@@ -57,6 +57,37 @@ def test_fingerprint_follows_content():
     assert base.with_overrides(reconstruct={"precision": "bf16"}).fingerprint() == base.fingerprint()
 
 
+def test_options_added_later_leave_the_fingerprint_alone_at_their_default(tmp_path):
+    """A dataset built before ``reconstruct.spectre_checkpoint`` and ``flame_profile`` existed has
+    the fingerprint of today's defaults, so it still resumes; set, they are content."""
+    flame = {"flame_model": str(tmp_path / "generic_model.pkl"), "spectre_checkpoint": str(tmp_path / "s.tar")}
+    spectre = BuildConfig().with_overrides(backend="spectre", reconstruct=flame)
+    from pseudo3d.config import _fingerprint_view
+
+    view = _fingerprint_view(BuildConfig())
+    assert "spectre_checkpoint" not in view["reconstruct"] and "flame_profile" not in view["reconstruct"]
+    assert "deca_checkpoint" in view["reconstruct"]  # an option from the start is always there
+    assert spectre.with_overrides(reconstruct={"flame_profile": "tfhp"}).fingerprint() != spectre.fingerprint()
+    other = spectre.with_overrides(reconstruct={"spectre_checkpoint": str(tmp_path / "other.tar")})
+    (tmp_path / "s.tar").write_bytes(b"one")
+    (tmp_path / "other.tar").write_bytes(b"two")
+    assert other.fingerprint() != BuildConfig().with_overrides(backend="spectre", reconstruct=flame).fingerprint()
+
+
+def test_flame_profile_tfhp_names_what_it_needs():
+    flame = {"flame_model": "generic_model.pkl", "spectre_checkpoint": "spectre_model.tar", "flame_profile": "tfhp"}
+    with pytest.raises(ConfigError, match="reconstruct.flame_profile tfhp needs a FLAME backend"):
+        BuildConfig().with_overrides(reconstruct=flame)
+    with pytest.raises(ConfigError, match="decode.fps: 25 and decode.sample_rate: 16000, got 30 and 16000"):
+        BuildConfig().with_overrides(backend="spectre", reconstruct=flame, decode={"fps": 30})
+    with pytest.raises(ConfigError, match=r"track.min_clip_s must be >= 0.28 s, got 0.2"):
+        BuildConfig().with_overrides(backend="spectre", reconstruct=flame, track={"min_clip_s": 0.2})
+    with pytest.raises(ConfigError, match="flame_profile must be standard or tfhp, got 'tfhp2'"):
+        BuildConfig().with_overrides(reconstruct={"flame_profile": "tfhp2"})
+    with pytest.raises(ConfigError, match="track.crop_scale is DECA's crop scale"):
+        BuildConfig().with_overrides(backend="spectre", reconstruct=flame, track={"crop_scale": 1.6})
+
+
 def test_reading_a_configuration_does_not_load_scipy():
     """Every process reads a configuration (the CLI, drivers, workers); SciPy's signal package
     (0.7 s) loads only where smoothing runs (bench/bench_import.py measures the difference)."""

@@ -106,7 +106,7 @@ def _build_config(args: argparse.Namespace):
         ("flame_model", _absolute(args.flame_model)), ("landmark_embedding", _absolute(args.landmark_embedding)),
         ("deca_checkpoint", _absolute(args.deca_checkpoint)),
         ("spectre_checkpoint", _absolute(args.spectre_checkpoint)), ("device", args.device), ("batch_size", args.batch_size),
-        ("precision", args.precision),
+        ("precision", args.precision), ("flame_profile", args.flame_profile),
     ) if value is not None}
     if reconstruct:
         overrides["reconstruct"] = reconstruct
@@ -305,7 +305,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     import pseudo3d
-    from pseudo3d.config import PRECISIONS
+    from pseudo3d.config import FLAME_PROFILES, PRECISIONS
     from pseudo3d.pipelines.compact import MAX_ROWS
     from pseudo3d.pipelines.output_dir import RETRY_FAILED
     from pseudo3d.reconstruction import BACKENDS
@@ -357,6 +357,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="FLAME landmark embedding (mediapipe_landmark_embedding.npz, or DECA's landmark_embedding.npy)")
     build.add_argument("--deca-checkpoint", metavar="TAR", help="DECA's deca_model.tar")
     build.add_argument("--spectre-checkpoint", metavar="TAR", help="SPECTRE's spectre_model.tar (backend spectre)")
+    build.add_argument("--flame-profile", choices=FLAME_PROFILES, default=None,
+                       help="tfhp: also write DiffPoseTalk TFHP's arrays and smoothing (tfhp_shape, tfhp_exp, tfhp_pose; "
+                            "FLAME backends, 25 fps, 16 kHz)")
     build.add_argument("--sync-model", metavar="FILE",
                        help="SyncNet weights (VGG's syncnet_v2.model): also score every clip's lip sync as LSE-D/LSE-C "
                             "and filter on them (sets qa.sync_model; see docs/qa.md)")

@@ -35,6 +35,9 @@ _RUNTIME = {"fingerprint": False}
 not content, or (``reconstruct.device`` and ``batch_size`` for the torch backends) content only
 within float32 noise on one device kind; the device kind and precision, which change more, are
 checked at resume from the shards' ``numerics`` (docs/data-contract.md, Determinism)."""
+_ADDED = {"fingerprint_at_default": False}
+"""Field metadata: an option added after datasets were built without it. The fingerprint leaves it
+out while it holds its default (what those datasets were built with), so they still resume."""
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,16 @@ class FitConfig:
 
 PRECISIONS = ("fp32", "bf16")
 """The values of ``reconstruct.precision``."""
+FLAME_PROFILES = ("standard", "tfhp")
+"""The values of ``reconstruct.flame_profile`` (:mod:`pseudo3d.reconstruction.profile`)."""
+FLAME_BACKENDS = ("deca", "spectre", "flame-fit")
+"""The backends whose samples hold FLAME parameters."""
+TFHP_FPS, TFHP_SAMPLE_RATE = 25.0, 16000
+"""TFHP's frame rate and sample rate (640 samples a frame)."""
+TFHP_EXPRESSION_WINDOW = (5, 2)
+"""Savitzky–Golay (window frames, polynomial order) of TFHP's expression and jaw."""
+TFHP_HEAD_WINDOW = (7, 2)
+"""Savitzky–Golay (window frames, polynomial order) of TFHP's head pose."""
 
 
 @dataclass(frozen=True)
@@ -355,7 +368,7 @@ class ReconstructConfig:
     ``landmark_embedding.npy``."""
     deca_checkpoint: Optional[str] = field(default=None, metadata=_ASSET)
     """DECA's ``deca_model.tar`` (only its coarse encoder ``E_flame`` is used). Needed by ``deca``."""
-    spectre_checkpoint: Optional[str] = field(default=None, metadata=_ASSET)
+    spectre_checkpoint: Optional[str] = field(default=None, metadata={**_ASSET, **_ADDED})
     """SPECTRE's ``spectre_model.tar`` (its ``E_flame``, DECA's coarse encoder, and ``E_expression``).
     Needed by ``spectre``."""
     n_shape: int = 100
@@ -374,12 +387,17 @@ class ReconstructConfig:
     of the build (down to one frame) before a clip is given up."""
     fit: FitConfig = field(default_factory=FitConfig)
     """``flame-fit`` optimisation settings."""
+    flame_profile: str = field(default="standard", metadata=_ADDED)
+    """``standard``, or ``tfhp``: also write DiffPoseTalk TFHP's arrays and smoothing
+    (``tfhp_shape``, ``tfhp_exp``, ``tfhp_pose``; docs/reconstruction.md). FLAME backends only."""
 
     def __post_init__(self):
         require(1 <= self.n_shape <= 300, f"n_shape must be in [1, 300], got {self.n_shape}")
         require(1 <= self.n_expression <= 100, f"n_expression must be in [1, 100], got {self.n_expression}")
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         require(self.precision in PRECISIONS, f"precision must be {' or '.join(PRECISIONS)}, got {self.precision!r}")
+        require(self.flame_profile in FLAME_PROFILES,
+               f"flame_profile must be {' or '.join(FLAME_PROFILES)}, got {self.flame_profile!r}")
         require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -422,6 +440,18 @@ class BuildConfig:
                    f"backend {self.backend} predicts 100 shape and 50 expression components; reconstruct.n_shape "
                    f"and reconstruct.n_expression must be 100 and 50, got {self.reconstruct.n_shape} and "
                    f"{self.reconstruct.n_expression}")
+        if self.reconstruct.flame_profile == "tfhp":  # DiffPoseTalk's TFHP layout
+            require(self.backend in FLAME_BACKENDS,
+                   f"reconstruct.flame_profile tfhp needs a FLAME backend ({', '.join(FLAME_BACKENDS)}), got {self.backend}")
+            require((self.decode.fps, self.decode.sample_rate) == (TFHP_FPS, TFHP_SAMPLE_RATE),
+                   f"reconstruct.flame_profile tfhp needs decode.fps: 25 and decode.sample_rate: 16000, got "
+                   f"{self.decode.fps:g} and {self.decode.sample_rate}")
+            require((self.reconstruct.n_shape, self.reconstruct.n_expression) == (100, 50),
+                   f"reconstruct.flame_profile tfhp needs reconstruct.n_shape 100 and n_expression 50, got "
+                   f"{self.reconstruct.n_shape} and {self.reconstruct.n_expression}")
+            require(self.track.min_clip_s * TFHP_FPS >= TFHP_HEAD_WINDOW[0],
+                   f"reconstruct.flame_profile tfhp smooths head pose over {TFHP_HEAD_WINDOW[0]} frames: "
+                   f"track.min_clip_s must be >= {TFHP_HEAD_WINDOW[0] / TFHP_FPS:g} s, got {self.track.min_clip_s:g}")
         if self.backend == "spectre":
             require(self.track.crop_scale == TrackConfig.crop_scale,
                    f"track.crop_scale is DECA's crop scale; backend spectre crops as SPECTRE was trained "
@@ -506,6 +536,8 @@ def _view(config, asset: Callable[[str, str], Any], *, runtime: bool) -> dict[st
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
         if not runtime and spec.metadata.get("fingerprint") is False:
+            continue
+        if not runtime and spec.metadata.get("fingerprint_at_default") is False and value == spec.default:
             continue
         if dataclasses.is_dataclass(value):
             value = _view(value, asset, runtime=runtime)

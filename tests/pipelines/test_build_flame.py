@@ -75,16 +75,25 @@ def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_pat
                                                  "cuda": "", "cudnn": "", "threads": threads, "batch_size": "256"}}]
 
 
-def test_spectre_build_follows_the_contract_with_spectres_crops(synthetic_corpus, flame_assets, tmp_path, capsys):
+def test_spectre_build_with_the_tfhp_profile(flame_assets, tmp_path, capsys):
+    """A spectre build at TFHP's settings: the contract, SPECTRE's crops, the ``flame`` meta entry and
+    TFHP's arrays, smoothed as scipy's Savitzky-Golay filter does with TFHP's windows."""
+    from scipy.signal import savgol_filter
+    from scipy.spatial.transform import Rotation
+
+    from pseudo3d.logs import native_stderr_silenced
     from pseudo3d.pipelines.crops import SPECTRE_SCALE, crop_square, crop_transform
+    from pseudo3d.synth.corpus import make_corpus
     from pseudo3d.testing.spectre_assets import write_synthetic_spectre_checkpoint
 
+    with native_stderr_silenced():
+        [video] = make_corpus(tmp_path / "corpus", n_videos=1, seconds=3.0, seed=4)
     checkpoint = write_synthetic_spectre_checkpoint(tmp_path / "spectre_model.tar")
     out = tmp_path / "spectre"
     config = tmp_path / "build.yaml"
     config.write_text("qa:\n  enabled: false\nshards:\n  write_crops: true\n")  # random weights: QA off, as for deca
-    code = main(["build", str(synthetic_corpus / "00_talk_25fps.mp4"), "--out", str(out), "-q", "--config", str(config),
-                 "--backend", "spectre", "--fps", "5", "--workers", "1",
+    code = main(["build", str(video), "--out", str(out), "-q", "--config", str(config),
+                 "--backend", "spectre", "--flame-profile", "tfhp", "--workers", "1", "--min-clip-s", "1",
                  "--flame-model", str(flame_assets["flame_model"]),
                  "--landmark-embedding", str(flame_assets["mediapipe_embedding"]),
                  "--spectre-checkpoint", str(checkpoint)])
@@ -92,17 +101,33 @@ def test_spectre_build_follows_the_contract_with_spectres_crops(synthetic_corpus
     samples = _check_contract(out, 50)
     for sample in samples:
         meta = sample["meta.json"]
-        assert meta["backend"] == "spectre"
+        n = meta["n_frames"]
+        assert meta["backend"] == "spectre" and meta["fps"] == 25.0
         assert meta["crop"] == {"size": 224, "scale": SPECTRE_SCALE, "convention": "spectre"}
         assert meta["assets"]["spectre_checkpoint"] == file_sha256(checkpoint)
-        assert sample["crops.npy"].shape == (meta["n_frames"], 224, 224, 3)
+        assert meta["flame"]["model"] == {"name": "generic_model.pkl", "sha256": file_sha256(flame_assets["flame_model"]),
+                                          "variant": "FLAME 2020"}
+        assert (meta["flame"]["n_shape"], meta["flame"]["n_expression"], meta["flame"]["profile"]) == (100, 50, "tfhp")
+        assert sample["crops.npy"].shape == (n, 224, 224, 3)
         # The crops are SPECTRE's: 1.6 x the box of the 68 points mapped from the tracked mesh.
         landmarks = sample["landmarks_2d_raw.npy"]
-        for frame in (0, meta["n_frames"] - 1):
+        for frame in (0, n - 1):
             expected = crop_transform(*crop_square(landmarks[frame], "spectre", 1.25), size=224)
             np.testing.assert_allclose(sample["crop_transform.npy"][frame], expected, rtol=1e-5, atol=1e-3)
+        # TFHP's arrays: its smoothing of the raw (unsmoothed) outputs, the jaw turned about x only.
+        expression, jaw, head = (sample[f"flame_{name}_raw.npy"].astype(np.float64)
+                                 for name in ("expression", "jaw_pose", "global_pose"))
+        matrices = Rotation.from_rotvec(jaw).as_matrix()
+        jaw_x = np.zeros_like(jaw)
+        jaw_x[:, 0] = np.arctan2(-matrices[:, 1, 2], matrices[:, 2, 2])  # R = Rx Ry Rz: the x angle
+        np.testing.assert_allclose(sample["tfhp_exp.npy"], savgol_filter(expression, 5, 2, axis=0), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(sample["tfhp_pose.npy"][:, :3], savgol_filter(head, 7, 2, axis=0), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(sample["tfhp_pose.npy"][:, 3:], savgol_filter(jaw_x, 5, 2, axis=0), atol=1e-6, rtol=0)
+        assert sample["tfhp_shape.npy"].shape == (n, 100)
+        assert (sample["tfhp_shape.npy"] == sample["flame_shape_clip.npy"]).all()
+        assert sample["tfhp_exp.npy"].dtype == sample["tfhp_pose.npy"].dtype == np.float32
     card = json.loads((out / "dataset.json").read_text())
-    assert card["counts"]["ok"] == 1 and card["config"]["backend"] == "spectre"
+    assert card["counts"]["ok"] == 1 and card["config"]["reconstruct"]["flame_profile"] == "tfhp"
 
 
 def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_assets, tmp_path):

@@ -42,11 +42,9 @@ def test_landmark_subset_equals_full_model(assets):
     assert subset.v_template.shape[0] < model.n_vertices + 5
 
 
-def test_fit_recovers_known_expression_and_jaw(assets):
-    """Landmarks made from known FLAME parameters (+ 0.5 px noise) → flame-fit → the parameters."""
-    frames, n_active = 100, 6  # the synthetic basis's first six are the strong, face-like ones
-    rng = np.random.default_rng(3)
-    model = FlameModel.from_file(assets[0], landmark_embedding=assets[1])
+def _clip_from_parameters(model, rng, frames, n_active=6):
+    """A clip whose landmarks come from known FLAME parameters (+ 0.5 px noise): (clip, expression,
+    jaw, camera)."""
     shape = np.zeros((1, 100), np.float32)
     shape[0, :10] = rng.normal(0, 1, 10)
     expression = np.zeros((frames, 50), np.float32)
@@ -72,9 +70,20 @@ def test_fit_recovers_known_expression_and_jaw(assets):
                 image_size=(640, 480), landmarks=landmarks.astype(np.float32),
                 confidence=np.ones(frames, np.float32), interpolated=np.zeros(frames, bool),
                 crop_transforms=transforms.numpy(), audio=np.zeros(frames * 640, np.float32), sample_rate=16000)
-    config = BuildConfig().with_overrides(backend="flame-fit", reconstruct={
-        "flame_model": str(assets[0]), "landmark_embedding": str(assets[1]), "device": "cpu"})
-    result = FlameFitBackend(config).reconstruct_clip(clip)
+    return clip, expression, jaw, camera
+
+
+def _backend(assets):
+    return FlameFitBackend(BuildConfig().with_overrides(backend="flame-fit", reconstruct={
+        "flame_model": str(assets[0]), "landmark_embedding": str(assets[1]), "device": "cpu"}))
+
+
+def test_fit_recovers_known_expression_and_jaw(assets):
+    """Landmarks made from known FLAME parameters (+ 0.5 px noise) → flame-fit → the parameters."""
+    frames, n_active = 100, 6  # the synthetic basis's first six are the strong, face-like ones
+    model = FlameModel.from_file(assets[0], landmark_embedding=assets[1])
+    clip, expression, jaw, camera = _clip_from_parameters(model, np.random.default_rng(3), frames, n_active)
+    result = _backend(assets).reconstruct_clip(clip)
 
     r_expression = [np.corrcoef(result["flame_expression"][:, k], expression[:, k])[0, 1] for k in range(n_active)]
     r_jaw = np.corrcoef(result["flame_jaw_pose"][:, 0], jaw[:, 0])[0, 1]
@@ -85,3 +94,21 @@ def test_fit_recovers_known_expression_and_jaw(assets):
     assert error.mean() < 1.0
     assert result["flame_shape_clip"].shape == (100,) and result["flame_camera"].shape == (frames, 3)
     np.testing.assert_allclose(result["flame_camera"][:, 0], camera[:, 0], rtol=0.05)
+
+
+def test_clips_fitted_together_get_the_fit_each_gets_alone(assets):
+    """One batched optimisation over several clips (the GPU's way) equals fitting each alone, within
+    float32 rounding: a clip's parameters reach only its own loss term."""
+    model = FlameModel.from_file(assets[0], landmark_embedding=assets[1])
+    rng = np.random.default_rng(5)
+    clips = [_clip_from_parameters(model, rng, frames)[0] for frames in (30, 2, 12)]
+    backend = _backend(assets)
+    together = backend.reconstruct_batch(clips)
+    for clip, batched in zip(clips, together):
+        alone = backend.reconstruct_clip(clip)
+        assert not isinstance(batched, Exception) and batched.keys() == alone.keys()
+        assert batched["flame_expression"].shape == (clip.n_frames, 50)
+        np.testing.assert_allclose(batched["reprojection_error"], alone["reprojection_error"], atol=1e-3)
+        for name in ("flame_expression", "flame_jaw_pose", "flame_global_pose"):
+            np.testing.assert_allclose(batched[name], alone[name], atol=1e-2, err_msg=name)
+        np.testing.assert_allclose(batched["flame_shape_clip"], alone["flame_shape_clip"], atol=5e-2)

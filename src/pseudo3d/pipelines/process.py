@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 import numpy as np
 
-from pseudo3d.config import BuildConfig, DecodeConfig
+from pseudo3d.config import FLAME_BACKENDS, BuildConfig, DecodeConfig
 from pseudo3d.errors import StageError
 from pseudo3d.pipelines.crops import crop_meta
 from pseudo3d.pipelines.encode import encode_clip
@@ -33,6 +33,7 @@ from pseudo3d.qa.metrics import clip_metrics
 from pseudo3d.qa.sync import mouth_opening
 from pseudo3d.reconstruction import BACKENDS, make_backend
 from pseudo3d.reconstruction.base import SmoothingKind
+from pseudo3d.reconstruction.profile import flame_description, tfhp_arrays
 from pseudo3d.schemas.records import Chunk, Clip, ClipResult, EncodedSample, Failure, ProbeInfo, Source, SourceOutcome
 
 if TYPE_CHECKING:  # torch loads only with a SyncNet model
@@ -301,6 +302,11 @@ class SourcePipeline:
         arrays["audio_envelope"] = frame_envelope(clip.audio, clip.sample_rate, clip.fps, clip.n_frames)
         if self.config.shards.write_crops and clip.crops is not None:
             arrays["crops"] = clip.crops
+        if self.config.reconstruct.flame_profile == "tfhp":
+            try:
+                arrays.update(tfhp_arrays(outputs))
+            except ValueError as exc:  # a clip shorter than TFHP's smoothing window
+                raise StageError("smooth", "too_short", str(exc)) from None
         return arrays
 
     def clip_meta(self, clip: Clip) -> dict:
@@ -312,6 +318,8 @@ class SourcePipeline:
             "crop": crop_meta(self.config.track, BACKENDS[self.config.backend].crop),
             "per_clip_arrays": sorted(backend.per_clip),
             "has_audio": clip.has_audio,
+            **({"flame": flame_description(self.config, self.asset_hashes())}
+               if self.config.backend in FLAME_BACKENDS else {}),
         }
 
     def measure_clip(self, clip: Clip, arrays: dict[str, np.ndarray]) -> dict[str, float]:

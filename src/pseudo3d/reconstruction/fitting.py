@@ -4,9 +4,10 @@
   touches, plus one virtual vertex per joint whose template position and shape directions are the
   regressed joint's. Joints, and so every landmark, come out exactly as from the full model at a
   fraction of the cost (a few hundred vertices instead of FLAME's 5023).
-* :func:`fit_sequence`: batched optimisation over all frames of a clip at once: one identity
-  shape for the clip; per frame expression, jaw, global rotation and a weak-perspective camera;
-  Gaussian priors on the coefficients and a second-difference temporal term that ties frames.
+* :func:`fit_sequences`: one batched optimisation over all frames of many clips at once: one
+  identity shape per clip; per frame expression, jaw, global rotation and a weak-perspective
+  camera; Gaussian priors on the coefficients and a second-difference temporal term that ties a
+  clip's frames.
 
 Units: the targets and predictions are in DECA's normalised crop coordinates (``ndc``: the
 224-pixel crop spans [−1, 1], y up), so the loss weights do not depend on the video's resolution.
@@ -15,6 +16,7 @@ Units: the targets and predictions are in DECA's normalised crop coordinates (``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -89,25 +91,61 @@ class FitResult:
     """(T, L, 2) fitted landmarks in ndc."""
 
 
-def _second_difference(values: Tensor) -> Tensor:
-    if values.shape[0] < 3:
-        return values.new_zeros(())
-    return (values[2:] - 2 * values[1:-1] + values[:-2]).pow(2).sum(-1).mean()
+PROGRESS_STEPS = 20
+"""Optimisation steps between two calls of ``fit_sequences``'s ``progress``."""
 
 
-def fit_sequence(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor, init_global_pose: Tensor,
-                 init_scale: Tensor, settings: FitConfig) -> FitResult:
-    """Fit one clip with ``settings`` (``reconstruct.fit``: steps, step size and loss weights;
-    targets in ndc units, coefficients in FLAME's unit-variance units; the temporal weight is the
-    second-difference penalty on expression, jaw, global rotation and camera, per frame²).
+class _Clips:
+    """Which clip each packed frame belongs to, and per-clip means of per-frame terms."""
 
-    target_xy: ``T x L x 2`` landmark positions, ndc (y up); target_depth: ``T x L`` depth towards
-    the viewer, ndc, any per-frame offset (it is centred); init_global_pose: ``T x 3``;
-    init_scale: ``T`` camera scale (ndc per metre). First ``settings.rigid_iterations`` steps move
-    only the global rotation and camera, then everything moves for ``settings.iterations`` steps (Adam).
+    def __init__(self, lengths: list[int], device: torch.device):
+        self.count = len(lengths)
+        self.frames = torch.tensor(lengths, device=device)
+        self.index = torch.repeat_interleave(torch.arange(self.count, device=device), self.frames)
+        inner = self.index[1:-1]
+        # second differences only over three frames of one clip
+        self.triple = (self.index[:-2] == inner) & (inner == self.index[2:]) if len(self.index) >= 3 else None
+
+    def mean(self, per_frame: Tensor) -> Tensor:
+        """(N,) per-frame values → (K,) their mean over each clip's frames."""
+        return per_frame.new_zeros(self.count).index_add(0, self.index, per_frame) / self.frames
+
+    def second_difference(self, values: Tensor) -> Tensor:
+        """(K,) mean squared second difference of ``values`` (N, D) over each clip's inner frames
+        (0 for a clip of fewer than three frames)."""
+        if self.triple is None:
+            return values.new_zeros(self.count)
+        squared = (values[2:] - 2 * values[1:-1] + values[:-2]).pow(2).sum(-1) * self.triple
+        owner = self.index[1:-1]
+        total = values.new_zeros(self.count).index_add(0, owner, squared)
+        inner = values.new_zeros(self.count).index_add(0, owner, self.triple.to(values.dtype))
+        return total / inner.clamp_min(1)
+
+
+def fit_sequences(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor, init_global_pose: Tensor,
+                  init_scale: Tensor, lengths: list[int], settings: FitConfig,
+                  progress: Callable[[], None] = lambda: None) -> list[FitResult]:
+    """Fit clips packed one after another (``lengths`` frames each) with ``settings``
+    (``reconstruct.fit``: steps, step size and loss weights; targets in ndc units, coefficients in
+    FLAME's unit-variance units; the temporal weight is the second-difference penalty on
+    expression, jaw, global rotation and camera, per frame²).
+
+    target_xy: ``N x L x 2`` landmark positions, ndc (y up); target_depth: ``N x L`` depth towards
+    the viewer, ndc, any per-frame offset (it is centred); init_global_pose: ``N x 3``;
+    init_scale: ``N`` camera scale (ndc per metre); N = sum(lengths). First
+    ``settings.rigid_iterations`` steps move only the global rotation and camera, then everything
+    moves for ``settings.iterations`` steps (Adam); ``progress`` is called every
+    :data:`PROGRESS_STEPS` steps (the runner's stall watch).
+
+    The clips are one problem whose loss is the sum of each clip's own loss: a clip's parameters
+    reach only its own term, and Adam updates each parameter from its own gradient, so each clip
+    gets the fit it gets alone (within float32 rounding), in one optimisation for all of them.
     """
     frames, device, dtype = target_xy.shape[0], target_xy.device, target_xy.dtype
-    shape = torch.zeros(model.n_shape, device=device, dtype=dtype, requires_grad=True)
+    if sum(lengths) != frames or min(lengths, default=1) < 1:
+        raise ValueError(f"clip lengths {lengths} do not pack {frames} frames")
+    clips = _Clips(lengths, device)
+    shape = torch.zeros(clips.count, model.n_shape, device=device, dtype=dtype, requires_grad=True)
     expression = torch.zeros(frames, model.n_expression, device=device, dtype=dtype, requires_grad=True)
     jaw = torch.zeros(frames, 3, device=device, dtype=dtype, requires_grad=True)
     global_pose = init_global_pose.detach().clone().requires_grad_(True)
@@ -117,7 +155,7 @@ def fit_sequence(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor, 
     depth_target = target_depth - target_depth.mean(dim=1, keepdim=True)
 
     def landmarks() -> Tensor:
-        coefficients = torch.cat([shape.expand(frames, -1), expression], dim=1)
+        coefficients = torch.cat([shape[clips.index], expression], dim=1)
         pose = torch.stack([global_pose, zeros3, jaw, zeros3, zeros3], dim=1)
         return model(coefficients, pose)
 
@@ -133,30 +171,37 @@ def fit_sequence(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor, 
 
     def objective(with_expression: bool) -> Tensor:
         xy, depth = project(landmarks())
-        loss = (xy - target_xy).pow(2).sum(-1).mean() + settings.depth_weight * (depth - depth_target).pow(2).mean()
-        loss = loss + settings.temporal * (_second_difference(global_pose) + _second_difference(offset)
-                                          + _second_difference(log_scale[:, None]))
+        loss = clips.mean((xy - target_xy).pow(2).sum(-1).mean(-1)) \
+            + settings.depth_weight * clips.mean((depth - depth_target).pow(2).mean(-1))
+        loss = loss + settings.temporal * (clips.second_difference(global_pose) + clips.second_difference(offset)
+                                          + clips.second_difference(log_scale[:, None]))
         if with_expression:
-            loss = loss + settings.shape_prior * shape.pow(2).sum() / frames
-            loss = loss + settings.expression_prior * expression.pow(2).sum(-1).mean()
-            loss = loss + settings.jaw_prior * jaw.pow(2).sum(-1).mean()
-            loss = loss + settings.temporal * (_second_difference(expression) + _second_difference(jaw))
-        return loss
+            loss = loss + settings.shape_prior * shape.pow(2).sum(-1) / clips.frames
+            loss = loss + settings.expression_prior * clips.mean(expression.pow(2).sum(-1))
+            loss = loss + settings.jaw_prior * clips.mean(jaw.pow(2).sum(-1))
+            loss = loss + settings.temporal * (clips.second_difference(expression) + clips.second_difference(jaw))
+        return loss.sum()
 
     rigid = torch.optim.Adam([global_pose, log_scale, offset], lr=settings.learning_rate)
-    for _ in range(settings.rigid_iterations):
+    for step in range(settings.rigid_iterations):
         rigid.zero_grad(set_to_none=True)
         objective(with_expression=False).backward()
         rigid.step()
+        if step % PROGRESS_STEPS == 0:
+            progress()
     everything = torch.optim.Adam([shape, expression, jaw, global_pose, log_scale, offset], lr=settings.learning_rate)
-    for _ in range(settings.iterations):
+    for step in range(settings.iterations):
         everything.zero_grad(set_to_none=True)
         objective(with_expression=True).backward()
         everything.step()
+        if step % PROGRESS_STEPS == 0:
+            progress()
 
     with torch.no_grad():
         xy, _ = project(landmarks())
         scale = log_scale.exp()
         camera = torch.cat([scale[:, None], offset / scale[:, None]], dim=1)
-        return FitResult(shape=shape.detach(), expression=expression.detach(), jaw_pose=jaw.detach(),
-                         global_pose=global_pose.detach(), camera=camera, landmarks_ndc=xy)
+        bounds = [0, *torch.cumsum(clips.frames, 0).tolist()]
+        return [FitResult(shape=shape[k].detach(), expression=expression[a:b].detach(), jaw_pose=jaw[a:b].detach(),
+                          global_pose=global_pose[a:b].detach(), camera=camera[a:b], landmarks_ndc=xy[a:b])
+                for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
