@@ -128,6 +128,9 @@ def test_spectre_build_with_the_tfhp_profile(flame_assets, tmp_path, capsys):
         assert sample["tfhp_exp.npy"].dtype == sample["tfhp_pose.npy"].dtype == np.float32
     card = json.loads((out / "dataset.json").read_text())
     assert card["counts"]["ok"] == 1 and card["config"]["reconstruct"]["flame_profile"] == "tfhp"
+    from pseudo3d.training.data.targets import TargetSpec
+
+    assert TargetSpec.for_shards(samples[0]).kind == "flame"  # training reads a spectre dataset
 
 
 def test_deca_in_the_parent_matches_deca_in_workers(synthetic_corpus, flame_assets, tmp_path):

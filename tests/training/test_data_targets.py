@@ -36,10 +36,12 @@ def test_for_shards_picks_the_target_by_backend():
                                                 "arrays": {"mesh_smooth": {"shape": [90, 478, 3]}}}})
     assert (mesh.kind, mesh.dim, mesh.n_vertices, mesh.members, mesh.template) == (
         "mesh_offsets", 1434, 478, ("mesh_smooth",), "clip_mean")
-    flame = TargetSpec.for_shards({"backend": "flame-fit", "key": "k",
-                                   "arrays": {"flame_expression_smooth": {"shape": [90, 50]}}})
-    assert (flame.kind, flame.dim, flame.members) == ("flame", 53, ("flame_expression_smooth", "flame_jaw_pose_smooth"))
-    assert flame.names[0] == "exp_000" and len(flame.names) == 53
+    for backend in ("deca", "spectre", "flame-fit"):  # every FLAME backend
+        flame = TargetSpec.for_shards({"backend": backend, "key": "k",
+                                       "arrays": {"flame_expression_smooth": {"shape": [90, 50]}}})
+        assert (flame.kind, flame.dim, flame.members) == ("flame", 53, ("flame_expression_smooth",
+                                                                         "flame_jaw_pose_smooth"))
+        assert flame.names[0] == "exp_000" and len(flame.names) == 53
     with pytest.raises(ValueError, match="backend 'opencv'"):
         TargetSpec.for_shards({"backend": "opencv", "key": "k"})
     with pytest.raises(ValueError, match="flame_expression_smooth"):

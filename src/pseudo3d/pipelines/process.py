@@ -302,11 +302,8 @@ class SourcePipeline:
         arrays["audio_envelope"] = frame_envelope(clip.audio, clip.sample_rate, clip.fps, clip.n_frames)
         if self.config.shards.write_crops and clip.crops is not None:
             arrays["crops"] = clip.crops
-        if self.config.reconstruct.flame_profile == "tfhp":
-            try:
-                arrays.update(tfhp_arrays(outputs))
-            except ValueError as exc:  # a clip shorter than TFHP's smoothing window
-                raise StageError("smooth", "too_short", str(exc)) from None
+        if self.config.reconstruct.flame_profile == "tfhp":  # clips of >= 7 frames: BuildConfig checks min_clip_s
+            arrays.update(tfhp_arrays(outputs))
         return arrays
 
     def clip_meta(self, clip: Clip) -> dict:

@@ -139,9 +139,9 @@ class DecodeTrack:
                 if self.max_frames is not None and frame.index >= self.max_frames:
                     raise StageError("decode", "too_long", f"decoded past limits.max_duration_s = "
                                                            f"{self.max_frames / fps:g} s (the file declares no length)")
-                if frame.damaged:  # its source frame did not decode: a gap, like a lost face
-                    tracker.reset()
-                    cut, points, score, box = False, None, 0.0, None
+                if frame.damaged:  # its source frame did not decode: a gap, like a lost face; the frame
+                    tracker.reset()  # repeats the last decoded picture, cropped where the face last was
+                    cut, points, score = False, None, 0.0
                 else:
                     cut = cut_detector(frame.image)
                     if cut:

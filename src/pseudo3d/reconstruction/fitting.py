@@ -142,7 +142,7 @@ def fit_sequences(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor,
     gets the fit it gets alone (within float32 rounding), in one optimisation for all of them.
     """
     frames, device, dtype = target_xy.shape[0], target_xy.device, target_xy.dtype
-    if sum(lengths) != frames or min(lengths, default=1) < 1:
+    if not lengths or sum(lengths) != frames or min(lengths) < 1:
         raise ValueError(f"clip lengths {lengths} do not pack {frames} frames")
     clips = _Clips(lengths, device)
     shape = torch.zeros(clips.count, model.n_shape, device=device, dtype=dtype, requires_grad=True)

@@ -49,13 +49,14 @@ def flame_description(config: "BuildConfig", assets: Mapping[str, str]) -> dict[
     and the output profile."""
     options = config.reconstruct
     model = Path(options.flame_model or "")
+    half = config.track.crop_size / 2
     return {
         "model": {"name": model.name, "sha256": assets.get("flame_model", ""), "variant": flame_variant(model)},
         "n_shape": options.n_shape,
         "n_expression": options.n_expression,
         "rotations": {"flame_global_pose": "axis-angle, radians, FLAME's camera frame (x right, y up, z to the viewer)",
                       "flame_jaw_pose": "axis-angle, radians"},
-        "camera": "weak perspective (s, tx, ty): crop pixel = (s (X_xy + t)) * (1, -1) * 112 + 112, "
+        "camera": f"weak perspective (s, tx, ty): crop pixel = (s (X_xy + t)) * (1, -1) * {half:g} + {half:g}, "
                   "image pixel through crop_transform",
         "profile": options.flame_profile,
     }

@@ -12,7 +12,8 @@ temporal expression encoder). The same two state dicts are also met
 Every layout is read; other entries (the optimiser's state, counters, other modules) are ignored,
 as SPECTRE's own loader does. The file is unpickled with ``weights_only=True``, so a file that
 smuggles code is refused, not run; each state dict must match its module exactly (a missing or an
-extra key is refused, naming it), as SPECTRE loads both with ``strict=True``.
+extra key is refused, naming it), stricter than SPECTRE's own loader, which goes on with untrained
+weights when ``E_expression`` does not load.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def load_spectre_state_dicts(path: str | Path) -> dict[str, dict[str, torch.Tens
         raise AssetError(f"{WHAT} holds a {type(checkpoint).__name__}, not a dict of state dicts: {path}")
     if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
         checkpoint = checkpoint["state_dict"]
-    states = _nested(checkpoint) or _flat(checkpoint)
+    states = _nested(checkpoint, path) or _flat(checkpoint)
     missing = [name for name in ENCODERS if name not in states]
     if missing:
         found = sorted(map(str, checkpoint))
@@ -66,13 +67,13 @@ def load_spectre_state_dicts(path: str | Path) -> dict[str, dict[str, torch.Tens
             for name in ENCODERS}
 
 
-def _nested(checkpoint: Mapping) -> dict[str, Mapping]:
+def _nested(checkpoint: Mapping, path: Path) -> dict[str, Mapping]:
     """The encoders stored as entries of their own (``{"E_flame": {...}, ...}``)."""
     found = {}
     for name in ENCODERS:
         entry = checkpoint.get(name)
         if entry is not None and not isinstance(entry, Mapping):
-            raise AssetError(f"{WHAT} entry {name!r} is a {type(entry).__name__}, not a state dict")
+            raise AssetError(f"{WHAT} entry {name!r} is a {type(entry).__name__}, not a state dict: {path}")
         if entry is not None:
             found[name] = entry
     return found

@@ -67,7 +67,8 @@ class ExpressionEncoder(nn.Module):
         ``edges``: ``"zeros"`` pads each sequence with zeros, as the module does on one batch
         (SPECTRE's ``encode``); ``"repeat"`` pads it with copies of its first and last frame, as
         SPECTRE's demo does for a whole video, which equals the demo's overlapping chunks exactly:
-        every frame the demo keeps was computed from five real (or repeated edge) frames.
+        every frame the demo finally keeps was computed from five real (or repeated edge) frames
+        (the first chunk's two zero-padded padding frames are dropped with the padding).
         """
         sequence = features.transpose(1, 2)  # (B, 1280, T)
         conv, norm, relu = self.temporal
@@ -85,8 +86,8 @@ class ExpressionEncoder(nn.Module):
         return parameters[..., :N_EXPRESSION], jaw
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crops (B, T, 3, 224, 224) → (expression (B, T, 50), jaw (B, T, 3)), zero-padded in time
-        (SPECTRE's ``PerceptualEncoder.forward`` on a video batch)."""
+        """Crops (B, T, 3, 224, 224) → (expression (B, T, 50), jaw (B, T, 3)), zero-padded in time:
+        SPECTRE's ``PerceptualEncoder.forward`` on each of the B sequences."""
         batch, frames = video.shape[:2]
         features = self.frame_features(video.reshape(batch * frames, *video.shape[2:]))
         return self.head(features.reshape(batch, frames, -1))

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from pseudo3d.config import FLAME_BACKENDS
 from pseudo3d.schemas.blendshapes import ARKIT_BLENDSHAPES
 
 KINDS = ("mesh_offsets", "flame", "blendshapes")
@@ -29,7 +30,6 @@ TEMPLATES = ("clip_mean", "subject", "none")
 MESH_MEMBER = "mesh_smooth"
 FLAME_MEMBERS = ("flame_expression_smooth", "flame_jaw_pose_smooth")
 MESH_BACKENDS = ("mediapipe",)
-FLAME_BACKENDS = ("deca", "flame-fit")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class TargetSpec:
     def for_shards(cls, sample_or_meta: Mapping[str, Any]) -> "TargetSpec":
         """The target of a pseudo3d dataset, from its first sample's ``meta.json`` (or the decoded
         sample holding it): ``mediapipe`` → mesh offsets over ``mesh_smooth``; ``deca`` /
-        ``flame-fit`` → FLAME expression ⊕ jaw pose."""
+        ``spectre`` / ``flame-fit`` → FLAME expression ⊕ jaw pose."""
         meta = sample_or_meta.get("meta.json", sample_or_meta)
         backend = meta.get("backend")
         arrays = meta.get("arrays") or {}
