@@ -241,6 +241,17 @@ def flame_assets(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def spectre_encoder_files(tmp_path_factory):
+    """(the synthetic SPECTRE encoder, {layout: its checkpoint in that layout})."""
+    pytest.importorskip("torch")
+    from pseudo3d.testing.spectre_assets import LAYOUTS, save_spectre_checkpoint, synthetic_spectre_encoder
+
+    encoder = synthetic_spectre_encoder(seed=0)
+    folder = tmp_path_factory.mktemp("spectre")
+    return encoder, {layout: save_spectre_checkpoint(encoder, folder / f"{layout}.tar", layout) for layout in LAYOUTS}
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3-compatible server on 127.0.0.1 (tests/storage/s3_server.py), with the standard AWS
     variables pointing at it for this process and every process it starts."""

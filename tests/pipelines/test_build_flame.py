@@ -75,7 +75,7 @@ def test_deca_build_follows_the_contract(synthetic_corpus, flame_assets, tmp_pat
                                                  "cuda": "", "cudnn": "", "threads": threads, "batch_size": "256"}}]
 
 
-def test_spectre_build_with_the_tfhp_profile(flame_assets, tmp_path, capsys):
+def test_spectre_build_with_the_tfhp_profile(flame_assets, spectre_encoder_files, tmp_path, capsys):
     """A spectre build at TFHP's settings: the contract, SPECTRE's crops, the ``flame`` meta entry and
     TFHP's arrays, smoothed as scipy's Savitzky-Golay filter does with TFHP's windows."""
     from scipy.signal import savgol_filter
@@ -84,11 +84,10 @@ def test_spectre_build_with_the_tfhp_profile(flame_assets, tmp_path, capsys):
     from pseudo3d.logs import native_stderr_silenced
     from pseudo3d.pipelines.crops import SPECTRE_SCALE, crop_square, crop_transform
     from pseudo3d.synth.corpus import make_corpus
-    from pseudo3d.testing.spectre_assets import write_synthetic_spectre_checkpoint
 
     with native_stderr_silenced():
         [video] = make_corpus(tmp_path / "corpus", n_videos=1, seconds=3.0, seed=4)
-    checkpoint = write_synthetic_spectre_checkpoint(tmp_path / "spectre_model.tar")
+    checkpoint = spectre_encoder_files[1]["trainer"]
     out = tmp_path / "spectre"
     config = tmp_path / "build.yaml"
     config.write_text("qa:\n  enabled: false\nshards:\n  write_crops: true\n")  # random weights: QA off, as for deca

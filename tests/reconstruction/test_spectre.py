@@ -15,18 +15,15 @@ from pseudo3d.reconstruction.deca import split_codes  # noqa: E402
 from pseudo3d.reconstruction.spectre import SpectreEncoder, load_spectre_state_dicts  # noqa: E402
 from pseudo3d.reconstruction.spectre.mobilenet import MobileNetV2  # noqa: E402
 from pseudo3d.schemas.records import Clip, Source  # noqa: E402
-from pseudo3d.testing.spectre_assets import LAYOUTS, save_spectre_checkpoint, synthetic_spectre_encoder  # noqa: E402
 
 DEMO_CHUNK, DEMO_OVERLAP = 50, 4
 """SPECTRE's demo.py: chunks of 50 frames, each starting 46 after the previous one."""
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def written(spectre_encoder_files):
     """The synthetic encoder and its checkpoint in every layout."""
-    encoder = synthetic_spectre_encoder(seed=0)
-    folder = tmp_path_factory.mktemp("spectre")
-    return encoder, {layout: save_spectre_checkpoint(encoder, folder / f"{layout}.tar", layout) for layout in LAYOUTS}
+    return spectre_encoder_files
 
 
 @pytest.fixture(scope="module")
