@@ -151,6 +151,19 @@ def test_processed_kinds_follow_the_speaking_mouth(built, kind):
         assert np.all(eyes_y < mouth_y), f"{kind}: the face is not upright in display coordinates"
 
 
+def test_frames_that_did_not_decode_are_cropped_where_the_face_last_was(built):
+    """Corrupt packets inside a face track: their frames repeat the last decoded picture and are
+    gaps in the tracking, cropped with the last face box (never a blank crop or a NaN transform,
+    which a temporal encoder such as SPECTRE's would spread to its neighbours)."""
+    _, out, _ = built
+    (sample,) = _samples_by_kind(out)["corrupted_packets"]
+    gaps = sample["interpolated.npy"]
+    transforms = sample["crop_transform.npy"]
+    assert gaps.any() and np.isfinite(transforms).all()
+    first = int(np.flatnonzero(gaps)[0])
+    np.testing.assert_array_equal(transforms[first], transforms[first - 1])
+
+
 @pytest.mark.parametrize("kind", ["rotation_90", "rotation_270"])
 def test_quarter_turns_swap_the_displayed_size(built, kind):
     _, out, _ = built
