@@ -2,8 +2,9 @@
 
 A backend turns tracked clips into per-frame parameter arrays. The base class owns what all
 backends share (looping over clips with per-clip failures, naming the smoothing groups, asset
-hashes for the card); a backend writes one hook, :meth:`Reconstructor.reconstruct_clip`, or
-overrides :meth:`Reconstructor.reconstruct_batch` to batch frames across clips on a GPU.
+hashes for the card); a backend writes one hook, :meth:`Reconstructor.reconstruct_clip`, or derives from
+:class:`BatchReconstructor` and writes :meth:`~BatchReconstructor.reconstruct_batch` to batch
+frames across clips on a GPU.
 """
 
 from __future__ import annotations
@@ -57,3 +58,18 @@ class Reconstructor(ABC):
                 results.append(error)
             self.progress()
         return results
+
+
+class BatchReconstructor(Reconstructor):
+    """A backend whose work is done on many clips at once (batches spanning clips and sources):
+    it writes :meth:`reconstruct_batch`, and one clip is a batch of one."""
+
+    @abstractmethod
+    def reconstruct_batch(self, clips: list[Clip]) -> list[dict[str, np.ndarray] | StageError]:
+        """One entry per clip, in order: its arrays, or the ``StageError`` that failed it."""
+
+    def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
+        result = self.reconstruct_batch([clip])[0]
+        if isinstance(result, StageError):
+            raise result
+        return result

@@ -25,7 +25,7 @@ import torch
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import StageError
 from pseudo3d.reconstruction.asset_files import asset_option
-from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
+from pseudo3d.reconstruction.base import BatchReconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, project_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca import CODE_SHAPES, DecaEncoder, split_codes
 from pseudo3d.reconstruction.device import (CropUploader, batch_pieces, concatenate_clips, inference_context,
@@ -41,7 +41,7 @@ FLAME_SMOOTHED: Mapping[str, SmoothingKind] = {
 }
 
 
-class DecaBackend(Reconstructor):
+class DecaBackend(BatchReconstructor):
     name: ClassVar[str] = "deca"
     smoothed: ClassVar[Mapping[str, SmoothingKind]] = FLAME_SMOOTHED
     per_clip: ClassVar[frozenset[str]] = frozenset({"flame_shape_clip"})
@@ -83,12 +83,6 @@ class DecaBackend(Reconstructor):
         """Also the frames per batch: a convolution's result depends on its batch's size, so the
         bytes depend on ``reconstruct.batch_size`` (and change if out of memory halves it)."""
         return {**numerics(self.device, inference_precision(self.device, self.precision)), "batch_size": str(self.batch_size)}
-
-    def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
-        result = self.reconstruct_batch([clip])[0]
-        if isinstance(result, StageError):
-            raise result
-        return result
 
     def reconstruct_batch(self, clips: list[Clip]) -> list[dict[str, np.ndarray] | StageError]:
         """All frames of ``clips`` in ``batch_size`` batches. Results stay on the device until the

@@ -25,7 +25,7 @@ from pseudo3d.errors import AssetError, StageError
 from pseudo3d.geometry.procrustes import similarity_procrustes_batch
 from pseudo3d.geometry.rotations import matrix_to_axis_angle
 from pseudo3d.reconstruction.asset_files import asset_option
-from pseudo3d.reconstruction.base import Reconstructor, SmoothingKind
+from pseudo3d.reconstruction.base import BatchReconstructor, SmoothingKind
 from pseudo3d.reconstruction.camera import crop_to_image, image_to_crop, reprojection_error
 from pseudo3d.reconstruction.deca_backend import FLAME_SMOOTHED
 from pseudo3d.reconstruction.device import numerics, resolve_device, split_like
@@ -38,7 +38,7 @@ CAMERA_FLIP = np.diag([1.0, -1.0, -1.0])
 """Image axes (x right, y down, z away) ↔ FLAME's camera axes (x right, y up, z to the viewer)."""
 
 
-class FlameFitBackend(Reconstructor):
+class FlameFitBackend(BatchReconstructor):
     name: ClassVar[str] = "flame-fit"
     smoothed: ClassVar[Mapping[str, SmoothingKind]] = FLAME_SMOOTHED
     per_clip: ClassVar[frozenset[str]] = frozenset({"flame_shape_clip"})
@@ -63,12 +63,6 @@ class FlameFitBackend(Reconstructor):
 
     def numerics(self) -> dict[str, str]:
         return numerics(self.device, "fp32")  # the fit needs gradients: never under autocast
-
-    def reconstruct_clip(self, clip: Clip) -> dict[str, np.ndarray]:
-        result = self.reconstruct_batch([clip])[0]
-        if isinstance(result, StageError):
-            raise result
-        return result
 
     def reconstruct_batch(self, clips: list[Clip]) -> list[dict[str, np.ndarray] | StageError]:
         """All ``clips`` fitted in one optimisation (:func:`fit_sequences`: each gets the fit it
