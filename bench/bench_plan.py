@@ -5,7 +5,7 @@ source one small sample), cuts them into units of ``--unit-sources``, and commit
 way a worker does (:func:`pseudo3d.pipelines.shard_writer.write_unit`) into a local directory.
 Then it measures, in this process as a driver would run them:
 
-* **plan**: cutting the inputs into units (:func:`pseudo3d.pipelines.plan.plan_units`);
+* **plan**: cutting the listed inputs into units (:func:`pseudo3d.pipelines.plan.plan_units`);
 * **resume**: planning a resume with the same inputs once every unit is committed
   (:func:`pseudo3d.pipelines.output_dir.plan_build`: one listing of ``_commits/``, one marker read);
 * **card**: writing ``dataset.json`` from every marker (what every build ends with; the index
@@ -16,6 +16,9 @@ Then it measures, in this process as a driver would run them:
   user's reader would).
 
 For each: seconds, and the peak of Python's allocations during it (``tracemalloc``), per source.
+Arrow's buffers are not counted: the listed inputs themselves (a
+:class:`~pseudo3d.pipelines.sources.SourceList`, made before the measurements) are measured with
+the process's resident memory by ``bench/bench_inputs.py``.
 Workers' bytes never pass through this process: the units are committed by ``write_unit`` here
 only to make the dataset.
 
@@ -39,14 +42,16 @@ from pseudo3d.pipelines.dataset_files import write_dataset_files
 from pseudo3d.pipelines.output_dir import plan_build
 from pseudo3d.pipelines.plan import plan_units
 from pseudo3d.pipelines.shard_writer import write_unit
+from pseudo3d.pipelines.sources import SourceList
 from pseudo3d.schemas.records import EncodedSample, Source, SourceOutcome
 from pseudo3d.storage import Storage
 
 
-def sources(n: int) -> list[Source]:
-    return [Source(uri=f"/corpus/speaker{index // 100:05d}/{index:07d}.mp4",
-                   identity=f"speaker{index // 100:05d}/{index:07d}.mp4", source_id=f"s{index:07d}-0000000000000000")
-            for index in range(n)]
+def sources(n: int) -> SourceList:
+    """``n`` sources as a build lists them (a :class:`SourceList`)."""
+    return SourceList.of(Source(uri=f"/corpus/speaker{index // 100:05d}/{index:07d}.mp4",
+                                identity=f"speaker{index // 100:05d}/{index:07d}.mp4",
+                                source_id=f"s{index:07d}-0000000000000000") for index in range(n))
 
 
 def trivial(source: Source) -> SourceOutcome:

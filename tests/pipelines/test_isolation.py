@@ -119,6 +119,24 @@ def test_order_is_kept_and_look_ahead_is_bounded():
         assert [result for _, result in pool.imap(items)] == [2 * i for i in range(12)]
 
 
+def test_items_are_taken_from_an_iterator_only_as_far_ahead_as_work_may_start():
+    """A build hands its sources over as a generator: the pool takes at most ``max_ahead`` plus
+    one per worker past the item being handed out, so a million sources never exist at once."""
+    taken = []
+
+    def items():
+        for value in range(40):
+            taken.append(value)
+            yield ("ok", value)
+
+    with IsolatedPool(2, _noop, (), _task, base_timeout=30.0, per_unit=1.0, max_ahead=3) as pool:
+        pairs = pool.imap(items())
+        for position, (item, result) in enumerate(pairs):
+            assert item == ("ok", position) and result == 2 * position
+            assert len(taken) <= position + 1 + 3 + 2
+    assert len(taken) == 40
+
+
 def test_transient_results_are_retried_in_place_and_permanent_ones_are_not():
     calls = []
 

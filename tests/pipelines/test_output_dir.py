@@ -45,7 +45,7 @@ def test_a_resume_with_the_same_inputs_skips_committed_units_from_a_listing_alon
     later = Storage(tmp_path).list("_commits")[1]
     (tmp_path / "_commits" / later).write_text("not read")  # only the first marker is read (numerics)
     plan = plan_build(Storage(tmp_path), sources, CONFIG)
-    assert [unit.index for unit in plan.units] == [2] and plan.sources == sources[4:] and plan.skipped == 4
+    assert [unit.index for unit in plan.units] == [2] and list(plan.sources()) == sources[4:] and plan.skipped == 4
 
 
 def test_units_are_cut_by_input_bytes_and_a_resume_plans_the_same_ones(tmp_path):
@@ -58,16 +58,16 @@ def test_units_are_cut_by_input_bytes_and_a_resume_plans_the_same_ones(tmp_path)
                    config.shards, config.fingerprint())
     (tmp_path / "_commits" / Storage(tmp_path).list("_commits")[1]).write_text("not read")  # a listing alone
     resumed = plan_build(Storage(tmp_path), sources, config)
-    assert [unit.index for unit in resumed.units] == [2] and resumed.sources == sources[4:] and resumed.skipped == 4
+    assert [unit.index for unit in resumed.units] == [2] and list(resumed.sources()) == sources[4:] and resumed.skipped == 4
 
 
 def test_a_resume_with_other_inputs_reads_the_markers_it_did_not_plan(tmp_path):
     sources = [_source(name) for name in "abcde"]
     _commit(tmp_path, sources[1:3], CONFIG)  # unit 0 = b, c: not a unit of the plan of a..e
     plan = plan_build(Storage(tmp_path), sources, CONFIG)
-    assert plan.sources == [sources[0], *sources[3:]] and plan.skipped == 2
+    assert list(plan.sources()) == [sources[0], *sources[3:]] and plan.skipped == 2
     assert [unit.index for unit in plan.units] == [1, 2]  # after the highest committed unit
-    _commit(tmp_path, plan.sources, CONFIG, first=1)
+    _commit(tmp_path, list(plan.sources()), CONFIG, first=1)
     assert plan_build(Storage(tmp_path), sources, CONFIG).units == []
 
 
@@ -186,7 +186,7 @@ def test_a_unit_that_lost_a_shard_is_dropped_and_rebuilt_by_the_next_build(tmp_p
     assert [path.name.split("-")[1] for path in (tmp_path / "manifest").iterdir()] == ["000000"]
     card = json.loads((tmp_path / "dataset.json").read_text())
     assert card["counts"]["inputs"] == 2 and card["counts"]["units"] == 1
-    assert plan_build(Storage(tmp_path), sources, CONFIG).sources == sources[2:]
+    assert list(plan_build(Storage(tmp_path), sources, CONFIG).sources()) == sources[2:]
 
 
 def test_a_retried_unit_that_lost_a_shard_is_built_again_whole(tmp_path):

@@ -13,14 +13,17 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.pipelines.lease import BuildLease
 from pseudo3d.pipelines.plan import Unit, UnitBase, plan_units, remove_plan, unit_digest
+from pseudo3d.pipelines.sources import SourceList
 from pseudo3d.pipelines.shard_writer import remove_broken, remove_uncommitted
 from pseudo3d.pipelines.spool import remove_spool
 from pseudo3d.schemas.commits import Commit, MarkerName, list_markers, live_markers, read_commits
@@ -55,11 +58,16 @@ class BuildPlan:
     """What the committed outputs were computed with (from one marker), or None."""
 
     @property
-    def sources(self) -> list[Source]:
-        return [source for unit in self.units for source in unit.sources]
+    def n_sources(self) -> int:
+        """Sources still to build."""
+        return sum(len(unit.sources) for unit in self.units)
+
+    def sources(self) -> Iterator[Source]:
+        """The sources still to build, in order, made one at a time."""
+        return (source for unit in self.units for source in unit.sources)
 
 
-def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, retry_failed: str | None = None,
+def plan_build(storage: Storage, sources: Sequence[Source], config: BuildConfig, retry_failed: str | None = None,
                markers: list[MarkerName] | None = None) -> BuildPlan:
     """The units of ``sources`` still to build in the dataset at ``storage``.
 
@@ -75,8 +83,9 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     Raises :class:`Pseudo3DError` where a marker comes from another configuration or data
     contract."""
     fingerprint = config.fingerprint()
+    listed = SourceList.of(sources)
     markers = list_markers(storage) if markers is None else markers
-    units = plan_units(sources, config.shards.max_sources, fingerprint, max_bytes=config.shards.max_unit_bytes)
+    units = plan_units(listed, config.shards.max_sources, fingerprint, max_bytes=config.shards.max_unit_bytes)
     planned = {unit.marker for unit in units}
     committed = set(markers)
     numerics = _numerics(storage, markers)
@@ -91,26 +100,27 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     commits, broken, lost_compactions = layout.split_lost(present_files(storage))
     remove_broken(storage, broken, lost_compactions)  # their sources are built again
     lost = {commit.path for commit in broken}
-    done = {source.source_id for unit in units if unit.marker in committed and unit.marker.path not in lost
-            for source in unit.sources}
-    by_id = {source.source_id: source for source in sources}
+    done = [SourceList.of(unit.sources).table.column("source_id") for unit in units
+            if unit.marker in committed and unit.marker.path not in lost]
     again: list[Unit] = []
     for batch in layout.batches(commits, PART_BATCH):
         rows = _read_each(storage, layout, batch, "sources")
-        for table in rows:
-            done.update(table.column("source_id").to_pylist())
+        done += [table.column("source_id").cast(pa.string()) for table in rows]
         if not retry_failed:
             continue
         failed = [{source_id for source_id, status in zip(table.column("source_id").to_pylist(),
-                                                          table.column("status").to_pylist())
-                   if status == "failed" and source_id in by_id} for table in rows]
+                                                          table.column("status").to_pylist()) if status == "failed"}
+                  for table in rows]
+        inputs = _by_id(listed, set().union(*failed))
+        failed = [ids & inputs.keys() for ids in failed]
         retried = [index for index, ids in enumerate(failed) if ids]
         failures = _read_each(storage, layout, [batch[index] for index in retried], "failures")
         for index, failure_rows in zip(retried, failures):
-            unit = _retry_unit(batch[index], layout, rows[index], failed[index], failure_rows.to_pylist(), by_id,
+            unit = _retry_unit(batch[index], layout, rows[index], failed[index], failure_rows.to_pylist(), inputs,
                                retry_failed, fingerprint)
             again += [unit] if unit is not None else []
-    todo = [source for source in sources if source.source_id not in done]
+    done_ids = pa.chunked_array(done, pa.string()).combine_chunks() if done else pa.array([], pa.string())
+    todo = listed.where(pc.invert(pc.is_in(listed.table.column("source_id"), value_set=done_ids)))
     retried_sources = sum(len(unit.sources) for unit in again)
     if retried_sources:
         log.info("building %d failed source(s) of %d unit(s) again (--retry-failed=%s)", retried_sources, len(again),
@@ -118,7 +128,15 @@ def plan_build(storage: Storage, sources: list[Source], config: BuildConfig, ret
     after = max((marker.unit for marker in markers), default=-1) + 1
     pending = plan_units(todo, config.shards.max_sources, fingerprint, first=after, max_bytes=config.shards.max_unit_bytes)
     return BuildPlan(again + pending,
-                     len(sources) - len(todo) - retried_sources, numerics)
+                     len(listed) - len(todo) - retried_sources, numerics)
+
+
+def _by_id(sources: SourceList, ids: set[str]) -> dict[str, Source]:
+    """The sources among ``sources`` whose id is in ``ids``, by id."""
+    if not ids:
+        return {}
+    wanted = pc.is_in(sources.table.column("source_id"), value_set=pa.array(sorted(ids), pa.string()))
+    return {source.source_id: source for source in sources.where(wanted)}
 
 
 def _read_each(storage: Storage, layout: IndexLayout, commits: list[Commit], table: str) -> list[pa.Table]:

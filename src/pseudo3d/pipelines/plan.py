@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pseudo3d.pipelines.sources import SourceList
 from pseudo3d.schemas.commits import MarkerName, ShardFile
 from pseudo3d.schemas.compactions import Part
 from pseudo3d.schemas.layout import PLAN_DIR
@@ -63,7 +65,9 @@ class Unit:
     """Sources one worker builds, writes and commits together."""
 
     index: int
-    sources: tuple[Source, ...]
+    sources: Sequence[Source]
+    """The unit's sources in order: a view of the build's :class:`~pseudo3d.pipelines.sources.SourceList`
+    (its Sources made when read; pickled, only its own rows travel)."""
     digest: str
     """12 hex digits: :func:`unit_digest` of the sources (with ``base``: of all the unit's sources)."""
     base: UnitBase | None = None
@@ -83,24 +87,30 @@ def unit_digest(sources: Iterable[tuple[str, int]], fingerprint: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def plan_units(sources: list[Source], max_sources: int, fingerprint: str, first: int = 0,
+def plan_units(sources: Sequence[Source], max_sources: int, fingerprint: str, first: int = 0,
                max_bytes: int | None = None) -> list[Unit]:
     """``sources`` in input order cut into units numbered from ``first``: a unit is closed before
     a source that would take it past ``max_sources`` sources or (where given) past ``max_bytes``
     bytes of input files (:attr:`Source.size_bytes`; unknown counts 0); a unit holds at least one
-    source."""
-    groups: list[list[Source]] = []
-    held = 0
-    for source in sources:
-        size = source.size_bytes or 0
-        if not groups or len(groups[-1]) >= max_sources or (max_bytes is not None and held + size > max_bytes):
-            groups.append([])
-            held = 0
-        groups[-1].append(source)
+    source. The units' sources are views of ``sources`` as a
+    :class:`~pseudo3d.pipelines.sources.SourceList`."""
+    listed = SourceList.of(sources)
+    sizes = listed.table.column("size_bytes").fill_null(0).to_numpy() if max_bytes is not None else None
+    starts: list[int] = []
+    held = count = 0
+    for position in range(len(listed)):
+        size = int(sizes[position]) if sizes is not None else 0
+        if not starts or count >= max_sources or (max_bytes is not None and held + size > max_bytes):
+            starts.append(position)
+            held = count = 0
         held += size
-    return [Unit(first + index, tuple(members),
-                 unit_digest(((source.source_id, source.attempt) for source in members), fingerprint))
-            for index, members in enumerate(groups)]
+        count += 1
+    units = []
+    for index, (start, stop) in enumerate(zip(starts, [*starts[1:], len(listed)])):
+        members = listed.slice(start, stop)
+        units.append(Unit(first + index, members,
+                          unit_digest(zip(members.column("source_id"), members.column("attempt")), fingerprint)))
+    return units
 
 
 PLAN_PART_SOURCES = 10_000
@@ -110,21 +120,19 @@ PLAN_PART_SOURCES = 10_000
 def write_plan(storage: Storage, units: list[Unit], name: str) -> list[str]:
     """Write the sources of ``units`` into the dataset at ``storage`` as Parquet parts of at most
     :data:`PLAN_PART_SOURCES` rows, ``_plan/NAME/part-NNNNNN.parquet``: per source its unit, its
-    position in the unit and its fields (list-file metadata as a struct, with its keys' order).
+    position in the unit and its fields (:data:`~pseudo3d.pipelines.sources.SOURCE_SCHEMA`).
     Returns the parts' paths relative to the dataset root. The parts hold the inputs' local paths:
     the runner deletes them when the build ends (:func:`remove_plan`)."""
-    rows = [{"unit": unit.index, "position": position, "uri": source.uri, "identity": source.identity,
-             "source_id": source.source_id, "reference": source.reference, "attempt": source.attempt,
-             "size_bytes": source.size_bytes,
-             "metadata_keys": list(source.metadata), "metadata": dict(source.metadata)}
-            for unit in units for position, source in enumerate(unit.sources)]
+    pieces = []
+    for unit in units:
+        table = SourceList.of(unit.sources).table
+        pieces.append(table.add_column(0, "unit", pa.array(np.full(len(table), unit.index, np.int64)))
+                      .add_column(1, "position", pa.array(np.arange(len(table), dtype=np.int64))))
+    rows = pa.concat_tables(pieces) if pieces else pa.table({})
     paths = []
     for start in range(0, len(rows), PLAN_PART_SOURCES):
-        table = pa.Table.from_pylist(rows[start:start + PLAN_PART_SOURCES])
-        if not table.schema.field("metadata").type.num_fields:  # no list-file columns: Parquet has no empty struct
-            table = table.drop_columns(["metadata"])
         path = posixpath.join(PLAN_DIR, name, f"part-{start // PLAN_PART_SOURCES:06d}.parquet")
-        storage.write_bytes(path, parquet_bytes(table))
+        storage.write_bytes(path, parquet_bytes(rows.slice(start, PLAN_PART_SOURCES)))
         paths.append(path)
     return paths
 
@@ -132,13 +140,9 @@ def write_plan(storage: Storage, units: list[Unit], name: str) -> list[str]:
 def read_plan_part(storage: Storage, path: str) -> Iterator[tuple[int, int, Source]]:
     """(unit, position, source) of each source in the plan part ``path`` of the dataset at
     ``storage`` (:func:`write_plan`), equal to the sources written."""
-    for row in pq.read_table(pa.BufferReader(storage.read_bytes(path))).to_pylist():
-        values = row.get("metadata") or {}
-        metadata = {key: values[key] for key in row["metadata_keys"]}
-        yield row["unit"], row["position"], Source(uri=row["uri"], identity=row["identity"],
-                                                   source_id=row["source_id"], metadata=metadata,
-                                                   attempt=row["attempt"], reference=row["reference"],
-                                                   size_bytes=row.get("size_bytes"))
+    table = pq.read_table(pa.BufferReader(storage.read_bytes(path)))
+    units, positions = table.column("unit").to_pylist(), table.column("position").to_pylist()
+    yield from zip(units, positions, SourceList(table.drop_columns(["unit", "position"])))
 
 
 def remove_plan(storage: Storage) -> None:

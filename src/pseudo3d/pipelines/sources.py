@@ -32,15 +32,19 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
 import posixpath
 import re
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, Sequence
 
 import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.schemas.records import Source
@@ -56,14 +60,18 @@ LIST_EXTENSIONS = frozenset({".csv", ".tsv", ".parquet", ".txt"})
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | None = None) -> list[Source]:
-    """All sources named by ``inputs``, deduplicated by URI and sorted by identity.
+def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | None = None) -> "SourceList":
+    """All sources named by ``inputs``, deduplicated by URI and sorted by identity, as a
+    :class:`SourceList` (a sequence of :class:`Source`).
 
     ``allowed_protocols`` (``limits.allowed_protocols``): when given, an input URL with another
     protocol is refused before anything is listed. URLs found inside list files are not checked
     here: they are untrusted data, and the probe stage turns a refused one into a failure row.
+
+    Each input is listed into Arrow batches as it is read (a list file batch by batch), so the
+    sources never exist as Python objects all at once: a million ``s3://`` rows of a list file
+    hold about 0.4 kB a source once listed, 0.8 kB at the peak while listing (bench/bench_inputs.py).
     """
-    entries: list[Entry] = []
     inputs = list(inputs)
     if not inputs:
         raise Pseudo3DError("no INPUT given: name a directory, glob, video file or list file")
@@ -73,33 +81,165 @@ def resolve_sources(inputs: Iterable[str], allowed_protocols: Iterable[str] | No
         if allowed is not None and protocol not in allowed:
             raise Pseudo3DError(f"input {raw!r}: protocol {protocol!r} is not in limits.allowed_protocols "
                                 f"({', '.join(allowed)}); add it there in the --config YAML to read from it")
-        entries.extend(_expand(str(raw)))
+    entries = pa.Table.from_batches([batch for raw in inputs for batch in _expand(str(raw))], _ENTRY_SCHEMA)
+    return SourceList(_sources_table(entries))
 
-    by_uri: dict[str, Entry] = {}
-    for entry in entries:
-        if entry.uri in by_uri:
-            log.warning("input %s is named more than once; it is processed once", entry.uri)
-            continue
-        by_uri[entry.uri] = entry
 
-    sources = []
-    by_identity: dict[str, str] = {}
-    by_id: dict[str, str] = {}
-    for uri, identity, reference, metadata, size in by_uri.values():
-        if identity in by_identity:
-            raise Pseudo3DError(
-                f"inputs {by_identity[identity]} and {uri} both have the identity {identity!r}, so their "
-                "sample keys would collide: give the input folders distinct names, or list the videos in "
-                "a CSV with an 'id' column")
-        source_id = make_source_id(identity)
-        if source_id in by_id:
-            raise Pseudo3DError(f"inputs {by_id[source_id]} and {uri} get the same source id {source_id}; "
-                                "list the videos in a CSV with an 'id' column to name them apart")
-        by_identity[identity] = by_id[source_id] = uri
-        sources.append(Source(uri=uri, identity=identity, source_id=source_id, metadata=metadata,
-                              reference=reference, size_bytes=size))
-    sources.sort(key=lambda source: source.identity)
-    return sources
+def _sources_table(entries: pa.Table) -> pa.Table:
+    """``entries`` (:data:`_ENTRY_SCHEMA`, in input order) as a :data:`SOURCE_SCHEMA` table: the first
+    of each URI, sorted by identity (stably), with ids. Raises :class:`Pseudo3DError` naming two inputs
+    that share an identity or a source id. Sorts rather than hashes, and copies the rows once."""
+    uris = entries.column("uri")
+    by_uri = pc.sort_indices(uris)  # stable: the first of equal URIs is the one named first
+    repeated = _repeats(uris.take(by_uri))
+    if len(repeated):
+        dropped = by_uri.to_numpy()[repeated + 1]
+        log.warning("%d input(s) are named more than once (%s first); each is processed once", len(dropped),
+                    uris[int(dropped.min())].as_py())
+        keep = np.ones(entries.num_rows, bool)
+        keep[dropped] = False
+        entries = entries.filter(pa.array(keep))
+    entries = entries.take(pc.sort_indices(entries.column("identity")))
+    identities = entries.column("identity")
+    same = _repeats(identities)
+    if len(same):
+        first_uri, other_uri = (entries.column("uri")[int(same[0]) + offset].as_py() for offset in (0, 1))
+        raise Pseudo3DError(
+            f"inputs {first_uri} and {other_uri} both have the identity {identities[int(same[0])].as_py()!r}, "
+            "so their sample keys would collide: give the input folders distinct names, or list the videos "
+            "in a CSV with an 'id' column")
+    ids = pa.chunked_array([pa.array([make_source_id(identity) for identity in chunk.to_pylist()], pa.string())
+                            for chunk in identities.chunks], pa.string())
+    sorted_ids = ids.take(pc.sort_indices(ids))
+    clashes = _repeats(sorted_ids)
+    if len(clashes):
+        source_id = sorted_ids[int(clashes[0])].as_py()
+        first_uri, other_uri = entries.column("uri").filter(pc.equal(ids, source_id)).to_pylist()[:2]
+        raise Pseudo3DError(f"inputs {first_uri} and {other_uri} get the same source id {source_id}; "
+                            "list the videos in a CSV with an 'id' column to name them apart")
+    return pa.table({"uri": entries.column("uri"), "identity": identities, "source_id": ids,
+                     "reference": entries.column("reference"), "size_bytes": entries.column("size_bytes"),
+                     "attempt": pa.chunked_array([pa.array(np.ones(entries.num_rows, np.int64))]),
+                     "metadata": entries.column("metadata")}, schema=SOURCE_SCHEMA)
+
+
+def _repeats(values: pa.ChunkedArray) -> np.ndarray:
+    """Positions ``i`` where the sorted ``values`` hold the same value at ``i`` and ``i + 1``."""
+    if len(values) < 2:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(pc.equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False))
+
+
+SOURCE_SCHEMA = pa.schema([
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("identity", pa.string(), nullable=False),
+    pa.field("source_id", pa.string(), nullable=False),
+    pa.field("reference", pa.string()),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("attempt", pa.int64(), nullable=False),
+    pa.field("metadata", pa.string()),
+])
+"""A :class:`SourceList`'s columns: :class:`Source`'s fields; ``reference`` null where it is the
+identity, ``metadata`` a JSON object (keys in their order) or null where there is none."""
+
+_ROWS_PER_BATCH = 8192
+"""Sources made into Python objects at a time (iterating a :class:`SourceList`, listing an input)."""
+
+
+class SourceList(Sequence[Source]):
+    """Sources held as an Arrow table (:data:`SOURCE_SCHEMA`) rather than as Python objects (about
+    0.4 kB a source instead of 0.8 kB, bench/bench_inputs.py). Items are made when read; a slice is a view
+    (:meth:`slice`); pickled, a slice carries only its own rows. Equal to any sequence of the
+    same sources in the same order."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    @classmethod
+    def of(cls, sources: "Iterable[Source]") -> "SourceList":
+        """``sources`` as a SourceList (itself when it is one). Raises ValueError for a chunk of a
+        source: plans hold whole sources."""
+        if isinstance(sources, SourceList):
+            return sources
+        columns: dict[str, list[Any]] = {name: [] for name in SOURCE_SCHEMA.names}
+        for source in sources:
+            if source.chunk is not None:
+                raise ValueError(f"{source.source_id} is a chunk of a source; a source list holds whole sources")
+            for name, value in zip(SOURCE_SCHEMA.names, _row_of(source)):
+                columns[name].append(value)
+        return cls(pa.table(columns, schema=SOURCE_SCHEMA))
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self[position] for position in range(start, stop, step)]
+            return self.slice(start, stop)
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(f"source {index} of {len(self)}")
+        return _source_of(self.table.slice(position, 1).to_pylist()[0])
+
+    def slice(self, start: int, stop: int) -> "SourceList":
+        """Sources ``[start, stop)``, sharing this list's memory."""
+        return SourceList(self.table.slice(start, max(0, stop - start)))
+
+    def __iter__(self) -> Iterator[Source]:
+        for batch in self.table.to_batches(max_chunksize=_ROWS_PER_BATCH):
+            for row in batch.to_pylist():
+                yield _source_of(row)
+
+    def column(self, name: str) -> list[Any]:
+        """One column of :data:`SOURCE_SCHEMA` as Python values (``attempt``, ``source_id``, ...)."""
+        return self.table.column(name).to_pylist()
+
+    def where(self, mask: Any) -> "SourceList":
+        """The sources where the boolean array ``mask`` is true, in order."""
+        return SourceList(self.table.filter(mask))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SourceList):
+            return self.table.equals(other.table)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which are not hashable
+
+    def __repr__(self) -> str:
+        return f"SourceList({len(self)} sources)"
+
+    def __reduce__(self):
+        return _read_ipc, (table_ipc(self.table),)
+
+
+def table_ipc(table: pa.Table) -> bytes:
+    """``table`` in Arrow's IPC stream format: a slice written alone (a pickled slice would carry
+    its whole parent's buffers)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _read_ipc(data: bytes) -> SourceList:
+    return SourceList(pa.ipc.open_stream(data).read_all())
+
+
+def _row_of(source: Source) -> tuple[Any, ...]:
+    """``source``'s values in :data:`SOURCE_SCHEMA`'s order."""
+    return (source.uri, source.identity, source.source_id,
+            None if source.reference == source.identity else source.reference, source.size_bytes, source.attempt,
+            json.dumps(dict(source.metadata), default=str) if source.metadata else None)
+
+
+def _source_of(row: dict[str, Any]) -> Source:
+    return Source(uri=row["uri"], identity=row["identity"], source_id=row["source_id"],
+                  metadata=json.loads(row["metadata"]) if row["metadata"] else {}, attempt=row["attempt"],
+                  reference=row["reference"] or "", size_bytes=row["size_bytes"])
 
 
 def make_source_id(identity: str) -> str:
@@ -120,20 +260,41 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-class Entry(NamedTuple):
-    """A source as an input names it, before its id is made."""
+_ENTRY_SCHEMA = pa.schema([
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("identity", pa.string(), nullable=False),
+    pa.field("reference", pa.string()),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("metadata", pa.string()),
+])
+"""A source as an input names it, before its id is made: its URI, identity, portable reference
+(:attr:`Source.reference`; null where it is the identity), size from the listing (null: not known) and list-file metadata (a JSON
+object, null: none)."""
 
-    uri: str
-    identity: str
-    reference: str
-    """The portable reference (:attr:`Source.reference`)."""
-    metadata: dict[str, Any]
-    size: int | None
-    """Bytes, from the listing (None: not known)."""
+
+class _Batches:
+    """Entries collected into Arrow batches of :data:`_ROWS_PER_BATCH` rows."""
+
+    def __init__(self) -> None:
+        self.done: list[pa.RecordBatch] = []
+        self.rows: list[tuple[str, str, str | None, int | None, str | None]] = []
+
+    def add(self, uri: str, identity: str, reference: str, size: int | None, metadata: str | None = None) -> None:
+        self.rows.append((uri, identity, None if reference == identity else reference, size, metadata))
+        if len(self.rows) >= _ROWS_PER_BATCH:
+            self.flush()
+
+    def flush(self) -> list[pa.RecordBatch]:
+        if self.rows:
+            columns = [list(column) for column in zip(*self.rows)]
+            self.done.append(pa.RecordBatch.from_arrays(
+                [pa.array(column, field.type) for column, field in zip(columns, _ENTRY_SCHEMA)], schema=_ENTRY_SCHEMA))
+            self.rows = []
+        return self.done
 
 
-def _expand(raw: str) -> list[Entry]:
-    """The sources ``raw`` names, with their sizes where the listing gives them."""
+def _expand(raw: str) -> list[pa.RecordBatch]:
+    """The sources ``raw`` names (:data:`_ENTRY_SCHEMA`), with their sizes where the listing gives them."""
     if _is_url(raw):
         protocol = protocol_of(raw)
         raw = protocol + raw[len(protocol):]  # S3://b/k is s3://b/k
@@ -144,6 +305,7 @@ def _expand(raw: str) -> list[Entry]:
         to_uri = lambda p: p  # noqa: E731 - local paths stay plain paths
 
     suffix = posixpath.splitext(path)[1].lower()
+    out = _Batches()
     if _GLOB_CHARS.search(path) and not fs.exists(path):
         base, pattern = _glob_base(fs, path)
         found = fs.glob(pattern, detail=True)
@@ -151,8 +313,9 @@ def _expand(raw: str) -> list[Entry]:
         if not matches:
             raise Pseudo3DError(f"input {raw!r}: the glob matched no video files")
         root_name = posixpath.basename(base.rstrip("/"))
-        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base)), found[p].get("size"))
-                for p in matches]
+        for p in matches:
+            _add_found(out, to_uri(p), posixpath.join(root_name, posixpath.relpath(p, base)), found[p].get("size"))
+        return out.flush()
     if not fs.exists(path):
         raise Pseudo3DError(f"input not found: {raw}")
     if fs.isdir(path):
@@ -162,17 +325,19 @@ def _expand(raw: str) -> list[Entry]:
             raise Pseudo3DError(f"input {raw!r}: no video files found below it "
                                 f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
         root_name = posixpath.basename(path.rstrip("/"))
-        return [_entry(to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path)), found[p].get("size"))
-                for p in files]
+        for p in files:
+            _add_found(out, to_uri(p), posixpath.join(root_name, posixpath.relpath(p, path)), found[p].get("size"))
+        return out.flush()
     if suffix in LIST_EXTENSIONS:
         return _read_list_file(fs, path, to_uri, raw)
-    return [_entry(to_uri(path), posixpath.basename(path), fs.size(path))]
+    _add_found(out, to_uri(path), posixpath.basename(path), fs.size(path))
+    return out.flush()
 
 
-def _entry(uri: str, identity: str, size: int | None) -> Entry:
+def _add_found(out: _Batches, uri: str, identity: str, size: int | None) -> None:
     """A source found by listing: a remote one is referred to by its URL, a local one by its
     identity (its path below the input root, prefixed by the root's name)."""
-    return Entry(uri, identity, uri if _is_url(uri) else identity, {}, size)
+    out.add(uri, identity, uri if _is_url(uri) else identity, size)
 
 
 def _is_video(path: str) -> bool:
@@ -199,37 +364,48 @@ def _glob_base(fs, pattern: str) -> tuple[str, str]:
     return base, posixpath.join(escaped, rest)
 
 
-def _read_list_file(fs, path: str, to_uri, raw: str) -> list[Entry]:
-    """The sources a list file names; a local one's size from ``stat`` (a URL's is not known:
-    one request per entry would cost more than the listing)."""
+def _read_list_file(fs, path: str, to_uri, raw: str) -> list[pa.RecordBatch]:
+    """The sources a list file names, read a batch of rows at a time; a local one's size from
+    ``stat`` (a URL's is not known: one request per entry would cost more than the listing)."""
     suffix = posixpath.splitext(path)[1].lower()
     folder = posixpath.dirname(path)
+    out = _Batches()
+    number = 0
+    for rows in _list_rows(fs, path, suffix, raw):
+        for row in rows:
+            number += 1
+            written = row.pop("path", None)
+            if not isinstance(written, str) or not written.strip():
+                raise Pseudo3DError(f"list file {raw}: row {number} has an empty 'path'")
+            written = written.strip()
+            explicit_id = row.pop("id", None)
+            if _is_url(written):
+                uri = reference = written
+            else:
+                local = posixpath.normpath(written if posixpath.isabs(written) else posixpath.join(folder, written))
+                uri = to_uri(local)
+                # a local file relative to the list file, however it was written; a remote one by its URL
+                reference = uri if _is_url(uri) else posixpath.relpath(local, folder)
+            identity = str(explicit_id) if explicit_id not in (None, "") else written
+            metadata = {str(k): metadata_text(v) for k, v in row.items() if v is not None}
+            out.add(uri, identity, reference, _local_size(uri), json.dumps(metadata) if metadata else None)
+    if not number:
+        raise Pseudo3DError(f"list file {raw} holds no paths")
+    return out.flush()
+
+
+def _list_rows(fs, path: str, suffix: str, raw: str) -> Iterator[list[dict[str, Any]]]:
+    """A list file's rows, a batch of dicts at a time (a ``.txt`` list: ``{"path": line}``)."""
     if suffix == ".txt":
         with fs.open(path, "rt") as handle:
-            lines = [line.strip() for line in handle]
-        rows = [{"path": line} for line in lines if line and not line.startswith("#")]
-    else:
-        rows = _read_table_rows(fs, path, suffix, raw)
-    entries = []
-    for number, row in enumerate(rows, start=1):
-        written = row.pop("path", None)
-        if not isinstance(written, str) or not written.strip():
-            raise Pseudo3DError(f"list file {raw}: row {number} has an empty 'path'")
-        written = written.strip()
-        explicit_id = row.pop("id", None)
-        if _is_url(written):
-            uri = reference = written
-        else:
-            local = posixpath.normpath(written if posixpath.isabs(written) else posixpath.join(folder, written))
-            uri = to_uri(local)
-            # a local file relative to the list file, however it was written; a remote one by its URL
-            reference = uri if _is_url(uri) else posixpath.relpath(local, folder)
-        identity = str(explicit_id) if explicit_id not in (None, "") else written
-        metadata = {str(k): metadata_text(v) for k, v in row.items() if v is not None}
-        entries.append(Entry(uri, identity, reference, metadata, _local_size(uri)))
-    if not entries:
-        raise Pseudo3DError(f"list file {raw} holds no paths")
-    return entries
+            lines = (line.strip() for line in handle)
+            paths = (line for line in lines if line and not line.startswith("#"))
+            while rows := [{"path": line} for line in itertools.islice(paths, _ROWS_PER_BATCH)]:
+                yield rows
+        return
+    table = _read_table(fs, path, suffix, raw)
+    for batch in table.to_batches(max_chunksize=_ROWS_PER_BATCH):
+        yield batch.to_pylist()
 
 
 def _local_size(uri: str) -> int | None:
@@ -257,7 +433,7 @@ def metadata_text(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def _read_table_rows(fs, path: str, suffix: str, raw: str) -> list[dict[str, Any]]:
+def _read_table(fs, path: str, suffix: str, raw: str) -> pa.Table:
     import pyarrow.csv
     import pyarrow.parquet
 
@@ -273,7 +449,7 @@ def _read_table_rows(fs, path: str, suffix: str, raw: str) -> list[dict[str, Any
     if "path" not in table.column_names:
         raise Pseudo3DError(f"list file {raw}: needs a 'path' column; it has "
                             f"{', '.join(table.column_names) or 'no columns'}")
-    return table.to_pylist()
+    return table
 
 
 def local_path(uri: str) -> Path | None:

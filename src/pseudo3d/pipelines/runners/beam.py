@@ -129,7 +129,7 @@ def pipeline_options(pairs: Sequence[str], workers: int = 0) -> PipelineOptions:
     return options
 
 
-def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, options: Sequence[str] = (),
+def build_beam(sources: Sequence[Source], out: str | Path, config: BuildConfig, *, options: Sequence[str] = (),
                workers: int = 0, overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
                qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out`` (a directory or an fsspec URL) with a Beam
@@ -145,7 +145,7 @@ def build_beam(sources: list[Source], out: str | Path, config: BuildConfig, *, o
                 _expand(pipeline, plan, write_plan(storage, plan.units, new_attempt()), config, storage.url,
                         str(log_path))
                 try:
-                    counters = _run(pipeline, len(plan.sources), progress)
+                    counters = _run(pipeline, plan.n_sources, progress)
                 except Exception as exc:
                     raise Pseudo3DError(f"the Beam pipeline failed ({type(exc).__name__}: {exc}); the units it "
                                         "committed stay, and running the same command again builds the rest") from exc

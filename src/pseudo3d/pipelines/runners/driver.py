@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -140,7 +140,7 @@ class BuildReport:
         self.shards_written.extend(done.shards)
 
 
-def run_build(sources: list[Source], out: str | Path | Storage, config: BuildConfig, produce: Produce, *,
+def run_build(sources: Sequence[Source], out: str | Path | Storage, config: BuildConfig, produce: Produce, *,
               overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
               qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out`` (a directory, a URL or a Storage) from
@@ -155,7 +155,7 @@ def _produce_units(plan: BuildPlan, report: BuildReport, config: BuildConfig, pr
     """Run ``produce`` over the plan's units, committing those it gives as outcomes, counting those
     it committed itself, with a progress bar."""
     start = time.perf_counter()
-    bar = tqdm(total=len(plan.sources), unit="video", desc="build", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=plan.n_sources, unit="video", desc="build", disable=not progress, dynamic_ncols=True)
     units = iter(plan.units)
     writer: UnitWriter | None = None
     done: UnitDone | None = None
@@ -194,7 +194,7 @@ def _produce_units(plan: BuildPlan, report: BuildReport, config: BuildConfig, pr
 
 
 @contextlib.contextmanager
-def open_build(sources: list[Source], out: str | Path | Storage, config: BuildConfig, *, overwrite: bool = False,
+def open_build(sources: Sequence[Source], out: str | Path | Storage, config: BuildConfig, *, overwrite: bool = False,
                retry_failed: str | None = None) -> Iterator[tuple[BuildPlan, BuildReport]]:
     """Check the assets, take the dataset's lease (:mod:`pseudo3d.pipelines.lease`), open (or
     resume) the dataset at ``out``: the units still to build and an empty report, while the lease

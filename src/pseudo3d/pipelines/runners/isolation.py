@@ -40,7 +40,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 _READY = "ready"
 _UNITS = "units"
@@ -119,6 +119,10 @@ Expand = Callable[[Any, Any], "Sequence[Any] | None"]
 hand ``result`` out."""
 
 
+_END = object()
+"""The end of :meth:`IsolatedPool.imap`'s items."""
+
+
 class IsolatedPool:
     def __init__(self, n_workers: int, initializer: Callable, initargs: tuple, function: Callable[[Any], Any], *,
                  base_timeout: float, per_unit: float, stall_timeout: float = float("inf"),
@@ -149,18 +153,30 @@ class IsolatedPool:
         worker.connection.close()
         self.workers[self.workers.index(worker)] = self._start()
 
-    def imap(self, items: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    def imap(self, items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         """``(item, result)`` (the result may be a :class:`TaskDied`) for ``items``, in order; a
-        result the pool's ``expand`` expands gives way to its new items' pairs."""
+        result the pool's ``expand`` expands gives way to its new items' pairs. Items are taken
+        from ``items`` only as far ahead as work may start (``max_ahead`` past the oldest item
+        not yet handed out), and dropped once handed out: an iterator of a million sources is
+        never held whole."""
         expand = self.expand
-        tasks = list(items)  # task id → item; expansions append
+        pending = iter(items)
+        tasks: dict[int, Any] = {}  # task id → item, until its pair is handed out; expansions add
+        next_id = 0
         rank: dict[int, tuple[int, ...]] = {}  # a new item's place in the order: its expanded item's, then its own
-        order: collections.deque[int] = collections.deque(range(len(tasks)))  # ids still to hand out, in order
-        todo: list[tuple[tuple[int, ...], int]] = [((index,), index) for index in range(len(tasks))]  # not started: a heap by place
+        order: collections.deque[int] = collections.deque()  # ids still to hand out, in order
+        todo: list[tuple[tuple[int, ...], int]] = []  # taken, not started: a heap by place
         results: dict[int, tuple[Any, int]] = {}  # id → (result, its pickled size)
         attempts: dict[int, int] = {}
         again: collections.deque[int] = collections.deque()
-        while order:
+        while True:
+            while len(order) < self.max_ahead + self.n_workers and (item := next(pending, _END)) is not _END:
+                tasks[next_id] = item
+                order.append(next_id)
+                heapq.heappush(todo, ((next_id,), next_id))
+                next_id += 1
+            if not order:
+                return
             waiting = len(again) + len(todo) - sum(worker.index is None for worker in self.workers)
             for _ in range(min(waiting, self.n_workers - len(self.workers))):
                 self.workers.append(self._start())  # tasks wait (an expansion): grow to n_workers
@@ -190,16 +206,21 @@ class IsolatedPool:
                     position = order.index(index)
                     order.remove(index)
                     for offset, piece in enumerate(pieces):
-                        new = len(tasks)
-                        tasks.append(piece)
+                        new, next_id = next_id, next_id + 1
+                        tasks[new] = piece
                         rank[new] = rank.get(index, (index,)) + (offset,)
                         order.insert(position + offset, new)
                         heapq.heappush(todo, (rank[new], new))
+                    del tasks[index]
+                    rank.pop(index, None)
+                    attempts.pop(index, None)
                 else:
                     results[index] = (value, size)
             while order and order[0] in results:
                 index = order.popleft()
-                yield tasks[index], results.pop(index)[0]
+                attempts.pop(index, None)
+                rank.pop(index, None)
+                yield tasks.pop(index), results.pop(index)[0]
 
     def _wait(self, results: dict[int, tuple[Any, int]]) -> None:
         now = time.monotonic()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.logs import redirect_process_stderr
@@ -129,7 +129,7 @@ def reconstructs_in_parent(config: BuildConfig) -> bool:
     return resolve_device(config.reconstruct.device).type == "cuda"
 
 
-def build_local(sources: list[Source], out: str | Path | Storage, config: BuildConfig, *, workers: int = 0,
+def build_local(sources: Sequence[Source], out: str | Path | Storage, config: BuildConfig, *, workers: int = 0,
                 overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
                 reconstruct_in_parent: bool | None = None, qa_report: bool = True) -> BuildReport:
     """Build (or resume) the dataset at ``out`` (a directory, an fsspec URL or a Storage) from
@@ -143,13 +143,12 @@ def build_local(sources: list[Source], out: str | Path | Storage, config: BuildC
     storage = out if isinstance(out, Storage) else Storage(out)
 
     def produce(plan: BuildPlan, log_path: Path) -> Iterator[SourceOutcome]:
-        pending = plan.sources
         n_workers = max(1, workers or default_workers())
         # The spool shares a local dataset's disk; a dataset behind a URL spools in its scratch folder.
         spool_root = storage.local_path() if storage.is_local else scratch_dir(storage)
         remove_spool(spool_root)  # what a killed build left
         try:
-            yield from _outcomes(pending, config, n_workers, log_path, reconstruct_in_parent, spool_root / SPOOL_DIR)
+            yield from _outcomes(plan.sources(), plan.n_sources, config, n_workers, log_path, reconstruct_in_parent, spool_root / SPOOL_DIR)
         finally:
             remove_spool(spool_root)
 
@@ -157,19 +156,20 @@ def build_local(sources: list[Source], out: str | Path | Storage, config: BuildC
                      progress=progress, qa_report=qa_report)
 
 
-def _outcomes(pending: list[Source], config: BuildConfig, n_workers: int, log_path: Path,
+def _outcomes(pending: Iterator[Source], n_pending: int, config: BuildConfig, n_workers: int, log_path: Path,
               reconstruct_in_parent: bool, spool_dir: Path) -> Iterator[SourceOutcome]:
-    """Outcomes in input order from isolated worker processes (one worker too): a worker that
+    """Outcomes of the ``n_pending`` sources ``pending`` in input order from isolated worker
+    processes (one worker too), which take them from ``pending`` as they free up: a worker that
     crashes or hangs costs only its input, native log noise goes to ``log_path``, and the parent
     stays responsive. Workers running every stage spool their samples into ``spool_dir``. A long
     source gives one outcome per chunk, its chunks built side by side on the free workers."""
-    if not pending:
+    if not n_pending:
         return
     threads = config.limits.threads_per_worker or max(1, default_workers() // n_workers)
     # Fewer inputs than workers: start one worker per input; a long input's chunks start the rest.
     with isolated_pool(n_workers, config, log_path, not reconstruct_in_parent, threads,
                        spool_dir=None if reconstruct_in_parent else spool_dir,
-                       start_workers=min(n_workers, len(pending))) as pool:
+                       start_workers=min(n_workers, n_pending)) as pool:
         results = pool.imap(pending)
         if not reconstruct_in_parent:
             for source, result in results:

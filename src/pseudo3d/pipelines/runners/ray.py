@@ -37,7 +37,7 @@ import os
 import secrets
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from pseudo3d.config import BuildConfig
 from pseudo3d.errors import Pseudo3DError
@@ -61,7 +61,7 @@ TASK_RETRIES = 3
 LOOPBACK = "127.0.0.1"
 
 
-def build_ray(sources: list[Source], out: str | Path, config: BuildConfig, *, address: str | None = None,
+def build_ray(sources: Sequence[Source], out: str | Path, config: BuildConfig, *, address: str | None = None,
               workers: int = 0, gpu_actors: int | None = None, split: bool | None = None,
               overwrite: bool = False, retry_failed: str | None = None, progress: bool = True,
               qa_report: bool = True) -> BuildReport:
