@@ -58,6 +58,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _report(job, out) -> None:
+    """One line about the run, from rank 0 (every process of a torchrun run waits here for the
+    others, then leaves the process group)."""
+    from pseudo3d.training import distributed
+
+    processes = distributed.setup(job.config.device)
+    distributed.finish(processes)
+    if not processes.main:
+        return
     losses = [entry["loss_mean"] for entry in job.history if "loss_mean" in entry]
     validation = [entry["val_loss"] for entry in job.history if entry.get("val_loss") is not None]
     line = f"trained {out}: loss {losses[0]:.4f} → {losses[-1]:.4f}" if losses else f"trained {out}"

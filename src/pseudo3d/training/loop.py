@@ -4,7 +4,9 @@ Windows stream from a ``torch.utils.data`` iterable (shards or a finetune datase
 DataLoader; targets are normalised with the run's statistics; the loss is reconstruction plus
 velocity (lip-weighted for vertex targets); AdamW with linear warm-up and cosine decay; bf16
 autocast on CUDA. Metrics go to ``metrics.jsonl``, TensorBoard and the progress bar; a resumable
-checkpoint is written every ``checkpoint_every`` steps and at the end.
+checkpoint is written every ``checkpoint_every`` steps and at the end. Under ``torchrun`` every
+process runs this loop on its share of the data with the model in ``DistributedDataParallel``
+(:mod:`pseudo3d.training.distributed`); rank 0 writes the run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.reconstruction.device import resolve_device
+from pseudo3d.training import distributed
 from pseudo3d.training.checkpoint import RunFiles, load_training_state, save_model, save_training_state
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.losses import motion_loss
@@ -80,15 +82,18 @@ class _Epochs(IterableDataset):
 
     @staticmethod
     def _windows(dataset) -> Iterable[dict[str, Any]]:
-        """An iterable dataset splits itself across workers; a map-style one is split here."""
+        """An iterable dataset splits itself across processes and workers; a map-style one is
+        split here: reader ``slot`` of ``count`` (:func:`~pseudo3d.training.data.distributed.reader_slot`)
+        takes windows ``slot, slot + count, ...``."""
+        from pseudo3d.training.data.distributed import reader_slot
+
         if isinstance(dataset, IterableDataset):
             return iter(dataset)
-        info = torch.utils.data.get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        return (dataset[index] for index in range(worker, len(dataset), workers))
+        slot = reader_slot()
+        return (dataset[index] for index in range(slot.index, len(dataset), slot.count))
 
 
-def _batches(job: TrainingJob, first_epoch: int) -> Iterable[dict[str, Any]]:
+def _batches(job: TrainingJob, first_epoch: int, processes: distributed.Processes) -> Iterable[dict[str, Any]]:
     from pseudo3d.training.data import collate_windows, worker_init_fn
 
     loader = DataLoader(_Epochs(job.train_data, first_epoch), batch_size=job.config.batch_size,
@@ -99,16 +104,21 @@ def _batches(job: TrainingJob, first_epoch: int) -> Iterable[dict[str, Any]]:
         produced = True
         yield batch
     if not produced:
-        raise RuntimeError("the training data yielded no complete batch: fewer windows than --batch-size "
-                           "(use shorter windows, a smaller batch or more data)")
+        share = (f" for process {processes.rank} of {processes.world_size} (each reads its share of the clips)"
+                 if processes.distributed else "")
+        raise RuntimeError(f"the training data yielded no complete batch{share}: fewer windows than --batch-size "
+                           "(use shorter windows, a smaller batch, more data or fewer processes)")
 
 
-def _loss(job: TrainingJob, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+def _loss(job: TrainingJob, batch: dict[str, Any], device: torch.device,
+          model: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of ``batch`` through ``model`` (default ``job.model``; the training step passes
+    its ``DistributedDataParallel`` wrapper)."""
     audio = batch["audio"].to(device, non_blocking=True)
     target = (batch["target"].to(device, non_blocking=True) - job.norm_mean) / job.norm_std
     fps = float(batch["fps"][0]) if isinstance(batch["fps"], (list, tuple, torch.Tensor)) else float(batch["fps"])
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        prediction = job.model(audio, n_frames=target.shape[1], fps=fps)
+        prediction = (model or job.model)(audio, n_frames=target.shape[1], fps=fps)
     return motion_loss(prediction.float(), target, velocity_weight=job.config.velocity_weight,
                        dim_weights=job.dim_weights)
 
@@ -131,11 +141,14 @@ def validate(job: TrainingJob, device: torch.device) -> float | None:
 
 
 def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or resume) the job to ``config.steps``; returns the logged metric records."""
+    """Run (or resume) the job to ``config.steps``; returns the logged metric records (on rank 0;
+    other processes of a ``torchrun`` run return their own losses, and write nothing)."""
     config, files = job.config, RunFiles(job.run_dir)
-    device = resolve_device(config.device, option="--device")
-    torch.manual_seed(config.seed)
+    processes = distributed.setup(config.device)
+    device = processes.device
+    torch.manual_seed(config.seed + processes.rank)  # ranks draw different dropout masks
     job.model.to(device).train()
+    model = distributed.wrap(job.model, processes)
     job.norm_mean, job.norm_std = job.norm_mean.to(device), job.norm_std.to(device)
     if job.dim_weights is not None:
         job.dim_weights = job.dim_weights.to(device)
@@ -155,14 +168,17 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise Pseudo3DError("training logs to TensorBoard, which is not installed: pip install 'pseudo3d[train]'") from None
-    writer = SummaryWriter(str(job.run_dir / "tensorboard"), purge_step=step or None)
+    writer = SummaryWriter(str(job.run_dir / "tensorboard"), purge_step=step or None) if processes.main else None
     files.metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics_file = open(files.metrics, "a")
-    bar = tqdm(total=config.steps, initial=step, unit="step", desc="train", disable=not progress, dynamic_ncols=True)
+    metrics_file = open(files.metrics, "a") if processes.main else None
+    bar = tqdm(total=config.steps, initial=step, unit="step", desc="train", disable=not (progress and processes.main),
+               dynamic_ncols=True)
     started, running = time.perf_counter(), []
 
     def record(entry: dict[str, Any]) -> None:
         job.history.append(entry)
+        if metrics_file is None or writer is None:
+            return
         metrics_file.write(json.dumps(entry) + "\n")
         metrics_file.flush()
         for name, value in entry.items():
@@ -170,15 +186,17 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
                 writer.add_scalar(name, value, entry["step"])
 
     def checkpoint() -> None:
+        if not processes.main:
+            return
         save_model(job.run_dir, job.model, {"mean": job.norm_mean, "std": job.norm_std},
                    {**job.run_config, "train": config.to_dict(), "step": step})
         save_training_state(job.run_dir, optimizer, step, {"epoch": epoch})
 
     try:
-        batches = iter(_batches(job, epoch))
+        batches = iter(_batches(job, epoch, processes))
         while step < config.steps:
             batch = next(batches)
-            loss, parts = _loss(job, batch, device)
+            loss, parts = _loss(job, batch, device, model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -189,21 +207,25 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
             running.append(parts["loss"])
             bar.update()
             if step % config.log_every == 0 or step == config.steps:
-                entry = {"step": step, **parts, "loss_mean": sum(running) / len(running),
+                parts = {name: distributed.mean_over(value, processes) for name, value in parts.items()}
+                entry = {"step": step, **parts, "loss_mean": distributed.mean_over(sum(running) / len(running),
+                                                                                   processes),
                          "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
                 running = []
                 record(entry)
                 bar.set_postfix(loss=f"{entry['loss_mean']:.4f}")
-            if config.val_every and step % config.val_every == 0 and step != config.steps:
+            if config.val_every and step % config.val_every == 0 and step != config.steps and processes.main:
                 record({"step": step, "val_loss": validate(job, device)})
             if step % config.checkpoint_every == 0 and step != config.steps:
                 checkpoint()
-        val_loss = validate(job, device)
+        val_loss = validate(job, device) if processes.main else None
         if val_loss is not None:
             record({"step": step, "val_loss": val_loss})
         checkpoint()
     finally:
         bar.close()
-        writer.close()
-        metrics_file.close()
+        if writer is not None:
+            writer.close()
+        if metrics_file is not None:
+            metrics_file.close()
     return job.history

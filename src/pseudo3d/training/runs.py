@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from pseudo3d.errors import Pseudo3DError
+from pseudo3d.training import distributed
 from pseudo3d.training.checkpoint import load_weights, read_config
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.loop import TrainingJob, train
 from pseudo3d.training.losses import lip_dim_weights
 from pseudo3d.training.models import ModelConfig, build_model
+
+if TYPE_CHECKING:
+    from pseudo3d.training.data import NormStats
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +67,19 @@ def pretrain(data: Sequence[str], out: str | Path, config: TrainConfig, *, model
     fps = float(sample["meta.json"]["fps"])
     window_frames = max(2, round(config.window_s * fps))
 
-    def windows(epoch: int, shuffle: bool = True) -> ShardWindows:
+    def windows(epoch: int, shuffle: bool = True, rank: int | None = None, world_size: int | None = None) -> ShardWindows:
         return ShardWindows(sources, target, window_frames, fps=fps, shuffle_buffer=config.shuffle_buffer if shuffle else 1,
-                            seed=config.seed, epoch=epoch, audio_shuffle=config.audio_shuffle)
+                            seed=config.seed, epoch=epoch, audio_shuffle=config.audio_shuffle, rank=rank,
+                            world_size=world_size)
 
     if (out / "config.json").is_file():  # resume: keep the run's model and statistics
         model, mean, std, run_config = _load_run(out)
     else:
         model_config = ModelConfig(kind=model_kind, output_dim=target.dim, **(model_options or {}))
         model = build_model(model_config)
-        stats = compute_norm_stats(windows(0, shuffle=False))
-        mean, std = stats.to_tensors()["mean"], stats.to_tensors()["std"]
+        # every window, read by one reader: the same statistics on every process of a torchrun run
+        mean, std = _norm_stats(lambda: compute_norm_stats(windows(0, shuffle=False, rank=0, world_size=1)),
+                                target.dim, config)
         run_config = {"stage": "pretrain", "model": model_config.to_dict(), "target": target.to_dict(),
                       "data": [{"path": path, "weight": weight} for path, weight in sources], "fps": fps,
                       "window_frames": window_frames, "init": None}
@@ -116,8 +122,7 @@ def finetune(data: str | Path, data_format: str, out: str | Path, config: TrainC
         if config.freeze_encoder:
             for parameter in model.encoder.parameters():
                 parameter.requires_grad_(False)
-        stats = compute_norm_stats(windows("train"))
-        mean, std = stats.to_tensors()["mean"], stats.to_tensors()["std"]
+        mean, std = _norm_stats(lambda: compute_norm_stats(windows("train")), target.dim, config)
         run_config = {"stage": "finetune", "model": model_config, "target": target.to_dict(),
                       "data": [{"path": str(data), "format": data_format}], "fps": fps, "window_frames": window_frames,
                       "init": None if init is None else str(init)}
@@ -126,6 +131,19 @@ def finetune(data: str | Path, data_format: str, out: str | Path, config: TrainC
                       dim_weights=_lip_weights(target, config))
     train(job, progress=progress)
     return job
+
+
+def _norm_stats(compute: "Callable[[], NormStats]", dim: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) (D,) float32 of the training targets: computed by rank 0 alone and sent to the
+    other processes of a ``torchrun`` run (:mod:`pseudo3d.training.distributed`), so all of them
+    normalise alike."""
+    processes = distributed.setup(config.device)
+    if processes.main:
+        stats = compute().to_tensors()
+        mean, std = stats["mean"], stats["std"]
+    else:
+        mean, std = torch.zeros(dim, dtype=torch.float32), torch.ones(dim, dtype=torch.float32)
+    return distributed.from_main(mean, processes), distributed.from_main(std, processes)
 
 
 def _load_run(root: Path):

@@ -36,12 +36,13 @@ class ReaderSlot:
 
 def node_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """(rank, world_size): the arguments if given, else ``torch.distributed`` when initialised,
-    else ``$PSEUDO3D_RANK`` / ``$PSEUDO3D_WORLD_SIZE``, else (0, 1)."""
+    else ``$PSEUDO3D_RANK`` / ``$PSEUDO3D_WORLD_SIZE``, else torchrun's ``$RANK`` / ``$WORLD_SIZE``,
+    else (0, 1)."""
     if rank is None or world_size is None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             found = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        else:
-            found = _env_int(RANK_ENV, 0), _env_int(WORLD_SIZE_ENV, 1)
+        else:  # a DataLoader worker process of a torchrun process has torchrun's variables
+            found = (_env_int(RANK_ENV, _env_int("RANK", 0)), _env_int(WORLD_SIZE_ENV, _env_int("WORLD_SIZE", 1)))
         rank = found[0] if rank is None else rank
         world_size = found[1] if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
