@@ -121,6 +121,23 @@ def test_windows_are_the_shard_audio_and_motion_exactly(data):
         assert w["fps"] == FPS and w["audio"].dtype == w["target"].dtype == torch.float32
 
 
+def test_windows_without_audio_hold_the_same_targets_and_decode_no_audio(data, monkeypatch):
+    """What the normalisation statistics read (``audio=False``): the same windows and targets in
+    the same order, with empty audio, and the FLAC decoder never called."""
+    import pseudo3d.training.data.shards as shards
+
+    spec = _spec(data["a"])
+    with_audio = list(ShardWindows([(str(data["a"]), 1.0)], spec, 10, fps=FPS, shuffle_buffer=4, seed=3))
+    monkeypatch.setattr(shards, "decode_flac", lambda data: pytest.fail("audio was decoded"))
+    targets_only = list(ShardWindows([(str(data["a"]), 1.0)], spec, 10, fps=FPS, shuffle_buffer=4, seed=3, audio=False))
+    assert _ids(targets_only) == _ids(with_audio)
+    for plain, full in zip(targets_only, with_audio):
+        assert plain["audio"].shape == (0,)
+        np.testing.assert_array_equal(plain["target"].numpy(), full["target"].numpy())
+    with pytest.raises(ValueError, match="audio_shuffle needs the audio"):
+        ShardWindows([(str(data["a"]), 1.0)], spec, 10, fps=FPS, audio=False, audio_shuffle=True)
+
+
 def test_mesh_offsets_have_zero_mean_over_the_clip(data):
     spec = _spec(data["a"])
     whole = ShardWindows([(str(data["a"]), 1.0)], spec, 27, fps=FPS, stride_frames=1000, shuffle_buffer=1)

@@ -9,7 +9,7 @@ import pytest
 
 from pseudo3d.training.metrics import (
     lip_audio_correlation, lip_max_errors, lip_vertex_error, lip_vertex_error_sqrt, mean_vertex_error,
-    mediapipe_lip_opening, upper_face_dynamics_deviation, upper_face_motion_std)
+    mediapipe_lip_opening, pooled_vertex_metrics, upper_face_dynamics_deviation, upper_face_motion_std)
 
 
 def _lve_example() -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -101,3 +101,63 @@ def test_lip_opening_and_audio_correlation():
     assert math.isnan(lip_audio_correlation(opening, np.full(4, 0.1)))
     with pytest.raises(ValueError, match=r"lip_opening \(4,\) and audio_envelope \(5,\)"):
         lip_audio_correlation(opening, np.zeros(5))
+
+
+def test_a_test_set_pools_lve_and_mve_over_frames_and_averages_fdd_over_sequences():
+    """Sequence A is :func:`_lve_example` (lip maxima 4 and 9; distances 1, 10, 2 and 3, 10, 0);
+    sequence B is one frame whose only error is (1, 0, 0) on lip vertex 0 (maximum 1; distances
+    1, 0, 0). Pooled over the 3 frames: LVE (4 + 9 + 1) / 3, not the mean of the sequences' 6.5
+    and 1; its square-root variant (2 + 3 + 1) / 3 = 2; MVE 27 / 9 = 3.
+    FDD with template 0 and upper face = vertex 1: in A the truth's squared norms are 50 and 509
+    (std 229.5), the prediction's 210 and 849 (std 319.5): −90; B has one frame (std 0): 0;
+    averaged over the sequences: −45."""
+    pred_a, gt_a, lips = _lve_example()
+    gt_b = np.zeros((1, 3, 3))
+    pred_b = gt_b + np.array([[[1, 0, 0], [0, 0, 0], [0, 0, 0]]], np.float64)
+    template = np.zeros((3, 3))
+    result = pooled_vertex_metrics([(pred_a, gt_a, template), (pred_b, gt_b, template)], lip_indices=lips,
+                                   upper_indices=[1])
+    assert result == pytest.approx({"sequences": 2, "frames": 3, "lve": 14 / 3, "lve_sqrt": 2.0, "mve": 3.0,
+                                    "fdd": -45.0})
+    assert set(pooled_vertex_metrics([(pred_b, gt_b, template)])) == {"sequences", "frames", "mve"}
+    with pytest.raises(ValueError, match="no test sequences"):
+        pooled_vertex_metrics([])
+
+
+def _codetalker_reference(sequences, mouth_map, upper_map):
+    """LVE and FDD as CodeTalker's ``main/cal_metric.py`` computes them (its loop, written out
+    with numpy over lists of sequences), and MVE as FaceDiffuser pools it."""
+    vertices_gt_all, vertices_pred_all, motion_std_difference = [], [], []
+    for vertices_pred, vertices_gt, template in sequences:
+        motion_pred = vertices_pred - template
+        motion_gt = vertices_gt - template
+        vertices_gt_all.extend(list(vertices_gt))
+        vertices_pred_all.extend(list(vertices_pred))
+        l2_dis_upper = np.array([np.square(motion_gt[:, v, :]) for v in upper_map])
+        l2_dis_upper = np.sum(np.transpose(l2_dis_upper, (1, 0, 2)), axis=2)
+        gt_motion_std = np.mean(np.std(l2_dis_upper, axis=0))
+        l2_dis_upper = np.array([np.square(motion_pred[:, v, :]) for v in upper_map])
+        l2_dis_upper = np.sum(np.transpose(l2_dis_upper, (1, 0, 2)), axis=2)
+        pred_motion_std = np.mean(np.std(l2_dis_upper, axis=0))
+        motion_std_difference.append(gt_motion_std - pred_motion_std)
+    vertices_gt_all, vertices_pred_all = np.array(vertices_gt_all), np.array(vertices_pred_all)
+    l2_dis_mouth = np.array([np.square(vertices_gt_all[:, v, :] - vertices_pred_all[:, v, :]) for v in mouth_map])
+    l2_dis_mouth_max = np.max(np.sum(np.transpose(l2_dis_mouth, (1, 0, 2)), axis=2), axis=1)
+    mve = np.mean(np.linalg.norm(vertices_gt_all - vertices_pred_all, axis=2))
+    return {"lve": np.mean(l2_dis_mouth_max), "fdd": sum(motion_std_difference) / len(motion_std_difference),
+            "mve": mve}
+
+
+def test_pooled_metrics_equal_the_published_evaluation_on_random_data():
+    rng = np.random.default_rng(3)
+    n_vertices = 40
+    lips, upper = sorted(rng.choice(n_vertices, 8, replace=False)), sorted(rng.choice(n_vertices, 12, replace=False))
+    sequences = []
+    for length in (5, 17, 30, 1):
+        template = rng.normal(size=(n_vertices, 3))
+        gt = template + rng.normal(scale=0.1, size=(length, n_vertices, 3))
+        sequences.append((gt + rng.normal(scale=0.05, size=gt.shape), gt, template))
+    expected = _codetalker_reference(sequences, lips, upper)
+    result = pooled_vertex_metrics(sequences, lip_indices=lips, upper_indices=upper)
+    assert {name: result[name] for name in expected} == pytest.approx(expected, rel=1e-12)
+    assert result["frames"] == 53 and result["sequences"] == 4

@@ -14,7 +14,7 @@ from pseudo3d.errors import Pseudo3DError
 TRAIN_FLAGS = {  # flag → TrainConfig field; None values keep the default
     "steps": int, "batch_size": int, "window_s": float, "learning_rate": float, "warmup_steps": int,
     "velocity_weight": float, "lip_weight": float, "seed": int, "num_workers": int, "log_every": int,
-    "val_every": int, "checkpoint_every": int, "device": str,
+    "val_every": int, "checkpoint_every": int, "norm_windows": int, "device": str,
 }
 
 

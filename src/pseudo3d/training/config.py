@@ -39,6 +39,10 @@ class TrainConfig:
     """Steps between validation passes (0: only at the end; finetune data has a validation split)."""
     checkpoint_every: int = 500
     """Steps between resumable checkpoints."""
+    norm_windows: int = 20_000
+    """Windows the pretraining normalisation statistics are computed from: the first of epoch 0's
+    seeded stream (shards in the seed's order, datasets mixed by weight, shuffled), read by one
+    reader, targets only (no audio decoded)."""
     device: str = "auto"
     audio_shuffle: bool = False
     """Control run: pair every window with another window's audio (the model cannot use audio)."""
@@ -48,7 +52,7 @@ class TrainConfig:
     """Finetune: replace the output head (a new topology or output kind)."""
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "norm_windows"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "num_workers", "val_every", "seed"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")

@@ -28,6 +28,8 @@ Definitions (as the published evaluation code computes them):
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from pseudo3d.reconstruction.assets import N_MEDIAPIPE
@@ -136,6 +138,47 @@ def mean_vertex_error(pred: np.ndarray, gt: np.ndarray) -> float:
     and frames; input unit. pred, gt: (T, V, 3)."""
     pred, gt = _sequences(pred, gt)
     return float(np.linalg.norm(pred - gt, axis=-1).mean())
+
+
+def pooled_vertex_metrics(sequences: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], lip_indices=None,
+                            upper_indices=None) -> dict[str, float | int]:
+    """The vertex metrics of a test set, pooled as the published evaluation code pools them.
+
+    Args:
+        sequences: (pred, gt, template) per whole test sequence: pred, gt (T_i, V, 3) aligned
+            frame for frame, template (V, 3) the subject's neutral face.
+        lip_indices, upper_indices: the lip and upper-face regions (None: LVE, resp. FDD, not
+            computed).
+
+    Returns:
+        ``sequences``, ``frames`` (Σ T_i); ``mve`` (L2 over every vertex of every frame of every
+        sequence, averaged; input unit); ``lve`` (per frame the largest squared lip-vertex error,
+        averaged over every frame of the test set, as CodeTalker's ``cal_metric.py`` pools them;
+        input unit²) and ``lve_sqrt`` (the same with distances; input unit); ``fdd`` (each
+        sequence's :func:`upper_face_dynamics_deviation` against its template, averaged over
+        sequences, as CodeTalker averages them; input unit²).
+    """
+    lip_errors: list[np.ndarray] = []
+    deviations: list[float] = []
+    distance_sum, distances, n_sequences, frames = 0.0, 0, 0, 0
+    for pred, gt, template in sequences:
+        pred, gt = _sequences(pred, gt)
+        n_sequences, frames = n_sequences + 1, frames + pred.shape[0]
+        distance = np.linalg.norm(pred - gt, axis=-1)
+        distance_sum, distances = distance_sum + float(distance.sum()), distances + distance.size
+        if lip_indices is not None:
+            lip_errors.append(lip_max_errors(pred, gt, lip_indices))
+        if upper_indices is not None:
+            deviations.append(upper_face_dynamics_deviation(pred, gt, upper_indices, template))
+    if not n_sequences:
+        raise ValueError("no test sequences")
+    result: dict[str, float | int] = {"sequences": n_sequences, "frames": frames, "mve": distance_sum / distances}
+    if lip_errors:
+        pooled = np.concatenate(lip_errors)
+        result.update(lve=float(pooled.mean()), lve_sqrt=float(np.sqrt(pooled).mean()))
+    if deviations:
+        result["fdd"] = float(np.mean(deviations))
+    return result
 
 
 def mediapipe_lip_opening(mesh: np.ndarray) -> np.ndarray:

@@ -67,18 +67,20 @@ def pretrain(data: Sequence[str], out: str | Path, config: TrainConfig, *, model
     fps = float(sample["meta.json"]["fps"])
     window_frames = max(2, round(config.window_s * fps))
 
-    def windows(epoch: int, shuffle: bool = True, rank: int | None = None, world_size: int | None = None) -> ShardWindows:
-        return ShardWindows(sources, target, window_frames, fps=fps, shuffle_buffer=config.shuffle_buffer if shuffle else 1,
-                            seed=config.seed, epoch=epoch, audio_shuffle=config.audio_shuffle, rank=rank,
-                            world_size=world_size)
+    def windows(epoch: int) -> ShardWindows:
+        return ShardWindows(sources, target, window_frames, fps=fps, shuffle_buffer=config.shuffle_buffer,
+                            seed=config.seed, epoch=epoch, audio_shuffle=config.audio_shuffle)
 
     if (out / "config.json").is_file():  # resume: keep the run's model and statistics
         model, mean, std, run_config = _load_run(out)
     else:
         model_config = ModelConfig(kind=model_kind, output_dim=target.dim, **(model_options or {}))
         model = build_model(model_config)
-        # every window, read by one reader: the same statistics on every process of a torchrun run
-        mean, std = _norm_stats(lambda: compute_norm_stats(windows(0, shuffle=False, rank=0, world_size=1)),
+        # the first norm_windows windows of epoch 0's stream read by one reader (shards in the seed's
+        # order, mixed and shuffled as training reads them), targets only
+        stream = ShardWindows(sources, target, window_frames, fps=fps, shuffle_buffer=config.shuffle_buffer,
+                              seed=config.seed, rank=0, world_size=1, audio=False)
+        mean, std = _norm_stats(lambda: compute_norm_stats(stream, max_windows=config.norm_windows),
                                 target.dim, config)
         run_config = {"stage": "pretrain", "model": model_config.to_dict(), "target": target.to_dict(),
                       "data": [{"path": path, "weight": weight} for path, weight in sources], "fps": fps,

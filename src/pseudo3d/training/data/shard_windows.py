@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from pseudo3d.training.data.distributed import Assignment, ReaderSlot, assign, reader_slot
-from pseudo3d.training.data.shards import ShardSource, iter_clips, resolve_datasets
+from pseudo3d.training.data.shards import ClipRecord, ShardSource, iter_clips, resolve_datasets
 from pseudo3d.training.data.streams import MIX_MODES, mix as mix_streams, shuffled, swap_audio
 from pseudo3d.training.data.targets import TargetSpec, shard_targets
-from pseudo3d.training.data.windows import SAMPLE_RATE, Window, check_clip_audio, clip_windows
+from pseudo3d.training.data.windows import SAMPLE_RATE, Window, check_clip_audio, clip_windows, window_starts
 
 # Stream-stage tags mixed into the seeds so each stage draws independent numbers.
 _SHARD_ORDER, _MIX, _SHUFFLE, _AUDIO = 11, 12, 13, 14
@@ -44,7 +44,8 @@ class ShardWindows(torch.utils.data.IterableDataset):
     ``window_frames // 2``; clips shorter than a window are skipped (counted in :attr:`counts`
     when iterating in this process, or by :meth:`count`). ``shuffle_buffer <= 1`` turns
     shuffling off: shards in sorted order, windows in file order (several sources are still
-    interleaved by weight, reproducibly). ``mix="all"`` reads every window of every source once
+    interleaved by weight, reproducibly). ``audio=False`` decodes no audio (the windows' ``audio``
+    is an empty array: for statistics of the targets). ``mix="all"`` reads every window of every source once
     per epoch; ``"first"`` ends the epoch when the first source runs out, keeping the mixing
     proportions exact. ``audio_shuffle`` pairs each target with the audio of another window,
     from another clip whenever one is near in the stream (:func:`~.streams.swap_audio`).
@@ -59,7 +60,7 @@ class ShardWindows(torch.utils.data.IterableDataset):
     def __init__(self, sources: Sequence[Any], target: TargetSpec, window_frames: int, *, fps: float,
                  stride_frames: int | None = None, shuffle_buffer: int = 256, seed: int = 0, epoch: int = 0,
                  audio_shuffle: bool = False, mix: str = "all", rank: int | None = None,
-                 world_size: int | None = None):
+                 world_size: int | None = None, audio: bool = True):
         super().__init__()
         if not isinstance(target, TargetSpec):
             raise TypeError(f"target must be a TargetSpec, got {type(target).__name__}")
@@ -82,6 +83,9 @@ class ShardWindows(torch.utils.data.IterableDataset):
         self.audio_shuffle = bool(audio_shuffle)
         self.mix = mix
         self.rank, self.world_size = rank, world_size
+        self.audio = bool(audio)
+        if audio_shuffle and not audio:
+            raise ValueError("audio_shuffle needs the audio (audio=True)")
         self.counts = WindowCounts()
 
     @property
@@ -139,7 +143,7 @@ class ShardWindows(torch.utils.data.IterableDataset):
         assignment: Assignment = assign(self._shard_order(index, source), slot)
         clip_index = -1
         for shard in assignment.shards:
-            for clip in iter_clips(shard, self.target.members):
+            for clip in iter_clips(shard, self.target.members, audio=self.audio):
                 clip_index += 1
                 if not assignment.keeps(clip_index):
                     continue
@@ -148,15 +152,29 @@ class ShardWindows(torch.utils.data.IterableDataset):
                 yield from self._clip_windows(clip)
 
     def _clip_windows(self, clip) -> list[Window]:
-        fps = float(clip.meta.get("fps", 0.0))
-        if abs(fps - self.fps) > 1e-6 * self.fps:
-            raise ValueError(f"{clip.where} is at {fps:g} fps but the windows are cut at {self.fps:g} fps; "
-                             "resample or rebuild the dataset at one frame rate")
-        if clip.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"{clip.where}: audio at {clip.sample_rate} Hz, expected {SAMPLE_RATE}")
-        target = shard_targets(self.target, clip.arrays, clip.where)
-        n_frames = int(clip.meta.get("n_frames", target.shape[0]))
-        if target.shape[0] != n_frames:
-            raise ValueError(f"{clip.where}: meta.json says {n_frames} frames, the arrays hold {target.shape[0]}")
-        check_clip_audio(clip.audio.shape[0], n_frames, self.fps, clip.where)
+        target = clip_target(clip, self.target, self.fps)
+        if clip.audio is None:  # audio=False
+            silent = np.zeros(0, np.float32)
+            return [Window(key=clip.key, start_frame=start, fps=self.fps, audio=silent,
+                           target=target[start:start + self.window_frames])
+                    for start in window_starts(target.shape[0], self.window_frames, self.stride_frames)]
         return clip_windows(clip.key, clip.audio, target, self.fps, self.window_frames, self.stride_frames)
+
+
+def clip_target(clip: ClipRecord, spec: TargetSpec, fps: float) -> np.ndarray:
+    """The (n_frames, D) target of a decoded clip, checked against what its windows need: the
+    frame rate ``fps``, 16 kHz audio covering the frames (where it was decoded), arrays as long
+    as ``meta.json`` says. Raises ValueError naming the clip."""
+    clip_fps = float(clip.meta.get("fps", 0.0))
+    if abs(clip_fps - fps) > 1e-6 * fps:
+        raise ValueError(f"{clip.where} is at {clip_fps:g} fps but the windows are cut at {fps:g} fps; "
+                         "resample or rebuild the dataset at one frame rate")
+    if clip.audio is not None and clip.sample_rate != SAMPLE_RATE:
+        raise ValueError(f"{clip.where}: audio at {clip.sample_rate} Hz, expected {SAMPLE_RATE}")
+    target = shard_targets(spec, clip.arrays, clip.where)
+    n_frames = int(clip.meta.get("n_frames", target.shape[0]))
+    if target.shape[0] != n_frames:
+        raise ValueError(f"{clip.where}: meta.json says {n_frames} frames, the arrays hold {target.shape[0]}")
+    if clip.audio is not None:
+        check_clip_audio(clip.audio.shape[0], n_frames, fps, clip.where)
+    return target
