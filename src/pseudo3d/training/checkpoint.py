@@ -4,13 +4,18 @@ A run directory::
 
     RUN/config.json            format, model and target specs, training options, data, step, lineage
     RUN/model.safetensors      model weights + the target's normalisation statistics (norm.mean, norm.std)
-    RUN/state/optimizer.safetensors, RUN/state/trainer.json   what a resume needs (optimizer tensors,
-                                                              schedule position, RNG state)
+    RUN/state/checkpoint.safetensors   what a resume needs, in one file: the weights, the optimizer's
+                               tensors, every random generator's state, and (in the header's
+                               metadata) the step, the optimizer's settings and the position in the
+                               data stream
     RUN/metrics.jsonl          one JSON line per logged step / validation pass
     RUN/tensorboard/           the same scalars for TensorBoard
 
 Every file is written under a temporary name and renamed, so a killed run leaves the previous
-checkpoint intact.
+checkpoint intact; a resume reads the state file alone, so weights and optimizer state always come
+from the same step. Runs written before the state file existed (``state/optimizer.safetensors``
+beside ``state/trainer.json``) still resume, from the weights in ``model.safetensors`` and a fresh
+data stream.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 import pseudo3d
@@ -44,7 +50,12 @@ class RunFiles:
         return self.root / "model.safetensors"
 
     @property
+    def state(self) -> Path:
+        return self.root / "state" / "checkpoint.safetensors"
+
+    @property
     def optimizer(self) -> Path:
+        """Before the state file: the optimizer's tensors (read for a resume only)."""
         return self.root / "state" / "optimizer.safetensors"
 
     @property
@@ -84,36 +95,73 @@ def load_weights(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.T
     return state, norm
 
 
-def save_training_state(root: Path, optimizer: torch.optim.Optimizer, step: int, extra: dict[str, Any]) -> None:
-    """Optimizer tensors to safetensors, everything else (param groups, step, RNG) to JSON."""
-    files = RunFiles(Path(root))
+@dataclass
+class TrainingState:
+    """Everything a resume needs, from one step (:func:`save_state`)."""
+
+    step: int
+    model: dict[str, torch.Tensor] | None
+    """The weights at ``step`` (None for a run from before the state file: take model.safetensors)."""
+    optimizer: dict[str, Any]
+    """The optimizer's state dict."""
+    stream: dict[str, int]
+    """Where the data stream was: ``first_epoch`` (the epoch it started at) and ``batches`` (batches
+    taken from it); empty for a run from before the state file."""
+    rng: dict[str, torch.Tensor]
+    """``torch`` (the CPU generator) and ``cuda.N`` (each CUDA device's), as ``get_rng_state`` gives them."""
+
+
+def save_state(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+               stream: dict[str, int], rng: dict[str, torch.Tensor]) -> None:
+    """One file holding the weights, the optimizer's tensors and the random generators' states,
+    with the step, the optimizer's settings (param groups, non-tensor state) and ``stream`` as JSON
+    in its header: written under a temporary name and renamed, so it is always one step's whole."""
     state = optimizer.state_dict()
-    tensors, scalars = {}, {}
+    tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    scalars = {}
     for index, entries in state["state"].items():
         for name, value in entries.items():
             if torch.is_tensor(value):
-                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{name}"] = value
-    tensors["rng.torch"] = torch.get_rng_state()
-    write_bytes(files.optimizer, save(tensors))
-    trainer = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, **extra}
-    write_bytes(files.trainer, (json.dumps(trainer, indent=2, sort_keys=True) + "\n").encode())
+    tensors.update({f"rng.{name}": value.contiguous() for name, value in rng.items()})
+    header = {"step": step, "param_groups": state["param_groups"], "scalars": scalars, "stream": stream}
+    write_bytes(RunFiles(Path(root)).state, save(tensors, metadata={"pseudo3d": json.dumps(header, sort_keys=True)}))
 
 
-def load_training_state(root: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(optimizer state dict, trainer JSON) to resume from, or None when the run has none."""
+def load_state(root: Path) -> TrainingState | None:
+    """The state to resume ``root`` from (:func:`save_state`; or, for a run written before it, the
+    optimizer's state and step from ``state/optimizer.safetensors`` and ``state/trainer.json``),
+    or None when the run has none."""
     files = RunFiles(Path(root))
+    if files.state.is_file():
+        with safe_open(str(files.state), framework="pt") as handle:
+            header = json.loads((handle.metadata() or {})["pseudo3d"])
+        tensors = load_file(str(files.state))
+        model = {name[len("model."):]: value for name, value in tensors.items() if name.startswith("model.")}
+        rng = {name[len("rng."):]: value for name, value in tensors.items() if name.startswith("rng.")}
+        optimizer = _optimizer_state({name[len("optimizer."):]: value for name, value in tensors.items()
+                                      if name.startswith("optimizer.")}, header)
+        return TrainingState(step=int(header["step"]), model=model, optimizer=optimizer,
+                             stream={name: int(value) for name, value in header["stream"].items()}, rng=rng)
     if not (files.optimizer.is_file() and files.trainer.is_file()):
         return None
     trainer = json.loads(files.trainer.read_text())
     tensors = load_file(str(files.optimizer))
-    torch.set_rng_state(tensors.pop("rng.torch"))
+    rng = {"torch": tensors.pop("rng.torch")}
+    optimizer = _optimizer_state({name[len("state."):]: value for name, value in tensors.items()}, trainer)
+    return TrainingState(step=int(trainer["step"]), model=None, optimizer=optimizer, stream={}, rng=rng)
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer state dict from its tensors (``INDEX.NAME``) and the header's ``param_groups``
+    and ``scalars``."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        _, index, name = key.split(".", 2)
-        state.setdefault(int(index), {})[name] = value
-    for key, value in trainer.get("scalars", {}).items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    return {"state": state, "param_groups": trainer["param_groups"]}, trainer
+    for key, value in header.get("scalars", {}).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": header["param_groups"]}

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.training import distributed
-from pseudo3d.training.checkpoint import RunFiles, load_training_state, save_model, save_training_state
+from pseudo3d.training.checkpoint import RunFiles, load_state, save_model, save_state
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.losses import motion_loss
 
@@ -123,6 +123,32 @@ def _loss(job: TrainingJob, batch: dict[str, Any], device: torch.device,
                        dim_weights=job.dim_weights)
 
 
+def _rng_states() -> dict[str, torch.Tensor]:
+    """Every random generator a step draws from: the CPU's and each CUDA device's."""
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states.update({f"cuda.{index}": state for index, state in enumerate(torch.cuda.get_rng_state_all())})
+    return states
+
+
+def _set_rng_states(states: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(states["torch"])
+    for name, state in states.items():
+        if name.startswith("cuda.") and torch.cuda.is_available() and int(name[5:]) < torch.cuda.device_count():
+            torch.cuda.set_rng_state(state, int(name[5:]))
+
+
+def _forget_metrics_after(path: Path, step: int) -> None:
+    """Drop the metric lines a killed run logged after its last checkpoint (the resumed run logs
+    those steps again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
 def validate(job: TrainingJob, device: torch.device) -> float | None:
     """Mean loss over the validation windows (None without validation data)."""
     if job.val_data is None:
@@ -147,22 +173,26 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
     processes = distributed.setup(config.device)
     device = processes.device
     torch.manual_seed(config.seed + processes.rank)  # ranks draw different dropout masks
+    resumed = load_state(job.run_dir)
+    if resumed is not None and resumed.model is not None:
+        job.model.load_state_dict(resumed.model)  # the weights of the optimizer's step
     job.model.to(device).train()
-    model = distributed.wrap(job.model, processes)
     job.norm_mean, job.norm_std = job.norm_mean.to(device), job.norm_std.to(device)
     if job.dim_weights is not None:
         job.dim_weights = job.dim_weights.to(device)
     parameters = [p for p in job.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    step, epoch = 0, 0
-    resumed = load_training_state(job.run_dir)
+    step, first_epoch, skip = 0, 0, 0
     if resumed is not None:
-        optimizer_state, trainer = resumed
-        optimizer.load_state_dict(optimizer_state)
-        step, epoch = int(trainer["step"]), int(trainer.get("epoch", 0)) + 1
+        optimizer.load_state_dict(resumed.optimizer)
+        step = resumed.step
+        first_epoch, skip = resumed.stream.get("first_epoch", 0), resumed.stream.get("batches", 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config), last_epoch=step - 1)
         log.info("resuming %s at step %d", job.run_dir, step)
+        if processes.main:
+            _forget_metrics_after(files.metrics, step)
+    model = distributed.wrap(job.model, processes)
 
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -188,14 +218,24 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
     def checkpoint() -> None:
         if not processes.main:
             return
+        save_state(job.run_dir, job.model, optimizer, step, {"first_epoch": first_epoch, "batches": taken},
+                   _rng_states())
         save_model(job.run_dir, job.model, {"mean": job.norm_mean, "std": job.norm_std},
                    {**job.run_config, "train": config.to_dict(), "step": step})
-        save_training_state(job.run_dir, optimizer, step, {"epoch": epoch})
 
     try:
-        batches = iter(_batches(job, epoch, processes))
+        batches = iter(_batches(job, first_epoch, processes))
+        if skip and step < config.steps:
+            log.info("resuming the data stream: skipping the %d batches taken before step %d", skip, step)
+        for _ in range(skip if step < config.steps else 0):
+            next(batches)
+        taken = skip  # batches taken from the stream, checkpointed as its position
         while step < config.steps:
             batch = next(batches)
+            taken += 1
+            if resumed is not None:  # after the loader drew its seed, as the uninterrupted run's had
+                _set_rng_states(resumed.rng)
+                resumed = None
             loss, parts = _loss(job, batch, device, model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
