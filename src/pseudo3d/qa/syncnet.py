@@ -135,24 +135,14 @@ class SyncNet(nn.Module):
     def forward_lip(self, video: torch.Tensor) -> torch.Tensor:
         """Lip windows (B, 3, 5, 224, 224) float, BGR channel order, values 0..255 (frames
         ``i .. i+4`` of the crops, as ``cv2.imread`` reads them, not normalised) → (B, 1024)."""
-        expected = (3, WINDOW_FRAMES, CROP_SIZE, CROP_SIZE)
-        if video.ndim != 5 or tuple(video.shape[1:]) != expected:
-            raise ValueError(f"SyncNet lip windows must have shape (B, {', '.join(map(str, expected))}), "
-                             f"got {tuple(video.shape)}")
-        if not video.is_floating_point():
-            raise ValueError(f"SyncNet lip windows must be float BGR 0..255, got dtype {video.dtype}")
+        _check_windows(video, (3, WINDOW_FRAMES, CROP_SIZE, CROP_SIZE), "lip windows", "float BGR 0..255")
         features = self.netcnnlip(video)
         return self.netfclip(features.flatten(1))
 
     def forward_aud(self, mfcc: torch.Tensor) -> torch.Tensor:
         """MFCC windows (B, 1, 13, 20) float (13 coefficients × 20 steps of 10 ms, from
         :func:`~pseudo3d.qa.syncnet_scoring.syncnet_mfcc`) → (B, 1024)."""
-        expected = (1, N_MFCC, WINDOW_MFCC)
-        if mfcc.ndim != 4 or tuple(mfcc.shape[1:]) != expected:
-            raise ValueError(f"SyncNet MFCC windows must have shape (B, {', '.join(map(str, expected))}), "
-                             f"got {tuple(mfcc.shape)}")
-        if not mfcc.is_floating_point():
-            raise ValueError(f"SyncNet MFCC windows must be float, got dtype {mfcc.dtype}")
+        _check_windows(mfcc, (1, N_MFCC, WINDOW_MFCC), "MFCC windows", "float")
         features = self.netcnnaud(mfcc)
         return self.netfcaud(features.flatten(1))
 
@@ -162,6 +152,15 @@ class SyncNet(nn.Module):
 
 
 # --- Checkpoint --------------------------------------------------------------------------------
+
+
+def _check_windows(windows: torch.Tensor, expected: tuple[int, ...], what: str, kind: str) -> None:
+    """Raise ValueError unless ``windows`` is a float ``(B, *expected)`` batch."""
+    if windows.ndim != len(expected) + 1 or tuple(windows.shape[1:]) != expected:
+        raise ValueError(f"SyncNet {what} must have shape (B, {', '.join(map(str, expected))}), "
+                         f"got {tuple(windows.shape)}")
+    if not windows.is_floating_point():
+        raise ValueError(f"SyncNet {what} must be {kind}, got dtype {windows.dtype}")
 
 def load_syncnet_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in ``path`` (CPU tensors, floating ones as float32) that :class:`SyncNet`

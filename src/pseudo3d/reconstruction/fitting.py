@@ -182,20 +182,17 @@ def fit_sequences(model: LandmarkFlame, target_xy: Tensor, target_depth: Tensor,
             loss = loss + settings.temporal * (clips.second_difference(expression) + clips.second_difference(jaw))
         return loss.sum()
 
-    rigid = torch.optim.Adam([global_pose, log_scale, offset], lr=settings.learning_rate)
-    for step in range(settings.rigid_iterations):
-        rigid.zero_grad(set_to_none=True)
-        objective(with_expression=False).backward()
-        rigid.step()
-        if step % PROGRESS_STEPS == 0:
-            progress()
-    everything = torch.optim.Adam([shape, expression, jaw, global_pose, log_scale, offset], lr=settings.learning_rate)
-    for step in range(settings.iterations):
-        everything.zero_grad(set_to_none=True)
-        objective(with_expression=True).backward()
-        everything.step()
-        if step % PROGRESS_STEPS == 0:
-            progress()
+    def descend(parameters: list[torch.Tensor], iterations: int, with_expression: bool) -> None:
+        optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
+        for step in range(iterations):
+            optimizer.zero_grad(set_to_none=True)
+            objective(with_expression=with_expression).backward()
+            optimizer.step()
+            if step % PROGRESS_STEPS == 0:
+                progress()
+
+    descend([global_pose, log_scale, offset], settings.rigid_iterations, with_expression=False)
+    descend([shape, expression, jaw, global_pose, log_scale, offset], settings.iterations, with_expression=True)
 
     with torch.no_grad():
         xy, _ = project(landmarks())
