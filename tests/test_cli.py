@@ -70,9 +70,10 @@ def test_build_inspect_and_resume_through_the_cli(synthetic_corpus, tmp_path, ca
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--videos", "2", "--seconds", "3", "-q"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--videos", "1", "--seconds", "3", "-q"]) == 0
     printed = capsys.readouterr().out
-    assert "[3/3]" in printed and re.search(r"^inputs +5 ", printed, re.MULTILINE)  # the dataset summary's line
+    # One video and the three bad inputs: the dataset summary's line.
+    assert "[3/3]" in printed and re.search(r"^inputs +4 ", printed, re.MULTILINE)
     assert (tmp_path / "demo" / "dataset" / "manifest").is_dir()
 
 
@@ -81,7 +82,6 @@ def test_protocol_not_allowed_names_the_option(tmp_path, capsys):
     assert code == 2 and "limits.allowed_protocols" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 # `pseudo3d synth DIR --bad-corpus` runs once per session, in conftest.bad_corpus; what it wrote and
 # printed is checked in tests/synth/test_synth_bad_corpus.py.
 

@@ -211,6 +211,7 @@ def test_a_source_list_is_a_sequence_of_sources_and_a_pickled_slice_carries_its_
                               source_id=make_source_id("s3://bucket/00042.mp4"), metadata={"speaker": "0"})
     assert sources[-1] == made[-1] and sources[10:13] == made[10:13] and sources[::1000] == made[::1000]
     assert SourceList.of(made) == sources and SourceList.of(sources) is sources
+    assert sources[:2] + sources[4:5] == [*made[:2], made[4]] and made[:1] + sources[1:2] == made[:2]
     one = sources.slice(7, 8)
     assert pickle.loads(pickle.dumps(one)) == [made[7]]
     assert len(pickle.dumps(one)) * 100 < len(pickle.dumps(sources))

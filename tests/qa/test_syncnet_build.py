@@ -32,7 +32,7 @@ def talking_video(tmp_path_factory):
     from pseudo3d.logs import native_stderr_silenced
     from pseudo3d.synth.corpus import make_corpus
 
-    folder = tmp_path_factory.mktemp("sync_corpus")
+    folder = tmp_path_factory.mktemp("syncnet_corpus")
     with native_stderr_silenced():
         make_corpus(folder, n_videos=1, seconds=3.0, seed=3)
     return next(folder.glob("00_*.mp4"))

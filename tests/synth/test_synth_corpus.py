@@ -92,7 +92,7 @@ def test_plans_depend_on_the_seed():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("corpus") / "videos"
+    out_dir = tmp_path_factory.mktemp("scenario_corpus") / "videos"
     calls = []
     paths = make_corpus(out_dir, n_videos=6, seconds=3.0, seed=3, workers=0,
                         progress=lambda done, total, name: calls.append((done, total, name)))

@@ -196,6 +196,17 @@ class SourceList(Sequence[Source]):
         """One column of :data:`SOURCE_SCHEMA` as Python values (``attempt``, ``source_id``, ...)."""
         return self.table.column(name).to_pylist()
 
+    def __add__(self, other: "Sequence[Source]") -> "SourceList":
+        """The sources of both, this list's first (as ``list + list``)."""
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return SourceList(pa.concat_tables([self.table, SourceList.of(other).table]))
+
+    def __radd__(self, other: "Sequence[Source]") -> "SourceList":
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return SourceList(pa.concat_tables([SourceList.of(other).table, self.table]))
+
     def where(self, mask: Any) -> "SourceList":
         """The sources where the boolean array ``mask`` is true, in order."""
         return SourceList(self.table.filter(mask))
