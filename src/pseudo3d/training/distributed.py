@@ -91,6 +91,15 @@ def from_main(tensor: torch.Tensor, processes: Processes) -> torch.Tensor:
     return moved.to(tensor.device)
 
 
+def gather(value: object, processes: Processes) -> list[object]:
+    """Every process's ``value`` (picklable), by rank, on every process (a collective)."""
+    if not processes.distributed:
+        return [value]
+    values: list[object] = [None] * processes.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def mean_over(value: float, processes: Processes) -> float:
     """The mean of ``value`` over all processes (a collective: every process calls it at the
     same point)."""

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from pseudo3d.errors import Pseudo3DError
 from pseudo3d.training import distributed
+from pseudo3d.storage import write_bytes
 from pseudo3d.training.checkpoint import RunFiles, load_state, save_model, save_state
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.losses import motion_loss
@@ -131,6 +132,16 @@ def _rng_states() -> dict[str, torch.Tensor]:
     return states
 
 
+def _rng_of_rank(states: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor] | None:
+    """This rank's generator states among a checkpoint's (``rankR.NAME``; a checkpoint from before
+    per-rank states holds ``torch`` alone, rank 0's), or None when it holds none for ``rank``."""
+    prefix = f"rank{rank}."
+    own = {name[len(prefix):]: state for name, state in states.items() if name.startswith(prefix)}
+    if own:
+        return own
+    return {"torch": states["torch"]} if rank == 0 and "torch" in states else None
+
+
 def _set_rng_states(states: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(states["torch"])
     for name, state in states.items():
@@ -140,13 +151,22 @@ def _set_rng_states(states: dict[str, torch.Tensor]) -> None:
 
 def _forget_metrics_after(path: Path, step: int) -> None:
     """Drop the metric lines a killed run logged after its last checkpoint (the resumed run logs
-    those steps again)."""
+    those steps again), and a last line the kill cut short; the file is replaced whole."""
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(kept))
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            log.warning("%s: line %d is not a metric record (cut short by a kill?); it and the lines after it "
+                        "are dropped", path, number)
+            break
+        if entry.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        write_bytes(path, "".join(kept).encode())
 
 
 def validate(job: TrainingJob, device: torch.device) -> float | None:
@@ -184,10 +204,19 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     step, first_epoch, skip = 0, 0, 0
+    stream = {"batch_size": config.batch_size, "num_workers": config.num_workers, "world_size": processes.world_size}
+    rng: dict[str, torch.Tensor] | None = None
     if resumed is not None:
         optimizer.load_state_dict(resumed.optimizer)
         step = resumed.step
         first_epoch, skip = resumed.stream.get("first_epoch", 0), resumed.stream.get("batches", 0)
+        changed = sorted(name for name, value in stream.items() if resumed.stream.get(name, value) != value)
+        if changed and skip:
+            log.warning("%s was checkpointed with other %s; its data stream resumes at another place than an "
+                        "uninterrupted run's would", job.run_dir, ", ".join(changed))
+        rng = _rng_of_rank(resumed.rng, processes.rank)
+        if rng is None:  # saved by another number of processes: a fresh, distinct stream per rank
+            torch.manual_seed(config.seed + processes.rank + step)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config), last_epoch=step - 1)
         log.info("resuming %s at step %d", job.run_dir, step)
         if processes.main:
@@ -216,10 +245,13 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
                 writer.add_scalar(name, value, entry["step"])
 
     def checkpoint() -> None:
+        states = distributed.gather(_rng_states(), processes)  # every rank's generators (a collective)
         if not processes.main:
             return
-        save_state(job.run_dir, job.model, optimizer, step, {"first_epoch": first_epoch, "batches": taken},
-                   _rng_states())
+        rng_states = {f"rank{rank}.{name}": state for rank, by_name in enumerate(states)
+                      for name, state in by_name.items()}  # type: ignore[attr-defined]
+        save_state(job.run_dir, job.model, optimizer, step, {**stream, "first_epoch": first_epoch, "batches": taken},
+                   rng_states)
         save_model(job.run_dir, job.model, {"mean": job.norm_mean, "std": job.norm_std},
                    {**job.run_config, "train": config.to_dict(), "step": step})
 
@@ -230,12 +262,13 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
         for _ in range(skip if step < config.steps else 0):
             next(batches)
         taken = skip  # batches taken from the stream, checkpointed as its position
+        finished = step >= config.steps  # a finished run run again: nothing to do or to record
         while step < config.steps:
             batch = next(batches)
             taken += 1
-            if resumed is not None:  # after the loader drew its seed, as the uninterrupted run's had
-                _set_rng_states(resumed.rng)
-                resumed = None
+            if rng is not None:  # after the loader drew its seed, as the uninterrupted run's had
+                _set_rng_states(rng)
+                rng = None
             loss, parts = _loss(job, batch, device, model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -258,10 +291,11 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
                 record({"step": step, "val_loss": validate(job, device)})
             if step % config.checkpoint_every == 0 and step != config.steps:
                 checkpoint()
-        val_loss = validate(job, device) if processes.main else None
-        if val_loss is not None:
-            record({"step": step, "val_loss": val_loss})
-        checkpoint()
+        if not finished:
+            val_loss = validate(job, device) if processes.main else None
+            if val_loss is not None:
+                record({"step": step, "val_loss": val_loss})
+            checkpoint()
     finally:
         bar.close()
         if writer is not None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -74,6 +75,7 @@ def pretrain(data: Sequence[str], out: str | Path, config: TrainConfig, *, model
     if (out / "config.json").is_file():  # resume: keep the run's model and statistics
         model, mean, std, run_config = _load_run(out)
     else:
+        _new_run(out, config)
         model_config = ModelConfig(kind=model_kind, output_dim=target.dim, **(model_options or {}))
         model = build_model(model_config)
         # the first norm_windows windows of epoch 0's stream read by one reader (shards in the seed's
@@ -108,6 +110,7 @@ def finetune(data: str | Path, data_format: str, out: str | Path, config: TrainC
     if (out / "config.json").is_file():
         model, mean, std, run_config = _load_run(out)
     else:
+        _new_run(out, config)
         if init is not None:
             model, _, _, parent = _load_run(Path(init))
             previous = parent["target"]
@@ -121,18 +124,30 @@ def finetune(data: str | Path, data_format: str, out: str | Path, config: TrainC
         else:
             model_config = ModelConfig(kind=model_kind, output_dim=target.dim, **(model_options or {})).to_dict()
             model = build_model(ModelConfig.from_dict(model_config))
-        if config.freeze_encoder:
-            for parameter in model.encoder.parameters():
-                parameter.requires_grad_(False)
         mean, std = _norm_stats(lambda: compute_norm_stats(windows("train")), target.dim, config)
         run_config = {"stage": "finetune", "model": model_config, "target": target.to_dict(),
                       "data": [{"path": str(data), "format": data_format}], "fps": fps, "window_frames": window_frames,
                       "init": None if init is None else str(init)}
+    if config.freeze_encoder:  # a resumed run too: its optimizer holds no encoder parameters
+        for parameter in model.encoder.parameters():
+            parameter.requires_grad_(False)
     job = TrainingJob(model=model, norm_mean=mean, norm_std=std, train_data=lambda epoch: windows("train", epoch),
                       config=config, run_dir=out, run_config=run_config, val_data=windows("val"),
                       dim_weights=_lip_weights(target, config))
     train(job, progress=progress)
     return job
+
+
+def _new_run(out: Path, config: TrainConfig) -> None:
+    """Before a new run's model is made: its weights start from ``config.seed``, and a state file
+    left by a run killed before its first ``config.json`` (which would be resumed into a model it
+    does not fit) is removed."""
+    torch.manual_seed(config.seed)
+    orphan = out / "state"
+    if orphan.is_dir():
+        log.warning("%s holds a training state but no config.json (a run killed before its first checkpoint "
+                    "finished); starting the run afresh", out)
+        shutil.rmtree(orphan, ignore_errors=True)  # every process of a torchrun run may try
 
 
 def _norm_stats(compute: "Callable[[], NormStats]", dim: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
