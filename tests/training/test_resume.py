@@ -82,3 +82,13 @@ def test_a_run_saved_before_the_state_file_still_resumes(tmp_path):
         for name, value in entries.items():
             assert torch.equal(fresh.state_dict()["state"][index][name], value)
     assert load_state(tmp_path / "nothing") is None
+
+
+def test_a_resume_drops_metric_lines_after_its_checkpoint_and_a_torn_last_line(tmp_path):
+    from pseudo3d.training.loop import _forget_metrics_after
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 5, "loss": 1.0}\n{"step": 10, "val_loss": 0.5}\n{"step": 12, "loss": 0.9}\n'
+                       '{"step": 13, "lo')
+    _forget_metrics_after(metrics, 10)
+    assert metrics.read_text() == '{"step": 5, "loss": 1.0}\n{"step": 10, "val_loss": 0.5}\n'
