@@ -227,3 +227,14 @@ def test_two_identities_with_one_source_id_are_an_error_naming_both(corpus, monk
     expected = f"inputs {corpus / 'c.mkv'} and {corpus / 'spk1' / 'a.mp4'} get the same source id same-0000000000000000"
     with pytest.raises(Pseudo3DError, match=re.escape(expected)):
         resolve_sources([str(corpus)])
+
+
+def test_csv_paths_and_ids_are_read_as_written(corpus, tmp_path):
+    """An id column of digits keeps its leading zeros (00123 is not 123: the key derives from it),
+    and a path of digits is a path, not an empty one."""
+    (corpus / "007").write_bytes(b"x")
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,id,take\ncorpus/spk1/a.mp4,00123,1\ncorpus/007,0042,2\n")
+    sources = resolve_sources([str(listing)])
+    assert [(s.identity, s.uri, dict(s.metadata)) for s in sources] == [
+        ("00123", str(corpus / "spk1" / "a.mp4"), {"take": "1"}), ("0042", str(corpus / "007"), {"take": "2"})]

@@ -454,7 +454,9 @@ def _read_table(fs, path: str, suffix: str, raw: str) -> pa.Table:
                 table = pyarrow.parquet.read_table(handle)
             else:
                 options = pyarrow.csv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-                table = pyarrow.csv.read_csv(handle, parse_options=options)
+                # paths and ids are text as written: an id 00123 is not the number 123
+                text = pyarrow.csv.ConvertOptions(column_types={"path": pa.string(), "id": pa.string()})
+                table = pyarrow.csv.read_csv(handle, parse_options=options, convert_options=text)
     except Exception as exc:  # pyarrow raises several types for unreadable tables
         raise Pseudo3DError(f"list file {raw}: cannot read it as {suffix[1:]}: {exc}") from None
     if "path" not in table.column_names:
