@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from pseudo3d.errors import ConfigError
 from pseudo3d.reconstruction.device import resolve_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,11 @@ def from_main(tensor: torch.Tensor, processes: Processes) -> torch.Tensor:
     return moved.to(tensor.device)
 
 
-def gather(value: object, processes: Processes) -> list[object]:
+def gather(value: T, processes: Processes) -> list[T]:
     """Every process's ``value`` (picklable), by rank, on every process (a collective)."""
     if not processes.distributed:
         return [value]
-    values: list[object] = [None] * processes.world_size
+    values: list[Any] = [None] * processes.world_size
     dist.all_gather_object(values, value)
     return values
 

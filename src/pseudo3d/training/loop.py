@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
 from pseudo3d.errors import Pseudo3DError
-from pseudo3d.training import distributed
 from pseudo3d.storage import write_bytes
+from pseudo3d.training import distributed
 from pseudo3d.training.checkpoint import RunFiles, load_state, save_model, save_state
 from pseudo3d.training.config import TrainConfig
 from pseudo3d.training.losses import motion_loss
@@ -249,7 +249,7 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
         if not processes.main:
             return
         rng_states = {f"rank{rank}.{name}": state for rank, by_name in enumerate(states)
-                      for name, state in by_name.items()}  # type: ignore[attr-defined]
+                      for name, state in by_name.items()}
         save_state(job.run_dir, job.model, optimizer, step, {**stream, "first_epoch": first_epoch, "batches": taken},
                    rng_states)
         save_model(job.run_dir, job.model, {"mean": job.norm_mean, "std": job.norm_std},
@@ -257,12 +257,12 @@ def train(job: TrainingJob, *, progress: bool = True) -> list[dict[str, Any]]:
 
     try:
         batches = iter(_batches(job, first_epoch, processes))
-        if skip and step < config.steps:
-            log.info("resuming the data stream: skipping the %d batches taken before step %d", skip, step)
-        for _ in range(skip if step < config.steps else 0):
-            next(batches)
-        taken = skip  # batches taken from the stream, checkpointed as its position
         finished = step >= config.steps  # a finished run run again: nothing to do or to record
+        if skip and not finished:
+            log.info("resuming the data stream: skipping the %d batches taken before step %d", skip, step)
+            for _ in range(skip):
+                next(batches)
+        taken = skip  # batches taken from the stream, checkpointed as its position
         while step < config.steps:
             batch = next(batches)
             taken += 1
